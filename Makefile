@@ -1,0 +1,54 @@
+# Cauldron — every target installs what it needs (Debian 12, as root).
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/cauldron
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# Tools the tests and the demo use as independent judges and yardsticks.
+APT_PACKAGES := e2fsprogs dosfstools ntfs-3g partclone gdisk fdisk mtools zstd util-linux time xfsprogs btrfs-progs
+CAULDRON_CORPUS ?= $(abspath ../shared/corpus)
+export CAULDRON_CORPUS
+FUZZTIME ?= 30s
+
+.PHONY: all build deps test demo bench fuzz vet clean
+
+all: build
+
+build: $(BIN)
+
+$(BIN): $(shell find . -name '*.go' -not -path './bin/*') go.mod go.sum
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cauldron
+
+# deps installs the Debian packages that are missing and downloads the pinned Go modules.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	$(GO) mod download
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+# test runs every test; CAULDRON_CORPUS makes corpus-backed tests fail instead of skip.
+test: deps vet
+	$(GO) test -count=1 -timeout 25m ./...
+
+demo: deps build
+	./scripts/demo.sh
+
+bench: deps build
+	./scripts/bench.sh
+
+# fuzz runs every Go fuzz target for FUZZTIME each.
+fuzz: deps
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+			echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,410 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/tib/backend/local"
+	"github.com/klauspost/compress/zstd"
+	"github.com/spf13/cobra"
+)
+
+func newInit() *cobra.Command {
+	var f repoFlags
+	var chunk, packSize int
+	var noPassword bool
+	c := &cobra.Command{
+		Use:   "init --repo DIR [--password-file F]",
+		Short: "Create a repository (encrypted when a password is given)",
+		Long: `Create a new repository in DIR (missing or empty).
+
+With a password (--password-file, $CAULDRON_PASSWORD, or typed at the prompt) every file the
+repository stores is encrypted and authenticated with AES-256-GCM under a random master key,
+which is wrapped with a key derived from the password by Argon2id. Without one
+(--no-password, or no terminal to prompt on), files are only checksummed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			var pw []byte
+			if !noPassword {
+				var err error
+				if pw, err = f.password(true); err != nil {
+					return err
+				}
+			}
+			r, err := tib.Init(cmd.Context(), local.New(f.repo), tib.InitOptions{Password: pw, ChunkSize: chunk << 10, PackSize: packSize << 20})
+			if err != nil {
+				return err
+			}
+			kind := "unencrypted (checksummed only)"
+			if r.Config().Encrypted {
+				kind = "encrypted (AES-256-GCM, Argon2id)"
+			}
+			fmt.Printf("created %s repository %s at %s\n", kind, r.Config().ID[:8], f.repo)
+			return nil
+		},
+	}
+	f.register(c)
+	c.Flags().IntVar(&chunk, "chunk-size", tib.DefaultChunkSize>>10, "cell (chunk) size in KiB; a multiple of 4")
+	c.Flags().IntVar(&packSize, "pack-size", tib.DefaultPackSize>>20, "target pack file size in MiB")
+	c.Flags().BoolVar(&noPassword, "no-password", false, "create an unencrypted repository without asking")
+	return c
+}
+
+func newCapture() *cobra.Command {
+	var f repoFlags
+	var machine, parent, level string
+	var noParent, jsonOut bool
+	c := &cobra.Command{
+		Use:   "capture --repo DIR --machine NAME SOURCE...",
+		Short: "Store one generation of a machine's disks (block devices or raw images)",
+		Long: `Capture whole disks (block devices or raw image files) as one generation of a machine.
+The disks are named disk0, disk1, … in the order given. Each disk's layout is recorded; ext2/3/4,
+FAT and NTFS volumes are read through their allocation maps (only used blocks); other volumes and
+the space between partitions are stored whole, without their all-zero cells. Data is deduplicated
+against everything in the repository, so a second capture stores only what changed.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lv, err := zstdLevel(level)
+			if err != nil {
+				return err
+			}
+			if err := tib.ValidMachineName(machine); err != nil {
+				return err
+			}
+			r, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			pl := newProgressLine()
+			start := time.Now()
+			gen, err := r.Capture(cmd.Context(), tib.CaptureOptions{
+				Machine: machine, Sources: args, Parent: parent, NoParent: noParent, Level: lv,
+				Progress: func(p tib.CaptureProgress) {
+					el := time.Since(start).Seconds()
+					pl.show("%s region %d/%d: %s of %s read (%s), %s new", p.Disk, p.Region+1, p.Regions,
+						human(p.ReadBytes), human(p.TotalBytes), rate(p.ReadBytes, el), human(p.NewBytes))
+				},
+			})
+			pl.done()
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return printJSON(genJSON(gen))
+			}
+			par := "none (first generation)"
+			if gen.Parent != nil {
+				par = gen.Parent.String()[:12]
+			}
+			fmt.Printf("generation %s of %s saved (parent %s)\n", gen.ID.String()[:12], gen.Machine, par)
+			for _, d := range gen.Disks {
+				fmt.Printf("  %s  %s  %s %s, %d regions\n", d.Name, d.Source, human(d.Layout.Size), d.Layout.Table, len(d.Regions))
+			}
+			s := gen.Stats
+			fmt.Printf("  %s used of %s; %s new in %d chunks; %.1f s (%s)\n", human(s.UsedBytes), human(s.LogicalBytes),
+				human(s.NewBytes), s.NewChunks, s.Seconds, rate(s.UsedBytes, s.Seconds))
+			return nil
+		},
+	}
+	f.register(c)
+	c.Flags().StringVar(&machine, "machine", "", "machine name (required)")
+	c.Flags().StringVar(&parent, "parent", "", "parent generation ID (default: the machine's latest)")
+	c.Flags().BoolVar(&noParent, "no-parent", false, "record no parent (a new chain)")
+	c.Flags().StringVar(&level, "compression", "fastest", "zstd level: fastest, default, better, best")
+	c.Flags().BoolVar(&jsonOut, "json", false, "print the generation as JSON")
+	c.MarkFlagRequired("machine")
+	return c
+}
+
+func zstdLevel(s string) (zstd.EncoderLevel, error) {
+	switch s {
+	case "fastest":
+		return zstd.SpeedFastest, nil
+	case "default":
+		return zstd.SpeedDefault, nil
+	case "better":
+		return zstd.SpeedBetterCompression, nil
+	case "best":
+		return zstd.SpeedBestCompression, nil
+	}
+	return 0, fmt.Errorf("--compression %q: want fastest, default, better or best", s)
+}
+
+// genSummary is the JSON shape of `generations --json`.
+type genSummary struct {
+	ID      string       `json:"id"`
+	Machine string       `json:"machine"`
+	Time    time.Time    `json:"time"`
+	Parent  string       `json:"parent,omitempty"`
+	Disks   []diskSumm   `json:"disks"`
+	Stats   tib.GenStats `json:"stats"`
+}
+
+type diskSumm struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+	Size   int64  `json:"size"`
+	Table  string `json:"table"`
+}
+
+func genJSON(g *tib.Generation) genSummary {
+	s := genSummary{ID: g.ID.String(), Machine: g.Machine, Time: g.Time, Stats: g.Stats}
+	if g.Parent != nil {
+		s.Parent = g.Parent.String()
+	}
+	for _, d := range g.Disks {
+		s.Disks = append(s.Disks, diskSumm{d.Name, d.Source, d.Layout.Size, string(d.Layout.Table)})
+	}
+	return s
+}
+
+func printJSON(v any) error {
+	e := json.NewEncoder(os.Stdout)
+	e.SetIndent("", "  ")
+	return e.Encode(v)
+}
+
+func newGenerations() *cobra.Command {
+	var f repoFlags
+	var machine string
+	var jsonOut bool
+	c := &cobra.Command{
+		Use:   "generations --repo DIR [--machine NAME] [--json]",
+		Short: "List machines and their generations",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			gens, err := r.Generations(cmd.Context(), machine)
+			if err != nil {
+				return err
+			}
+			if machine != "" && len(gens) == 0 {
+				if _, err := r.FindGeneration(cmd.Context(), machine, "latest"); err != nil {
+					return err
+				}
+			}
+			if jsonOut {
+				out := []genSummary{}
+				for _, g := range gens {
+					out = append(out, genJSON(g))
+				}
+				return printJSON(out)
+			}
+			if len(gens) == 0 {
+				fmt.Println("no generations yet")
+				return nil
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "MACHINE\tGENERATION\tTIME\tPARENT\tDISKS\tSIZE\tUSED\tNEW DATA")
+			for _, g := range gens {
+				par := "-"
+				if g.Parent != nil {
+					par = g.Parent.String()[:12]
+				}
+				var disks []string
+				for _, d := range g.Disks {
+					disks = append(disks, d.Name)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Machine, g.ID.String()[:12], g.Time.Local().Format("2006-01-02 15:04:05"),
+					par, strings.Join(disks, ","), human(g.Stats.LogicalBytes), human(g.Stats.UsedBytes), human(g.Stats.NewBytes))
+			}
+			return tw.Flush()
+		},
+	}
+	f.register(c)
+	c.Flags().StringVar(&machine, "machine", "", "only this machine")
+	c.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	return c
+}
+
+func newRestoreDisk() *cobra.Command {
+	var f repoFlags
+	var machine, genRef, disk, to string
+	c := &cobra.Command{
+		Use:   "restore-disk --repo DIR --machine NAME --generation ID|latest --disk disk0 --to TARGET",
+		Short: "Write one disk of a generation back to a block device or image file",
+		Long: `Write one captured disk back: its layout and every used block, identical to the source.
+TARGET is a block device (not mounted, at least as big as the disk) or an image file (created
+sparse when missing). Every chunk is checked against its hash as it is written.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return errors.New("--to TARGET is required")
+			}
+			r, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			gen, err := r.FindGeneration(cmd.Context(), machine, genRef)
+			if err != nil {
+				return err
+			}
+			pl := newProgressLine()
+			start := time.Now()
+			st, err := r.RestoreDisk(cmd.Context(), tib.RestoreOptions{Generation: gen, Disk: disk, Target: to,
+				Progress: func(p tib.RestoreProgress) {
+					pl.show("%s of %s written (%s)", human(p.Written), human(p.Total), rate(p.Written, time.Since(start).Seconds()))
+				}})
+			pl.done()
+			if err != nil {
+				return err
+			}
+			fmt.Printf("restored %s of %s generation %s to %s: %s written, %s zeroed, %d chunks, %.1f s (%s)\n",
+				disk, gen.Machine, gen.ID.String()[:12], to, human(st.Bytes), human(st.Zeroed), st.Chunks, st.Seconds, rate(st.Bytes, st.Seconds))
+			return nil
+		},
+	}
+	f.register(c)
+	c.Flags().StringVar(&machine, "machine", "", "machine name (required)")
+	c.Flags().StringVar(&genRef, "generation", "latest", "generation ID (a unique prefix) or latest")
+	c.Flags().StringVar(&disk, "disk", "disk0", "which disk of the generation")
+	c.Flags().StringVar(&to, "to", "", "target block device or image file (required)")
+	c.MarkFlagRequired("machine")
+	return c
+}
+
+func newVerify() *cobra.Command {
+	var f repoFlags
+	var machine, genRef string
+	var readData bool
+	c := &cobra.Command{
+		Use:   "verify --repo DIR [--machine NAME] [--generation ID] [--read-data]",
+		Short: "Check the repository's structure, or every byte; exit status 3 on damage",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if genRef != "" && machine == "" {
+				return errors.New("--generation needs --machine")
+			}
+			r, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			pl := newProgressLine()
+			rep, err := r.Verify(cmd.Context(), tib.VerifyOptions{Machine: machine, Generation: genRef, ReadData: readData,
+				Progress: func(done, total int) { pl.show("packs %d/%d", done, total) }})
+			pl.done()
+			if err != nil {
+				return err
+			}
+			for _, n := range rep.Notes {
+				fmt.Println("note:", n)
+			}
+			what := "structure"
+			if readData {
+				what = fmt.Sprintf("every byte (%s read)", human(rep.BytesRead))
+			}
+			fmt.Printf("checked %s: %d generations, %d packs, %d blobs\n", what, rep.Generations, rep.Packs, rep.Blobs)
+			if len(rep.Problems) > 0 {
+				for _, p := range rep.Problems {
+					fmt.Println("DAMAGE:", p)
+				}
+				return &exitError{3, fmt.Sprintf("%d problem(s) found in %s", len(rep.Problems), r.Location())}
+			}
+			fmt.Println("no damage found")
+			return nil
+		},
+	}
+	f.register(c)
+	c.Flags().StringVar(&machine, "machine", "", "only this machine's generations (and the packs they use)")
+	c.Flags().StringVar(&genRef, "generation", "", "only this generation (needs --machine)")
+	c.Flags().BoolVar(&readData, "read-data", false, "read and check every byte of the packs")
+	return c
+}
+
+func newForget() *cobra.Command {
+	var f repoFlags
+	var machine, genRef string
+	c := &cobra.Command{
+		Use:   "forget --repo DIR --machine NAME --generation ID",
+		Short: "Remove a generation (run prune to reclaim its space)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if genRef == "" || genRef == "latest" {
+				return errors.New("--generation ID is required (an explicit ID: forget does not take latest)")
+			}
+			r, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			lock, err := r.Lock(cmd.Context(), false, "forget")
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
+			gen, err := r.FindGeneration(cmd.Context(), machine, genRef)
+			if err != nil {
+				return err
+			}
+			if err := r.Forget(cmd.Context(), gen); err != nil {
+				return err
+			}
+			fmt.Printf("forgot generation %s of %s (%s); run `cauldron prune` to reclaim space\n", gen.ID.String()[:12], gen.Machine, gen.Time.Local().Format(time.RFC3339))
+			return nil
+		},
+	}
+	f.register(c)
+	c.Flags().StringVar(&machine, "machine", "", "machine name (required)")
+	c.Flags().StringVar(&genRef, "generation", "", "generation ID or unique prefix (required)")
+	c.MarkFlagRequired("machine")
+	return c
+}
+
+func newPrune() *cobra.Command {
+	var f repoFlags
+	c := &cobra.Command{
+		Use:   "prune --repo DIR",
+		Short: "Reclaim the space no remaining generation needs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			st, err := r.Prune(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Printf("removed %d blobs; %d packs removed, %d rewritten; %s freed\n", st.BlobsRemoved, st.PacksRemoved, st.PacksRewritten, human(st.BytesFreed))
+			return nil
+		},
+	}
+	f.register(c)
+	return c
+}
+
+func newUnlock() *cobra.Command {
+	var f repoFlags
+	var all bool
+	c := &cobra.Command{
+		Use:   "unlock --repo DIR [--all]",
+		Short: "Remove stale locks (of processes that are gone)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := f.open(cmd)
+			if err != nil {
+				return err
+			}
+			n, err := r.RemoveStaleLocks(cmd.Context(), all)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("removed %d lock(s)\n", n)
+			return nil
+		},
+	}
+	f.register(c)
+	c.Flags().BoolVar(&all, "all", false, "remove every lock, not only stale ones (only when no other cauldron uses the repository)")
+	return c
+}

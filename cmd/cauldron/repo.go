@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/tib/backend/local"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// repoFlags are the flags every repository command shares.
+type repoFlags struct {
+	repo         string
+	passwordFile string
+}
+
+func (f *repoFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.repo, "repo", os.Getenv("CAULDRON_REPOSITORY"), "repository directory (also $CAULDRON_REPOSITORY)")
+	c.Flags().StringVar(&f.passwordFile, "password-file", "", "read the repository password from this file (else $CAULDRON_PASSWORD, else a prompt)")
+}
+
+func (f *repoFlags) check() error {
+	if f.repo == "" {
+		return errors.New("--repo is required (or set CAULDRON_REPOSITORY)")
+	}
+	return nil
+}
+
+// password finds the password: --password-file, then $CAULDRON_PASSWORD, then a prompt when
+// standard input is a terminal.
+func (f *repoFlags) password(confirm bool) ([]byte, error) {
+	if f.passwordFile != "" {
+		b, err := os.ReadFile(f.passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--password-file: %w", err)
+		}
+		b = bytes.TrimRight(b, "\r\n")
+		if len(b) == 0 {
+			return nil, fmt.Errorf("--password-file %s is empty", f.passwordFile)
+		}
+		return b, nil
+	}
+	if pw, ok := os.LookupEnv("CAULDRON_PASSWORD"); ok && pw != "" {
+		return []byte(pw), nil
+	}
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return nil, nil
+	}
+	fmt.Fprint(os.Stderr, "Repository password: ")
+	pw, err := term.ReadPassword(int(os.Stdin.Fd()))
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	if confirm {
+		fmt.Fprint(os.Stderr, "Repeat the password: ")
+		again, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(pw, again) {
+			return nil, errors.New("the passwords differ")
+		}
+	}
+	return pw, nil
+}
+
+func (f *repoFlags) open(cmd *cobra.Command) (*tib.Repository, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(f.repo); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("%s: %w (create one with `cauldron init --repo %s`)", f.repo, tib.ErrNoRepository, f.repo)
+	}
+	r, err := tib.Open(cmd.Context(), local.New(f.repo), func() ([]byte, error) { return f.password(false) })
+	if errors.Is(err, tib.ErrWrongPassword) {
+		return nil, fmt.Errorf("wrong password for the repository %s", f.repo)
+	}
+	return r, err
+}
+
+// human formats a byte count.
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func rate(n int64, seconds float64) string {
+	if seconds <= 0 {
+		return "-"
+	}
+	return human(int64(float64(n)/seconds)) + "/s"
+}
+
+// progressLine rewrites one status line on a terminal; elsewhere it stays silent.
+type progressLine struct {
+	tty  bool
+	last int
+}
+
+func newProgressLine() *progressLine {
+	return &progressLine{tty: term.IsTerminal(int(os.Stderr.Fd()))}
+}
+
+func (p *progressLine) show(format string, a ...any) {
+	if !p.tty {
+		return
+	}
+	s := fmt.Sprintf(format, a...)
+	pad := ""
+	if n := p.last - len(s); n > 0 {
+		pad = strings.Repeat(" ", n)
+	}
+	fmt.Fprintf(os.Stderr, "\r%s%s", s, pad)
+	p.last = len(s)
+}
+
+func (p *progressLine) done() {
+	if p.tty && p.last > 0 {
+		fmt.Fprintf(os.Stderr, "\r%s\r", strings.Repeat(" ", p.last))
+		p.last = 0
+	}
+}

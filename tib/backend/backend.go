@@ -1,0 +1,99 @@
+// Package backend is the one interface through which a repository reaches its storage: a flat
+// set of named files of a few types, each written once, whole, and atomically. Local directories
+// implement it now; HTTP and S3 come later and must pass the same conformance suite
+// (package backendtest).
+package backend
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// FileType is the kind of a stored file; it decides the folder it lives in.
+type FileType string
+
+const (
+	Config     FileType = "config"
+	Key        FileType = "keys"
+	Pack       FileType = "data"
+	Index      FileType = "index"
+	Generation FileType = "generations"
+	Lock       FileType = "locks"
+	Session    FileType = "sessions"
+)
+
+// Types lists every file type, for creating and checking a repository's folders.
+var Types = []FileType{Key, Pack, Index, Generation, Lock, Session}
+
+// Handle names one file.
+type Handle struct {
+	Type FileType
+	Name string // for Config: empty
+}
+
+func (h Handle) String() string {
+	if h.Type == Config {
+		return "config"
+	}
+	return string(h.Type) + "/" + h.Name
+}
+
+// FileInfo is what List reports.
+type FileInfo struct {
+	Name string
+	Size int64
+}
+
+// ErrNotExist is returned (wrapped) when a file is missing.
+var ErrNotExist = errors.New("file does not exist")
+
+// ErrExist is returned (wrapped) by Save when the file is already there: files are immutable.
+var ErrExist = errors.New("file already exists")
+
+// Backend stores a repository's files.
+type Backend interface {
+	// Location says where the repository is, for messages.
+	Location() string
+	// Create makes a new, empty repository's structure; it fails if a config is already there.
+	Create(ctx context.Context) error
+	// Save stores a file atomically: a reader never sees a partial file, and after a crash the file
+	// is either whole or absent. Saving an existing name fails with ErrExist, except for Lock and
+	// Session files, which may be replaced.
+	Save(ctx context.Context, h Handle, data []byte) error
+	// Load reads length bytes at offset (length 0: to the end).
+	Load(ctx context.Context, h Handle, length int, offset int64) ([]byte, error)
+	// Stat reports a file's size.
+	Stat(ctx context.Context, h Handle) (FileInfo, error)
+	// List calls fn for each file of type t, in no particular order.
+	List(ctx context.Context, t FileType, fn func(FileInfo) error) error
+	// Remove deletes a file.
+	Remove(ctx context.Context, h Handle) error
+	// Close releases resources.
+	Close() error
+}
+
+// ReadAll loads a whole file.
+func ReadAll(ctx context.Context, b Backend, h Handle) ([]byte, error) {
+	return b.Load(ctx, h, 0, 0)
+}
+
+// Reader is an io.ReaderAt over one stored file.
+func Reader(ctx context.Context, b Backend, h Handle) io.ReaderAt {
+	return readerAt{ctx, b, h}
+}
+
+type readerAt struct {
+	ctx context.Context
+	b   Backend
+	h   Handle
+}
+
+func (r readerAt) ReadAt(p []byte, off int64) (int, error) {
+	data, err := r.b.Load(r.ctx, r.h, len(p), off)
+	n := copy(p, data)
+	if err == nil && n < len(p) {
+		err = io.EOF
+	}
+	return n, err
+}

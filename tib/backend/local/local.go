@@ -1,0 +1,248 @@
+// Package local stores a repository in a directory of the local filesystem (a disk, a USB stick,
+// an NFS or SMB mount).
+//
+// Layout: REPO/config, REPO/keys/ID, REPO/data/XX/ID (XX: the first two hex digits, so no folder
+// grows past a few thousand entries), REPO/index/ID, REPO/generations/ID, REPO/locks/ID,
+// REPO/sessions/NAME. Files are written to REPO/tmp, fsynced, then renamed into place and the
+// folder fsynced, so a crash leaves each file whole or absent.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cauldron-dr/cauldron/tib/backend"
+)
+
+// Local is a repository directory.
+type Local struct {
+	dir string
+}
+
+// New returns a backend for dir (which need not exist yet: see Create).
+func New(dir string) *Local { return &Local{dir: filepath.Clean(dir)} }
+
+func (l *Local) Location() string { return l.dir }
+
+func (l *Local) path(h backend.Handle) string {
+	if h.Type == backend.Config {
+		return filepath.Join(l.dir, "config")
+	}
+	if h.Type == backend.Pack && len(h.Name) >= 2 {
+		return filepath.Join(l.dir, string(h.Type), h.Name[:2], h.Name)
+	}
+	return filepath.Join(l.dir, string(h.Type), h.Name)
+}
+
+func validName(h backend.Handle) error {
+	if h.Type == backend.Config {
+		return nil
+	}
+	if h.Name == "" || strings.ContainsAny(h.Name, "/\\") || h.Name == "." || h.Name == ".." {
+		return fmt.Errorf("invalid file name %q", h.Name)
+	}
+	return nil
+}
+
+// Create makes the repository's folders.
+func (l *Local) Create(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(l.dir, "config")); err == nil {
+		return fmt.Errorf("%s: a repository already exists here: %w", l.dir, backend.ErrExist)
+	}
+	if entries, err := os.ReadDir(l.dir); err == nil && len(entries) > 0 {
+		return fmt.Errorf("%s: directory is not empty; a new repository needs an empty or missing directory", l.dir)
+	}
+	dirs := []string{"tmp"}
+	for _, t := range backend.Types {
+		dirs = append(dirs, string(t))
+	}
+	for i := 0; i < 256; i++ {
+		dirs = append(dirs, filepath.Join(string(backend.Pack), fmt.Sprintf("%02x", i)))
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(l.dir, d), 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *Local) Save(ctx context.Context, h backend.Handle, data []byte) error {
+	if err := validName(h); err != nil {
+		return err
+	}
+	final := l.path(h)
+	replace := h.Type == backend.Lock || h.Type == backend.Session
+	if !replace {
+		if _, err := os.Stat(final); err == nil {
+			return fmt.Errorf("%s: %w", h, backend.ErrExist)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
+		return err
+	}
+	tmpDir := filepath.Join(l.dir, "tmp")
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(tmpDir, strings.ReplaceAll(h.String(), "/", "-")+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", h, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", h, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if !replace {
+		// Link instead of rename so that two writers of the same immutable name cannot
+		// overwrite each other: the second gets EEXIST.
+		if err := os.Link(tmp, final); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("%s: %w", h, backend.ErrExist)
+			}
+			return err
+		}
+		os.Remove(tmp)
+	} else if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	ok = true
+	return syncDir(filepath.Dir(final))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return err
+	}
+	return nil
+}
+
+func (l *Local) Load(ctx context.Context, h backend.Handle, length int, offset int64) ([]byte, error) {
+	if err := validName(h); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(l.path(h))
+	if err != nil {
+		return nil, wrap(h, err)
+	}
+	defer f.Close()
+	if offset < 0 || length < 0 {
+		return nil, fmt.Errorf("%s: invalid range offset %d length %d", h, offset, length)
+	}
+	if length == 0 {
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if offset > fi.Size() {
+			return nil, fmt.Errorf("%s: offset %d past the end (%d bytes): %w", h, offset, fi.Size(), io.ErrUnexpectedEOF)
+		}
+		length = int(fi.Size() - offset)
+	}
+	buf := make([]byte, length)
+	n, err := f.ReadAt(buf, offset)
+	if err == io.EOF && n < length {
+		return buf[:n], fmt.Errorf("%s: short read at %d (wanted %d bytes, got %d): %w", h, offset, length, n, io.ErrUnexpectedEOF)
+	}
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	return buf, nil
+}
+
+func (l *Local) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
+	if err := validName(h); err != nil {
+		return backend.FileInfo{}, err
+	}
+	fi, err := os.Stat(l.path(h))
+	if err != nil {
+		return backend.FileInfo{}, wrap(h, err)
+	}
+	return backend.FileInfo{Name: h.Name, Size: fi.Size()}, nil
+}
+
+func (l *Local) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
+	base := filepath.Join(l.dir, string(t))
+	var dirs []string
+	if t == backend.Pack {
+		entries, err := os.ReadDir(base)
+		if err != nil {
+			return wrap(backend.Handle{Type: t, Name: "."}, err)
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				dirs = append(dirs, filepath.Join(base, e.Name()))
+			}
+		}
+	} else {
+		dirs = []string{base}
+	}
+	for _, d := range dirs {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			return wrap(backend.Handle{Type: t, Name: "."}, err)
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			info, err := e.Info()
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // removed while listing
+				}
+				return err
+			}
+			if err := fn(backend.FileInfo{Name: e.Name(), Size: info.Size()}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (l *Local) Remove(ctx context.Context, h backend.Handle) error {
+	if err := validName(h); err != nil {
+		return err
+	}
+	if err := os.Remove(l.path(h)); err != nil {
+		return wrap(h, err)
+	}
+	return nil
+}
+
+func (l *Local) Close() error { return nil }
+
+func wrap(h backend.Handle, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", h, backend.ErrNotExist)
+	}
+	return fmt.Errorf("%s: %w", h, err)
+}

@@ -1,0 +1,336 @@
+package tib
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/tib/backend"
+	"github.com/cauldron-dr/cauldron/tib/crypto"
+	"github.com/cauldron-dr/cauldron/tib/usedblocks"
+)
+
+// Generation is one capture of a machine's disks: the manifest stored (zstd, sealed) in
+// generations/ID, where ID is the hash of the stored bytes. Saving it is a capture's commit.
+type Generation struct {
+	ID       crypto.ID  `json:"-"`
+	Version  int        `json:"version"`
+	Machine  string     `json:"machine"`
+	Time     time.Time  `json:"time"`
+	Parent   *crypto.ID `json:"parent,omitempty"`
+	Hostname string     `json:"hostname,omitempty"`
+	Disks    []Disk     `json:"disks"`
+	Stats    GenStats   `json:"stats"`
+}
+
+// GenStats are a generation's sizes.
+type GenStats struct {
+	LogicalBytes int64   `json:"logicalBytes"` // sum of the disks' sizes
+	UsedBytes    int64   `json:"usedBytes"`    // bytes in used blocks (fs-mapped) or non-zero blocks (whole regions)
+	Chunks       int64   `json:"chunks"`       // cells stored (before deduplication)
+	NewChunks    int64   `json:"newChunks"`    // blobs this capture added to the repository
+	NewBytes     int64   `json:"newBytes"`     // stored bytes this capture added (compressed, sealed)
+	Seconds      float64 `json:"seconds"`      // capture duration
+}
+
+// Disk is one captured disk.
+type Disk struct {
+	Name    string         `json:"name"` // disk0, disk1, … in the order captured
+	Source  string         `json:"source"`
+	Layout  partition.Disk `json:"layout"`
+	Regions []Region       `json:"regions"`
+}
+
+// RegionKind says what a region of a disk is.
+type RegionKind string
+
+const (
+	RegionPartition RegionKind = "partition"
+	RegionGap       RegionKind = "gap" // partition tables, EBRs, boot loaders, free space
+)
+
+// Region is a byte range of a disk stored as one unit: a data partition or a gap between them.
+// Its data is cut into cells of CellSize bytes from the region's start; cell i holds the region's
+// bytes [i*CellSize, min((i+1)*CellSize, Size)), with unused blocks replaced by zeros.
+type Region struct {
+	Kind       RegionKind `json:"kind"`
+	Partition  int        `json:"partition,omitempty"` // partition number, for partitions
+	Start      int64      `json:"start"`               // bytes from the disk's start
+	Size       int64      `json:"size"`
+	Filesystem string     `json:"filesystem,omitempty"`
+	// Whole: no allocation map was used; every block of the region is restored, and blocks
+	// not stored (cells absent from the chunk list) are zero.
+	Whole      bool      `json:"whole"`
+	Note       string    `json:"note,omitempty"` // why a filesystem region was stored whole
+	BlockSize  int64     `json:"blockSize"`
+	CellSize   int64     `json:"cellSize"`
+	UsedBlocks int64     `json:"usedBlocks"`
+	UsedMap    crypto.ID `json:"usedMap"` // meta blob: the used-block bitmap
+	Chunks     crypto.ID `json:"chunks"`  // meta blob: the chunk list
+	Cells      int64     `json:"cells"`   // entries in the chunk list
+}
+
+// UsedBytes is the region's used bytes, capped at its size.
+func (g *Region) UsedBytes() int64 { return min(g.UsedBlocks*g.BlockSize, g.Size) }
+
+// Cell is one chunk-list entry.
+type Cell struct {
+	Index int64
+	ID    crypto.ID
+}
+
+// EncodeChunkList: per cell in increasing index order, uvarint(index − previous index − 1, with
+// previous = −1 at the start) then the 32-byte chunk ID.
+func EncodeChunkList(cells []Cell) []byte {
+	out := make([]byte, 0, len(cells)*34)
+	prev := int64(-1)
+	for _, c := range cells {
+		out = binary.AppendUvarint(out, uint64(c.Index-prev-1))
+		out = append(out, c.ID[:]...)
+		prev = c.Index
+	}
+	return out
+}
+
+// DecodeChunkList reads a chunk list; maxCells bounds the indexes (the region's cell count).
+func DecodeChunkList(b []byte, maxCells int64) ([]Cell, error) {
+	var cells []Cell
+	prev := int64(-1)
+	for len(b) > 0 {
+		d, n := binary.Uvarint(b)
+		if n <= 0 || d >= uint64(maxCells) {
+			return nil, fmt.Errorf("chunk list entry %d: bad cell index", len(cells))
+		}
+		idx := prev + 1 + int64(d)
+		if idx >= maxCells {
+			return nil, fmt.Errorf("chunk list entry %d: cell %d beyond the region's %d cells", len(cells), idx, maxCells)
+		}
+		b = b[n:]
+		if len(b) < 32 {
+			return nil, fmt.Errorf("chunk list entry %d: truncated ID", len(cells))
+		}
+		var c Cell
+		c.Index = idx
+		copy(c.ID[:], b)
+		b = b[32:]
+		cells = append(cells, c)
+		prev = idx
+	}
+	return cells, nil
+}
+
+// EncodeUsedMap: the map's 64-bit words, little-endian (block i is bit i%64 of word i/64).
+func EncodeUsedMap(m *usedblocks.Map) []byte {
+	w := m.Words()
+	out := make([]byte, 0, len(w)*8)
+	for _, x := range w {
+		out = binary.LittleEndian.AppendUint64(out, x)
+	}
+	return out
+}
+
+// DecodeUsedMap reads a used map of n blocks.
+func DecodeUsedMap(b []byte, blockSize, n int64) (*usedblocks.Map, error) {
+	if int64(len(b)) != (n+63)/64*8 {
+		return nil, fmt.Errorf("used map has %d bytes, want %d for %d blocks", len(b), (n+63)/64*8, n)
+	}
+	w := make([]uint64, len(b)/8)
+	for i := range w {
+		w[i] = binary.LittleEndian.Uint64(b[i*8:])
+	}
+	return usedblocks.FromWords(blockSize, n, w), nil
+}
+
+// Blocks is the number of blocks in the region.
+func (g *Region) Blocks() int64 { return (g.Size + g.BlockSize - 1) / g.BlockSize }
+
+// NumCells is the number of cells in the region.
+func (g *Region) NumCells() int64 { return (g.Size + g.CellSize - 1) / g.CellSize }
+
+// Validate checks a decoded manifest's shape, so that damage or a hostile repository cannot make
+// restore write outside the disk.
+func (gen *Generation) Validate() error {
+	if gen.Version != FormatVersion {
+		return fmt.Errorf("manifest version %d, want %d", gen.Version, FormatVersion)
+	}
+	if gen.Machine == "" {
+		return errors.New("manifest has no machine name")
+	}
+	for i, d := range gen.Disks {
+		if d.Name != fmt.Sprintf("disk%d", i) {
+			return fmt.Errorf("disk %d is named %q", i, d.Name)
+		}
+		var end int64
+		for j, g := range d.Regions {
+			switch {
+			case g.Size <= 0 || g.Start < end || g.Start+g.Size > d.Layout.Size:
+				return fmt.Errorf("%s region %d [%d, %d) is outside the disk or overlaps the previous region", d.Name, j, g.Start, g.Start+g.Size)
+			case g.BlockSize <= 0 || g.BlockSize > 1<<24 || g.CellSize <= 0 || g.CellSize%g.BlockSize != 0 || g.CellSize > 64<<20:
+				return fmt.Errorf("%s region %d: invalid block size %d or cell size %d", d.Name, j, g.BlockSize, g.CellSize)
+			}
+			end = g.Start + g.Size
+		}
+	}
+	return nil
+}
+
+// SaveGeneration stores a manifest; this is a capture's commit.
+func (r *Repository) SaveGeneration(ctx context.Context, gen *Generation) error {
+	gen.Version = FormatVersion
+	b, err := json.Marshal(gen)
+	if err != nil {
+		return err
+	}
+	id, err := r.saveSealedCompressed(ctx, backend.Generation, b)
+	if err != nil {
+		return err
+	}
+	gen.ID = id
+	return nil
+}
+
+// LoadGeneration reads and checks one manifest.
+func (r *Repository) LoadGeneration(ctx context.Context, id crypto.ID) (*Generation, error) {
+	plain, err := r.loadSealedCompressed(ctx, backend.Generation, id)
+	if err != nil {
+		return nil, fmt.Errorf("generation %s: %w", id.Short(), err)
+	}
+	var gen Generation
+	if err := json.Unmarshal(plain, &gen); err != nil {
+		return nil, fmt.Errorf("generation %s: %w", id.Short(), err)
+	}
+	if err := gen.Validate(); err != nil {
+		return nil, fmt.Errorf("generation %s: %w", id.Short(), err)
+	}
+	gen.ID = id
+	return &gen, nil
+}
+
+// Generations loads every manifest (of one machine when machine is not empty), oldest first.
+func (r *Repository) Generations(ctx context.Context, machine string) ([]*Generation, error) {
+	ids, err := r.listIDs(ctx, backend.Generation)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Generation
+	for _, id := range ids {
+		g, err := r.LoadGeneration(ctx, id)
+		if errors.Is(err, backend.ErrNotExist) {
+			continue // forgotten since we listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		if machine == "" || g.Machine == machine {
+			out = append(out, g)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		return out[i].ID.String() < out[j].ID.String()
+	})
+	return out, nil
+}
+
+// ErrUnknownMachine and ErrUnknownGeneration are returned by FindGeneration.
+var (
+	ErrUnknownMachine    = errors.New("unknown machine")
+	ErrUnknownGeneration = errors.New("unknown generation")
+)
+
+// FindGeneration resolves "latest" or a unique ID prefix (at least 4 hex digits) within a machine.
+func (r *Repository) FindGeneration(ctx context.Context, machine, ref string) (*Generation, error) {
+	gens, err := r.Generations(ctx, machine)
+	if err != nil {
+		return nil, err
+	}
+	if len(gens) == 0 {
+		all, err := r.Generations(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w %q in %s (machines: %s)", ErrUnknownMachine, machine, r.Location(), machineList(all))
+	}
+	if ref == "" || ref == "latest" {
+		return gens[len(gens)-1], nil
+	}
+	ref = strings.ToLower(ref)
+	if len(ref) < 4 {
+		return nil, fmt.Errorf("generation %q: give at least 4 hex digits of its ID, or latest", ref)
+	}
+	var found []*Generation
+	for _, g := range gens {
+		if strings.HasPrefix(g.ID.String(), ref) {
+			found = append(found, g)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%w %q for machine %q (see `cauldron generations --machine %s`)", ErrUnknownGeneration, ref, machine, machine)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("generation %q is ambiguous for machine %q: %d generations match", ref, machine, len(found))
+}
+
+func machineList(gens []*Generation) string {
+	seen := map[string]bool{}
+	var names []string
+	for _, g := range gens {
+		if !seen[g.Machine] {
+			seen[g.Machine] = true
+			names = append(names, g.Machine)
+		}
+	}
+	if len(names) == 0 {
+		return "none yet"
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// Disk returns the named disk of a generation.
+func (gen *Generation) Disk(name string) (*Disk, error) {
+	var names []string
+	for i := range gen.Disks {
+		if gen.Disks[i].Name == name {
+			return &gen.Disks[i], nil
+		}
+		names = append(names, gen.Disks[i].Name)
+	}
+	return nil, fmt.Errorf("generation %s of %s has no disk %q (it has %s)", gen.ID.Short(), gen.Machine, name, strings.Join(names, ", "))
+}
+
+// LoadRegion reads a region's chunk list and used map.
+func (r *Repository) LoadRegion(ctx context.Context, g *Region) ([]Cell, *usedblocks.Map, error) {
+	b, err := r.LoadBlob(ctx, g.Chunks, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("chunk list: %w", err)
+	}
+	cells, err := DecodeChunkList(b, g.NumCells())
+	if err != nil {
+		return nil, nil, err
+	}
+	mb, err := r.LoadBlob(ctx, g.UsedMap, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("used map: %w", err)
+	}
+	m, err := DecodeUsedMap(mb, g.BlockSize, g.Blocks())
+	if err != nil {
+		return nil, nil, err
+	}
+	return cells, m, nil
+}
+
+// Forget removes one generation. The data only it needed stays until prune.
+func (r *Repository) Forget(ctx context.Context, gen *Generation) error {
+	return r.be.Remove(ctx, backend.Handle{Type: backend.Generation, Name: gen.ID.String()})
+}

@@ -1,0 +1,170 @@
+package tib
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cauldron-dr/cauldron/tib/backend"
+	"github.com/cauldron-dr/cauldron/tib/crypto"
+	"github.com/cauldron-dr/cauldron/tib/pack"
+)
+
+// PruneStats say what prune reclaimed.
+type PruneStats struct {
+	PacksRemoved   int
+	PacksRewritten int
+	BlobsRemoved   int
+	BytesFreed     int64
+}
+
+// Prune removes every blob no generation needs. Packs whose blobs are all unneeded are deleted;
+// packs mixing needed and unneeded blobs are rewritten with only the needed ones (each checked
+// while copied). Order, so that a crash at any point leaves a valid repository: new packs, then
+// an index of everything kept, then the old index files, then the old packs.
+func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
+	var st PruneStats
+	lock, err := r.Lock(ctx, true, "prune")
+	if err != nil {
+		return st, err
+	}
+	defer lock.Unlock()
+	oldIndex, err := r.IndexFiles(ctx)
+	if err != nil {
+		return st, err
+	}
+	packBlobs := map[crypto.ID][]pack.Blob{}
+	for _, id := range oldIndex {
+		plain, err := r.loadSealedCompressed(ctx, backend.Index, id)
+		if err != nil {
+			return st, fmt.Errorf("index %s: %w (run `cauldron verify` first)", id.Short(), err)
+		}
+		packs, err := DecodeIndex(plain)
+		if err != nil {
+			return st, fmt.Errorf("index %s: %w", id.Short(), err)
+		}
+		for _, p := range packs {
+			packBlobs[p.Pack] = p.Blobs
+			r.idx.AddPack(p.Pack, p.Blobs)
+		}
+	}
+	gens, err := r.Generations(ctx, "")
+	if err != nil {
+		return st, fmt.Errorf("%w (prune reads every generation; run `cauldron verify`)", err)
+	}
+	needed := map[crypto.ID]bool{}
+	for _, gen := range gens {
+		for _, d := range gen.Disks {
+			for i := range d.Regions {
+				g := &d.Regions[i]
+				needed[g.Chunks], needed[g.UsedMap] = true, true
+				cells, _, err := r.LoadRegion(ctx, g)
+				if err != nil {
+					return st, fmt.Errorf("generation %s of %s, %s: %w", gen.ID.Short(), gen.Machine, d.Name, err)
+				}
+				for _, c := range cells {
+					if !r.idx.Has(c.ID) {
+						return st, fmt.Errorf("generation %s of %s needs chunk %s, which is missing: refusing to prune a damaged repository", gen.ID.Short(), gen.Machine, c.ID.Short())
+					}
+					needed[c.ID] = true
+				}
+			}
+		}
+	}
+
+	// Classify packs. A blob is kept in the pack the index resolves it to; other copies go.
+	var keep []PackBlobs
+	var drop []crypto.ID
+	var rewrite []PackBlobs
+	for id, blobs := range packBlobs {
+		var live []pack.Blob
+		for _, b := range blobs {
+			if loc, _ := r.idx.Lookup(b.ID); needed[b.ID] && loc.Pack == id {
+				live = append(live, b)
+			}
+		}
+		switch {
+		case len(live) == len(blobs):
+			keep = append(keep, PackBlobs{id, blobs})
+		case len(live) == 0:
+			drop = append(drop, id)
+			st.BlobsRemoved += len(blobs)
+		default:
+			rewrite = append(rewrite, PackBlobs{id, live})
+			st.BlobsRemoved += len(blobs) - len(live)
+		}
+	}
+	// Packs no index lists (an interrupted capture's): nothing complete refers to them.
+	var orphans []crypto.ID
+	sizes := map[crypto.ID]int64{}
+	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
+		if id, err := crypto.ParseID(fi.Name); err == nil {
+			sizes[id] = fi.Size
+			if _, ok := packBlobs[id]; !ok {
+				orphans = append(orphans, id)
+			}
+		}
+		return nil
+	}); err != nil {
+		return st, err
+	}
+	if len(drop) == 0 && len(rewrite) == 0 && len(orphans) == 0 {
+		return st, nil
+	}
+
+	// New packs for the live blobs of mixed packs.
+	packer := r.NewPacker(ctx)
+	for _, p := range rewrite {
+		data, err := r.be.Load(ctx, backend.Handle{Type: backend.Pack, Name: p.Pack.String()}, 0, 0)
+		if err != nil {
+			packer.Flush()
+			return st, err
+		}
+		for _, b := range p.Blobs {
+			sealed := data[b.Offset : b.Offset+b.Length]
+			if _, err := r.openBlob(Location{Pack: p.Pack, Blob: b}, sealed, nil); err != nil {
+				packer.Flush()
+				return st, fmt.Errorf("refusing to copy a damaged blob: %w", err)
+			}
+			if err := packer.Add(b.Type, b.Compression, b.ID, int(b.RawLength), sealed); err != nil {
+				packer.Flush()
+				return st, err
+			}
+		}
+		st.PacksRewritten++
+	}
+	ps, err := packer.Flush()
+	if err != nil {
+		return st, err
+	}
+	_ = ps
+	// One index for every kept pack (the new packs are indexed by the packer already).
+	newIndex := map[crypto.ID]bool{}
+	for i := 0; i < len(keep); i += 4096 {
+		id, err := r.WriteIndex(ctx, keep[i:min(i+4096, len(keep))])
+		if err != nil && !errors.Is(err, backend.ErrExist) {
+			return st, err
+		}
+		newIndex[id] = true
+	}
+	for _, id := range oldIndex {
+		if newIndex[id] {
+			continue
+		}
+		if err := r.be.Remove(ctx, backend.Handle{Type: backend.Index, Name: id.String()}); err != nil && !errors.Is(err, backend.ErrNotExist) {
+			return st, err
+		}
+	}
+	gone := append(append([]crypto.ID{}, drop...), orphans...)
+	for _, p := range rewrite {
+		gone = append(gone, p.Pack)
+	}
+	for _, id := range gone {
+		if err := r.be.Remove(ctx, backend.Handle{Type: backend.Pack, Name: id.String()}); err != nil && !errors.Is(err, backend.ErrNotExist) {
+			return st, err
+		}
+		st.PacksRemoved++
+		st.BytesFreed += sizes[id]
+	}
+	return st, nil
+}

@@ -1,0 +1,286 @@
+package tib
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/cauldron-dr/cauldron/tib/backend"
+	"github.com/cauldron-dr/cauldron/tib/crypto"
+	"github.com/cauldron-dr/cauldron/tib/pack"
+)
+
+// VerifyOptions choose what verify checks.
+type VerifyOptions struct {
+	Machine    string // empty: all
+	Generation string // ID prefix or latest; needs Machine
+	ReadData   bool   // read and check every byte of the packs the chosen generations use
+	Progress   func(done, total int)
+}
+
+// VerifyReport lists what verify found. Problems are damage; Notes are harmless facts.
+type VerifyReport struct {
+	Generations int
+	Packs       int
+	Blobs       int
+	BytesRead   int64
+	Problems    []string
+	Notes       []string
+}
+
+func (v *VerifyReport) problem(format string, a ...any) {
+	v.Problems = append(v.Problems, fmt.Sprintf(format, a...))
+}
+
+// use is one place a blob is needed.
+type use struct {
+	gen   *Generation
+	disk  string
+	start int64
+	end   int64
+	what  string
+}
+
+func (u use) String() string {
+	return fmt.Sprintf("machine %s, generation %s, %s bytes %d–%d (%s)", u.gen.Machine, u.gen.ID.Short(), u.disk, u.start, u.end-1, u.what)
+}
+
+// Verify checks the repository. It returns an error only when it cannot run; damage is reported
+// in the report's Problems.
+func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
+	lock, err := r.Lock(ctx, false, "verify")
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	rep := &VerifyReport{}
+
+	// 1. Index files, one by one, so one damaged file does not hide the rest.
+	indexFiles, err := r.IndexFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	packBlobs := map[crypto.ID][]pack.Blob{}
+	for _, id := range indexFiles {
+		plain, err := r.loadSealedCompressed(ctx, backend.Index, id)
+		if err == nil {
+			var packs []PackBlobs
+			if packs, err = DecodeIndex(plain); err == nil {
+				for _, p := range packs {
+					packBlobs[p.Pack] = p.Blobs
+					r.idx.AddPack(p.Pack, p.Blobs)
+				}
+			}
+		}
+		if err != nil {
+			rep.problem("index %s is damaged: %v", id, err)
+		}
+	}
+	r.idx.mu.Lock()
+	for _, id := range indexFiles {
+		r.idx.files[id] = true
+	}
+	r.idx.mu.Unlock()
+
+	// 2. Generations and their chunk lists; remember where every blob is used.
+	uses := map[crypto.ID][]use{}
+	gens, err := r.verifyGenerations(ctx, o, rep)
+	if err != nil {
+		return nil, err
+	}
+	rep.Generations = len(gens)
+	for _, gen := range gens {
+		for _, d := range gen.Disks {
+			for i := range d.Regions {
+				g := &d.Regions[i]
+				whole := use{gen, d.Name, g.Start, g.Start + g.Size, fmt.Sprintf("region %d", i)}
+				uses[g.Chunks] = append(uses[g.Chunks], use{gen, d.Name, g.Start, g.Start + g.Size, fmt.Sprintf("chunk list of region %d", i)})
+				uses[g.UsedMap] = append(uses[g.UsedMap], use{gen, d.Name, g.Start, g.Start + g.Size, fmt.Sprintf("used map of region %d", i)})
+				cells, _, err := r.LoadRegion(ctx, g)
+				if err != nil {
+					rep.problem("%s: %v", whole, err)
+					continue
+				}
+				for _, c := range cells {
+					s, e := cellRange(g, c.Index)
+					u := use{gen, d.Name, s, e, fmt.Sprintf("region %d cell %d", i, c.Index)}
+					if !r.idx.Has(c.ID) {
+						rep.problem("%s: chunk %s is missing", u, c.ID.Short())
+					}
+					uses[c.ID] = append(uses[c.ID], u)
+				}
+			}
+		}
+	}
+
+	// 3. Packs: present, headers matching the index; with ReadData every byte.
+	stored := map[crypto.ID]int64{}
+	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
+		id, err := crypto.ParseID(fi.Name)
+		if err != nil {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("data/%s is not a pack name; ignored", fi.Name))
+			return nil
+		}
+		stored[id] = fi.Size
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var orphans int
+	for id := range stored {
+		if _, ok := packBlobs[id]; !ok {
+			orphans++
+		}
+	}
+	if orphans > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d pack(s) are not in any index: left by an interrupted capture; the next capture reuses them, prune removes what nothing needs", orphans))
+	}
+	var packs []crypto.ID
+	for id := range packBlobs {
+		if o.Machine != "" && !packUsed(packBlobs[id], uses) {
+			continue // not needed by the generations being verified
+		}
+		packs = append(packs, id)
+	}
+	sort.Slice(packs, func(i, j int) bool { return packs[i].String() < packs[j].String() })
+	for n, id := range packs {
+		if o.Progress != nil {
+			o.Progress(n, len(packs))
+		}
+		rep.Packs++
+		rep.Blobs += len(packBlobs[id])
+		size, ok := stored[id]
+		if !ok {
+			rep.problem("pack %s listed in the index is missing%s", id.Short(), hits(packBlobs[id], uses))
+			continue
+		}
+		if o.ReadData {
+			r.verifyPackData(ctx, id, size, packBlobs[id], uses, rep)
+			continue
+		}
+		blobs, err := r.PackHeader(ctx, id, size)
+		if err != nil {
+			rep.problem("pack %s: %v%s", id.Short(), err, hits(packBlobs[id], uses))
+			continue
+		}
+		if !sameBlobs(blobs, packBlobs[id]) {
+			rep.problem("pack %s: header does not match the index%s", id.Short(), hits(packBlobs[id], uses))
+		}
+	}
+	if o.Progress != nil {
+		o.Progress(len(packs), len(packs))
+	}
+	return rep, nil
+}
+
+func (r *Repository) verifyGenerations(ctx context.Context, o VerifyOptions, rep *VerifyReport) ([]*Generation, error) {
+	if o.Generation != "" {
+		g, err := r.FindGeneration(ctx, o.Machine, o.Generation)
+		if err != nil {
+			return nil, err
+		}
+		return []*Generation{g}, nil
+	}
+	ids, err := r.listIDs(ctx, backend.Generation)
+	if err != nil {
+		return nil, err
+	}
+	var gens []*Generation
+	for _, id := range ids {
+		g, err := r.LoadGeneration(ctx, id)
+		if err != nil {
+			rep.problem("generation %s (machine unknown: its manifest is unreadable): %v", id, err)
+			continue
+		}
+		if o.Machine == "" || g.Machine == o.Machine {
+			gens = append(gens, g)
+		}
+	}
+	if o.Machine != "" && len(gens) == 0 && len(rep.Problems) == 0 {
+		return nil, fmt.Errorf("%w %q in %s", ErrUnknownMachine, o.Machine, r.Location())
+	}
+	return gens, nil
+}
+
+func (r *Repository) verifyPackData(ctx context.Context, id crypto.ID, size int64, indexed []pack.Blob, uses map[crypto.ID][]use, rep *VerifyReport) {
+	data, err := r.be.Load(ctx, backend.Handle{Type: backend.Pack, Name: id.String()}, 0, 0)
+	rep.BytesRead += int64(len(data))
+	if err != nil {
+		rep.problem("pack %s: %v%s", id.Short(), err, hits(indexed, uses))
+		return
+	}
+	hashOK := crypto.Hash(data) == id
+	// Check every blob even when the hash fails, to say exactly which data is hit.
+	bad := 0
+	for _, b := range indexed {
+		end := int64(b.Offset) + int64(b.Length)
+		if end > int64(len(data)) {
+			rep.problem("pack %s: blob %s lies past the end of the pack%s", id.Short(), b.ID.Short(), hits([]pack.Blob{b}, uses))
+			bad++
+			continue
+		}
+		if _, err := r.openBlob(Location{Pack: id, Blob: b}, data[b.Offset:end], nil); err != nil {
+			rep.problem("%v%s", err, hits([]pack.Blob{b}, uses))
+			bad++
+		}
+	}
+	if bad == 0 {
+		n, err := pack.HeaderLength(data, int64(len(data)))
+		if err == nil {
+			var blobs []pack.Blob
+			blobs, err = pack.ParseHeader(r.key, data[int64(len(data))-4-int64(n):len(data)-4], int64(len(data))-4-int64(n))
+			if err == nil && !sameBlobs(blobs, indexed) {
+				err = errors.New("header does not match the index")
+			}
+		}
+		if err != nil {
+			rep.problem("pack %s: %v (the data blobs themselves are intact)", id.Short(), err)
+		} else if !hashOK {
+			rep.problem("pack %s: content does not match its name (damaged outside any blob)", id.Short())
+		}
+	}
+}
+
+func packUsed(blobs []pack.Blob, uses map[crypto.ID][]use) bool {
+	for _, b := range blobs {
+		if len(uses[b.ID]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// hits describes the places damaged blobs are used, for a problem message.
+func hits(blobs []pack.Blob, uses map[crypto.ID][]use) string {
+	var places []string
+	for _, b := range blobs {
+		for _, u := range uses[b.ID] {
+			places = append(places, u.String())
+		}
+	}
+	if len(places) == 0 {
+		return " (no generation checked uses it)"
+	}
+	const most = 5
+	s := "; affects " + places[0]
+	for i := 1; i < len(places) && i < most; i++ {
+		s += "; " + places[i]
+	}
+	if len(places) > most {
+		s += fmt.Sprintf("; and %d more", len(places)-most)
+	}
+	return s
+}
+
+func sameBlobs(a, b []pack.Blob) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
