@@ -187,7 +187,9 @@ func TestCaptureKilled(t *testing.T) {
 	stored := dataBytes(t, repo)
 	ok(t, env, "capture", "--repo", repo, "--machine", "victim", img)
 	out := ok(t, env, "generations", "--repo", repo, "--json")
-	var gens []struct{ Stats struct{ NewBytes, UsedBytes int64 } }
+	var gens []struct {
+		Stats struct{ NewBytes, UsedBytes int64 }
+	}
 	json.Unmarshal([]byte(out), &gens)
 	if len(gens) != completed+1 {
 		t.Fatalf("want %d generations, got %d", completed+1, len(gens))
