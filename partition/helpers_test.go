@@ -180,11 +180,13 @@ func nodeNumber(t testing.TB, node string) int {
 	return n
 }
 
-// blkidProbe runs `blkid -p` (low-level probing, no cache) on a byte range of an image.
+// blkidProbe runs `blkid -p` (low-level probing, no cache) on a byte range of an image and returns
+// TYPE, LABEL, UUID and PTTYPE. The udev output format is used because its *_ENC values escape
+// bytes as \xNN, which decodes exactly (the export format shows non-ASCII bytes as M-C sequences).
 func blkidProbe(t testing.TB, img string, off, size int64) map[string]string {
 	t.Helper()
 	needTool(t, "blkid")
-	cmd := exec.Command("blkid", "-p", "-o", "export", "-O", strconv.FormatInt(off, 10), "-S", strconv.FormatInt(size, 10), img)
+	cmd := exec.Command("blkid", "-p", "-o", "udev", "-O", strconv.FormatInt(off, 10), "-S", strconv.FormatInt(size, 10), img)
 	out, err := cmd.Output()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.ExitCode() == 2 {
@@ -193,22 +195,35 @@ func blkidProbe(t testing.TB, img string, off, size int64) map[string]string {
 	if err != nil {
 		t.Fatalf("blkid -p %s at %d: %v\n%s", img, off, err, out)
 	}
+	names := map[string]string{"ID_FS_TYPE": "TYPE", "ID_FS_LABEL_ENC": "LABEL", "ID_FS_UUID_ENC": "UUID", "ID_PART_TABLE_TYPE": "PTTYPE"}
 	kv := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			kv[k] = unescapeBlkid(v)
+		if k, v, ok := strings.Cut(line, "="); ok && names[k] != "" {
+			kv[names[k]] = decodeBlkidEnc(t, v)
 		}
+	}
+	// blkid's names for the two containers; the model's are the short ones.
+	switch kv["TYPE"] {
+	case "LVM2_member":
+		kv["TYPE"] = "lvm2"
+	case "crypto_LUKS":
+		kv["TYPE"] = "luks"
 	}
 	return kv
 }
 
-// unescapeBlkid undoes the shell quoting of `blkid -o export` (a backslash before special
-// characters such as spaces).
-func unescapeBlkid(v string) string {
+// decodeBlkidEnc undoes blkid's \xNN escapes.
+func decodeBlkidEnc(t testing.TB, v string) string {
 	var b strings.Builder
 	for i := 0; i < len(v); i++ {
-		if v[i] == '\\' && i+1 < len(v) {
-			i++
+		if v[i] == '\\' && i+3 < len(v) && v[i+1] == 'x' {
+			n, err := strconv.ParseUint(v[i+2:i+4], 16, 8)
+			if err != nil {
+				t.Fatalf("bad blkid escape in %q", v)
+			}
+			b.WriteByte(byte(n))
+			i += 3
+			continue
 		}
 		b.WriteByte(v[i])
 	}

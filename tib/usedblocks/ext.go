@@ -3,6 +3,7 @@ package usedblocks
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 )
 
@@ -80,6 +81,9 @@ type extFS struct {
 	incompat       uint32
 	roCompat       uint32
 	backupBGs      [2]int64
+	mmpBlock       int64  // multi-mount protection block, 0 if none
+	uuid           []byte // for group descriptor checksums (gdt_csum)
+	csumSeed       uint32 // for group descriptor checksums (metadata_csum)
 }
 
 // extGroup is one group descriptor's view of where the group's metadata lives.
@@ -131,6 +135,10 @@ func Ext(r io.ReaderAt, size int64) (*Map, error) {
 		fs.setBlocks(m, gd.blockBitmap, 1)
 		fs.setBlocks(m, gd.inodeBitmap, 1)
 		fs.setBlocks(m, gd.inodeTable, fs.itableBlocks)
+	}
+
+	if fs.mmpBlock != 0 {
+		fs.setBlocks(m, fs.mmpBlock, 1)
 	}
 
 	// The kernel trusts BLOCK_UNINIT only when group descriptors carry checksums (gdt_csum or
@@ -292,7 +300,74 @@ func parseExtSuper(sb []byte, size int64) (*extFS, error) {
 	if fs.compat&extCompatSparseSuper2 != 0 {
 		fs.backupBGs = [2]int64{le32(0x24C), le32(0x250)}
 	}
+	if fs.incompat&extIncompatMMP != 0 {
+		fs.mmpBlock = int64(binary.LittleEndian.Uint64(sb[0x168:]))
+		if fs.mmpBlock <= fs.superBlock() || fs.mmpBlock >= fs.blocksCount {
+			return nil, bad("MMP block %d is outside the filesystem", fs.mmpBlock)
+		}
+	}
+	fs.uuid = sb[0x68:0x78]
+	if fs.roCompat&extROCompatMetadataCsum != 0 {
+		// The kernel refuses a superblock whose checksum fails; so do we, rather than trust
+		// layout numbers from a damaged one.
+		if want, got := binary.LittleEndian.Uint32(sb[0x3FC:]), extCRC32c(^uint32(0), sb[:0x3FC]); want != got {
+			return nil, bad("checksum %#08x, computed %#08x", want, got)
+		}
+		fs.csumSeed = extCRC32c(^uint32(0), fs.uuid)
+		if fs.incompat&extIncompatCsumSeed != 0 {
+			fs.csumSeed = uint32(le32(0x270))
+		}
+	}
 	return fs, nil
+}
+
+// extCRC32c is the kernel's ext4_chksum: CRC-32C continued from crc, with neither the initial nor
+// the final inversion hash/crc32 applies.
+func extCRC32c(crc uint32, p []byte) uint32 {
+	return ^crc32.Update(^crc, castagnoli, p)
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// extCRC16 is the kernel's crc16 (polynomial 0x8005, bit-reversed, no inversions), used by the
+// older gdt_csum feature. Descriptors are checked once per group, so a bitwise loop is fast enough.
+func extCRC16(crc uint16, p []byte) uint16 {
+	for _, b := range p {
+		crc ^= uint16(b)
+		for range 8 {
+			if crc&1 != 0 {
+				crc = crc>>1 ^ 0xA001
+			} else {
+				crc >>= 1
+			}
+		}
+	}
+	return crc
+}
+
+// descChecksum computes group descriptor g's checksum as the kernel's ext4_group_desc_csum does:
+// over the group number and the descriptor with its own checksum field (at 0x1E) left out.
+// ok is false when the filesystem has no descriptor checksums.
+func (fs *extFS) descChecksum(g int64, d []byte) (sum uint16, ok bool) {
+	const at = 0x1E
+	le := binary.LittleEndian.AppendUint32(nil, uint32(g))
+	switch {
+	case fs.roCompat&extROCompatMetadataCsum != 0:
+		c := extCRC32c(fs.csumSeed, le)
+		c = extCRC32c(c, d[:at])
+		c = extCRC32c(c, []byte{0, 0})
+		c = extCRC32c(c, d[at+2:])
+		return uint16(c), true
+	case fs.roCompat&extROCompatGDTCsum != 0:
+		c := extCRC16(^uint16(0), fs.uuid)
+		c = extCRC16(c, le)
+		c = extCRC16(c, d[:at])
+		if fs.incompat&extIncompat64Bit != 0 {
+			c = extCRC16(c, d[at+2:])
+		}
+		return c, true
+	}
+	return 0, false
 }
 
 // extName names the variant the way blkid does, so that messages match what the user was told:
@@ -416,6 +491,13 @@ func (fs *extFS) readDescriptors(r io.ReaderAt) ([]extGroup, error) {
 				gd.blockBitmap |= int64(binary.LittleEndian.Uint32(d[0x20:])) << 32
 				gd.inodeBitmap |= int64(binary.LittleEndian.Uint32(d[0x24:])) << 32
 				gd.inodeTable |= int64(binary.LittleEndian.Uint32(d[0x28:])) << 32
+			}
+			// A descriptor's flags decide whether its bitmap is read at all (BLOCK_UNINIT), so
+			// one that fails its checksum must not be believed; the kernel refuses it too.
+			if want, ok := fs.descChecksum(g, d); ok {
+				if got := binary.LittleEndian.Uint16(d[0x1E:]); got != want {
+					return nil, fmt.Errorf("%s: group descriptor %d at byte %d: checksum %#04x, computed %#04x", fs.name, g, gd.at, got, want)
+				}
 			}
 			if err := fs.checkGroup(g, gd); err != nil {
 				return nil, err

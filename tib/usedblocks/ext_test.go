@@ -35,6 +35,7 @@ var extCases = []extCase{
 	{name: "ext4-300M-lazy", mkfs: "mkfs.ext4", args: []string{"-b", "4096", "-g", "8192", "-E", "lazy_itable_init=1"}, size: 300 << 20, big: 10, wantUninit: true},
 	{name: "ext4-sparse_super2", mkfs: "mkfs.ext4", args: []string{"-b", "1024", "-O", "sparse_super2"}, size: 64 << 20, big: 3},
 	{name: "ext4-meta_bg", mkfs: "mkfs.ext4", args: []string{"-b", "1024", "-O", "meta_bg,^resize_inode"}, size: 64 << 20, big: 3, wantUninit: true},
+	{name: "ext4-gdt_csum", mkfs: "mkfs.ext4", args: []string{"-b", "1024", "-O", "^metadata_csum,uninit_bg"}, size: 48 << 20, big: 3, wantUninit: true},
 	{name: "ext4-bigalloc", mkfs: "mkfs.ext4", args: []string{"-b", "4096", "-O", "bigalloc", "-C", "16384"}, size: 96 << 20, big: 4},
 	{name: "ext4-mounted", mkfs: "mkfs.ext4", args: []string{"-b", "4096"}, size: 96 << 20, big: 6, mount: true},
 	{name: "ext4-1k-mounted", mkfs: "mkfs.ext4", args: []string{"-b", "1024", "-O", "meta_bg,^resize_inode"}, size: 40 << 20, big: 3, mount: true},
@@ -194,7 +195,8 @@ func TestExtCorrupt(t *testing.T) {
 	needTools(t, "mkfs.ext4")
 	dir := t.TempDir()
 	img := newImage(t, dir, "fs.img", 32<<20)
-	run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-O", "^64bit", img)
+	// No checksums, so that the damaged descriptors reach the location checks.
+	run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-O", "^64bit,^metadata_csum,^uninit_bg", img)
 	clean, err := os.ReadFile(img)
 	if err != nil {
 		t.Fatal(err)
@@ -228,6 +230,45 @@ func TestExtCorrupt(t *testing.T) {
 	}
 }
 
+// TestExtChecksums damages checksummed structures of real images: a descriptor claiming
+// BLOCK_UNINIT that its checksum does not cover must not make us skip the group's blocks.
+func TestExtChecksums(t *testing.T) {
+	needTools(t, "mkfs.ext4")
+	for _, tc := range []struct {
+		name     string
+		features string
+	}{
+		{"metadata_csum", "metadata_csum,64bit"},
+		{"gdt_csum", "^metadata_csum,uninit_bg,^64bit"},
+		{"gdt_csum-64bit", "^metadata_csum,uninit_bg,64bit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := newImage(t, t.TempDir(), "fs.img", 16<<20)
+			run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-O", tc.features, img)
+			clean, err := os.ReadFile(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Ext(bytes.NewReader(clean), int64(len(clean))); err != nil {
+				t.Fatalf("clean image: %v", err)
+			}
+			flags := binary.LittleEndian.Uint16(clean[4096+0x12:])
+			bad := corrupt(clean, 4096+0x12, binary.LittleEndian.AppendUint16(nil, flags|extBGBlockUninit))
+			_, err = Ext(bytes.NewReader(bad), int64(len(bad)))
+			if err == nil || !strings.Contains(err.Error(), "ext4: group descriptor 0 at byte 4096: checksum") {
+				t.Fatalf("BLOCK_UNINIT forged on group 0: got %v", err)
+			}
+			if tc.name == "metadata_csum" {
+				bad := corrupt(clean, 1024+0x2C, []byte{1, 2, 3, 4}) // s_mtime: harmless but checksummed
+				_, err := Ext(bytes.NewReader(bad), int64(len(bad)))
+				if err == nil || !strings.Contains(err.Error(), "superblock at byte 1024: checksum") {
+					t.Fatalf("superblock damaged: got %v", err)
+				}
+			}
+		})
+	}
+}
+
 func TestForFilesystem(t *testing.T) {
 	m, err := ForFilesystem("xfs", bytes.NewReader(make([]byte, 4096)), 4096)
 	if m != nil || err != nil {
@@ -251,5 +292,25 @@ func TestForFilesystem(t *testing.T) {
 	m, err = ForFilesystem("ext4", f, 8<<20)
 	if err != nil || m == nil || m.Count() == 0 {
 		t.Fatalf("ext4: got (%v, %v)", m, err)
+	}
+}
+
+// BenchmarkExt maps a fresh 1 GiB ext4 (sparse on disk): the cost is reading 8 group descriptors'
+// worth of bitmaps and walking the map.
+func BenchmarkExt(b *testing.B) {
+	needTools(b, "mkfs.ext4")
+	img := newImage(b, b.TempDir(), "fs.img", 1<<30)
+	run(b, "mkfs.ext4", "-q", "-F", "-b", "4096", img)
+	f, err := os.Open(img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	b.SetBytes(1 << 30)
+	for b.Loop() {
+		m, err := Ext(f, 1<<30)
+		if err != nil || m.Count() == 0 {
+			b.Fatal(m, err)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package usedblocks
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,5 +183,84 @@ func TestFATCopiesDisagree(t *testing.T) {
 	}
 	if m.IsSet(b + fs.clusterSize/m.BlockSize) {
 		t.Fatalf("cluster %d, free in both FATs, is marked used", cluster+1)
+	}
+}
+
+// sparseVolume reads as zeros except for a few segments: a 100 GiB volume costs nothing.
+type sparseVolume struct {
+	size int64
+	segs map[int64][]byte
+}
+
+func (v sparseVolume) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off >= v.size {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), v.size-off))
+	clear(p[:n])
+	for at, data := range v.segs {
+		lo, hi := max(at, off), min(at+int64(len(data)), off+int64(n))
+		if lo < hi {
+			copy(p[lo-off:hi-off], data[lo-at:hi-at])
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// TestFATLargeUnaligned covers the path no small image reaches: a 100 GiB FAT32 whose data region
+// is not cluster aligned (33 reserved sectors, as old Windows formatted), where sector-sized
+// blocks would make a map larger than fatMaxBlocks. The block size must grow to 1 KiB, and every
+// block holding any byte of a used cluster (each straddles 33 blocks) must be used, no more.
+func TestFATLargeUnaligned(t *testing.T) {
+	const (
+		sector   = 512
+		spc      = 64
+		reserved = 33
+		total    = 100 << 30 / sector
+		fatSecs  = 25600
+	)
+	boot := make([]byte, 512)
+	binary.LittleEndian.PutUint16(boot[0x0B:], sector)
+	boot[0x0D] = spc
+	binary.LittleEndian.PutUint16(boot[0x0E:], reserved)
+	boot[0x10] = 2
+	binary.LittleEndian.PutUint32(boot[0x20:], total)
+	binary.LittleEndian.PutUint32(boot[0x24:], fatSecs)
+	binary.LittleEndian.PutUint32(boot[0x2C:], 2)
+	boot[510], boot[511] = 0x55, 0xAA
+
+	dataOffset := int64(reserved+2*fatSecs) * sector
+	cs := int64(spc * sector)
+	clusters := (int64(total) - reserved - 2*fatSecs) / spc
+	used := []int64{2, 3, 4, 5, 1000000, clusters + 1}
+	fat := make([]byte, fatSecs*sector)
+	for _, c := range used {
+		binary.LittleEndian.PutUint32(fat[c*4:], 0x0FFFFFFF)
+	}
+	vol := sparseVolume{size: total * sector, segs: map[int64][]byte{0: boot, reserved * sector: fat}}
+
+	m, err := FAT(vol, vol.size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCovers(t, m, vol.size)
+	if m.BlockSize != 1024 {
+		t.Fatalf("block size %d, want 1024", m.BlockSize)
+	}
+	// The reference: every block touching the reserved region, the FATs or a used cluster.
+	want := New(m.BlockSize, m.Blocks)
+	want.SetRange(0, (dataOffset+m.BlockSize-1)/m.BlockSize)
+	for _, c := range used {
+		start := dataOffset + (c-2)*cs
+		want.SetRange(start/m.BlockSize, (start+cs+m.BlockSize-1)/m.BlockSize)
+	}
+	if !equalMaps(m, want) {
+		t.Fatalf("map has %d used blocks, want %d", m.Count(), want.Count())
+	}
+	if n := want.Count(); n != (dataOffset+4*cs+m.BlockSize-1)/m.BlockSize+2*33 {
+		t.Fatalf("reference has %d blocks; the isolated clusters should straddle 33 blocks each", n)
 	}
 }
