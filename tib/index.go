@@ -144,7 +144,7 @@ func DecodeIndex(plain []byte) ([]PackBlobs, error) {
 		copy(pb.Pack[:], p)
 		p = p[32:]
 		n, k := binary.Uvarint(p)
-		if k <= 0 || n > uint64(len(p))/pack.EntrySize {
+		if k <= 0 || n > uint64(len(p)-k)/pack.EntrySize {
 			return nil, fmt.Errorf("bad blob count at byte %d", len(plain)-len(p))
 		}
 		p = p[k:]
