@@ -13,8 +13,9 @@
 //     and reports a fallback to the backup header only as a bool. A recovery tool must read damaged
 //     and unusual tables and say exactly what it found, so the header, both CRC32s, the backup
 //     fallback and the UTF-16 names (with surrogate pairs) are parsed here.
-//   - Filesystems are recognised by their superblocks' magic numbers (as blkid does), reading a few
-//     KiB per volume.
+//   - Filesystems are recognised by the magic numbers of their superblocks, as blkid does, without
+//     mounting anything or running blkid (which the recovery environment may lack): a few KiB per
+//     volume (more only to find a FAT32 label in a crowded root directory).
 package partition
 
 // Table is the partition table style of a disk.

@@ -18,7 +18,7 @@ import (
 
 const linuxFS = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 
-func writeGPTFile(t *testing.T, g tGPT) string {
+func writeGPTFile(t testing.TB, g tGPT) string {
 	t.Helper()
 	img := newImage(t, "hand.img", g.size)
 	f, err := os.OpenFile(img, os.O_RDWR, 0)

@@ -73,20 +73,20 @@ func isPow2(n uint64) bool { return n != 0 && n&(n-1) == 0 }
 // --- ext2/3/4 ---------------------------------------------------------------------------------
 
 const (
-	extCompatHasJournal    = 0x4
-	extIncompatJournalDev  = 0x8
-	extIncompat64Bit       = 0x80
-	ext3IncompatSupported  = 0x2 | 0x4 | 0x10 // filetype, recover, meta_bg
-	ext3ROCompatSupported  = 0x1 | 0x2 | 0x4  // sparse_super, large_file, btree_dir
-	extSuperblockOffset    = 1024
-	extMagic               = 0xEF53
-	extMaxLogBlockSize     = 6 // 64 KiB blocks
-	extDynamicRevision     = 1
-	extFeatureCompatOff    = 0x5C
-	extFeatureIncompatOff  = 0x60
-	extFeatureROCompatOff  = 0x64
-	extBlocksCountHiOff    = 0x150
-	extFreeBlocksCountHiOf = 0x158
+	extCompatHasJournal   = 0x4
+	extIncompatJournalDev = 0x8
+	extIncompat64Bit      = 0x80
+	ext3IncompatSupported = 0x2 | 0x4 | 0x10 // filetype, recover, meta_bg
+	ext3ROCompatSupported = 0x1 | 0x2 | 0x4  // sparse_super, large_file, btree_dir
+	extSuperblockOffset   = 1024
+	extMagic              = 0xEF53
+	extMaxLogBlockSize    = 6 // 64 KiB blocks
+	extDynamicRevision    = 1
+	extFeatureCompatOff   = 0x5C
+	extFeatureIncompatOff = 0x60
+	extFeatureROCompatOff = 0x64
+	extBlocksHiOff        = 0x150
+	extFreeBlocksHiOff    = 0x158
 )
 
 func probeExt(v volume) *Filesystem {
@@ -122,8 +122,8 @@ func probeExt(v volume) *Filesystem {
 	blocks := uint64(le.Uint32(sb[0x04:]))
 	free := uint64(le.Uint32(sb[0x0C:]))
 	if incompat&extIncompat64Bit != 0 {
-		blocks |= uint64(le.Uint32(sb[extBlocksCountHiOff:])) << 32
-		free |= uint64(le.Uint32(sb[extFreeBlocksCountHiOf:])) << 32
+		blocks |= uint64(le.Uint32(sb[extBlocksHiOff:])) << 32
+		free |= uint64(le.Uint32(sb[extFreeBlocksHiOff:])) << 32
 	}
 	fs.UsedBytes = usedBytes(blocks, free, bs)
 	return fs
@@ -311,7 +311,9 @@ func probeExFAT(v volume) *Filesystem {
 	heap := uint64(le.Uint32(bs[88:])) << bpsShift
 	root := uint64(le.Uint32(bs[96:]))
 	if root >= 2 {
-		if dir := v.read(int64(heap+(root-2)*clusterSize), int(clusterSize)); dir != nil {
+		// The first 4 KiB hold the label, bitmap and up-case entries mkfs writes; clusters can be
+		// up to 32 MiB, far more than is worth reading.
+		if dir := v.read(int64(heap+(root-2)*clusterSize), int(min(clusterSize, 4096))); dir != nil {
 			for i := 0; i+32 <= len(dir); i += 32 {
 				t := dir[i]
 				if t == 0 {
@@ -426,10 +428,11 @@ func fatDirLabel(dir []byte) (string, bool) {
 	return "", false
 }
 
-// fat32RootLabel follows the root directory's cluster chain (at most 64 clusters: the label is
-// at its start in practice) looking for the volume-label entry.
+// fat32RootLabel follows the root directory's cluster chain looking for the volume-label entry.
+// It gives up after 16 clusters: mkfs and Windows put the label first, and mlabel in the first
+// free slot, so only a root crowded with files before a label was added puts it further.
 func fat32RootLabel(v volume, cluster uint32, fatOff, dataStart, clusterSize, clusters uint64) (string, bool) {
-	for n := 0; n < 64 && cluster >= 2 && uint64(cluster) < clusters+2; n++ {
+	for n := 0; n < 16 && cluster >= 2 && uint64(cluster) < clusters+2; n++ {
 		dir := v.read(int64(dataStart+uint64(cluster-2)*clusterSize), int(clusterSize))
 		if dir == nil {
 			return "", false
@@ -547,6 +550,8 @@ func probeISO9660(v volume) *Filesystem {
 	if pvd == nil || pvd[0] != 1 || string(pvd[1:6]) != "CD001" || pvd[6] != 1 {
 		return nil
 	}
+	// The label is the primary descriptor's volume id. blkid prefers a Joliet descriptor's when
+	// one exists; the two differ only for names the primary descriptor's character set cannot hold.
 	fs := &Filesystem{Type: "iso9660", Label: strings.TrimRight(cString(pvd[40:72]), " ")}
 	// blkid makes the "UUID" of an ISO from its modification date, or its creation date when
 	// that is unset.

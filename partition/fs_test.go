@@ -2,6 +2,7 @@ package partition
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -14,17 +15,17 @@ import (
 type fsCase struct {
 	name string
 	size int64
-	mkfs func(t *testing.T, img string)
+	mkfs func(t testing.TB, img string)
 	// used returns the used bytes as the filesystem's own tools report them; nil: 0 expected.
-	used func(t *testing.T, img string) int64
+	used func(t testing.TB, img string) int64
 }
 
-func mkfs(args ...string) func(t *testing.T, img string) {
-	return func(t *testing.T, img string) { run(t, args[0], append(args[1:], img)...) }
+func mkfs(args ...string) func(t testing.TB, img string) {
+	return func(t testing.TB, img string) { run(t, args[0], append(args[1:], img)...) }
 }
 
 func fsCases() []fsCase {
-	extUsed := func(t *testing.T, img string) int64 {
+	extUsed := func(t testing.TB, img string) int64 {
 		out := run(t, "dumpe2fs", "-h", img)
 		return (field(t, out, `Block count:\s+(\d+)`) - field(t, out, `Free blocks:\s+(\d+)`)) * field(t, out, `Block size:\s+(\d+)`)
 	}
@@ -35,11 +36,11 @@ func fsCases() []fsCase {
 		{"ext4 without 64bit", 16 << 20, mkfs("mkfs.ext4", "-F", "-q", "-O", "^64bit", "-L", "lo"), extUsed},
 		{"ext4 64bit with 1k blocks", 32 << 20, mkfs("mkfs.ext4", "-F", "-q", "-O", "64bit", "-b", "1024"), extUsed},
 		{"ext journal device", 8 << 20, mkfs("mke2fs", "-F", "-q", "-O", "journal_dev", "-L", "jrnl"), nil},
-		{"xfs", 300 << 20, mkfs("mkfs.xfs", "-q", "-f", "-L", "xfslabel"), func(t *testing.T, img string) int64 {
+		{"xfs", 300 << 20, mkfs("mkfs.xfs", "-q", "-f", "-L", "xfslabel"), func(t testing.TB, img string) int64 {
 			out := run(t, "xfs_db", "-r", "-c", "sb 0", "-c", "print dblocks fdblocks blocksize", img)
 			return (field(t, out, `dblocks = (\d+)`) - field(t, out, `fdblocks = (\d+)`)) * field(t, out, `blocksize = (\d+)`)
 		}},
-		{"btrfs", 128 << 20, mkfs("mkfs.btrfs", "-q", "-f", "-L", "btrfs label"), func(t *testing.T, img string) int64 {
+		{"btrfs", 128 << 20, mkfs("mkfs.btrfs", "-q", "-f", "-L", "btrfs label"), func(t testing.TB, img string) int64 {
 			return field(t, run(t, "btrfs", "inspect-internal", "dump-super", img), `(?m)^bytes_used\s+(\d+)`)
 		}},
 		{"ntfs", 16 << 20, mkfs("mkntfs", "-F", "-f", "-q", "-L", "Système 😀"), nil},
@@ -56,8 +57,8 @@ func fsCases() []fsCase {
 	}
 }
 
-func luksFormat(typ string, args ...string) func(t *testing.T, img string) {
-	return func(t *testing.T, img string) {
+func luksFormat(typ string, args ...string) func(t testing.TB, img string) {
+	return func(t testing.TB, img string) {
 		key := newImage(t, "key", 0)
 		if err := os.WriteFile(key, []byte("not a secret"), 0o600); err != nil {
 			t.Fatal(err)
@@ -70,7 +71,7 @@ func luksFormat(typ string, args ...string) func(t *testing.T, img string) {
 }
 
 // fsckFATUsed is the FAT32 volume's size less its free clusters, as fsck.fat counts them.
-func fsckFATUsed(t *testing.T, img string) int64 {
+func fsckFATUsed(t testing.TB, img string) int64 {
 	out := run(t, "fsck.fat", "-n", "-v", img)
 	m := regexp.MustCompile(`(\d+)/(\d+) clusters`).FindStringSubmatch(out)
 	if m == nil {
@@ -83,7 +84,7 @@ func fsckFATUsed(t *testing.T, img string) int64 {
 }
 
 // field extracts the integer captured by re from a tool's output.
-func field(t *testing.T, out, re string) int64 {
+func field(t testing.TB, out, re string) int64 {
 	t.Helper()
 	m := regexp.MustCompile(re).FindStringSubmatch(out)
 	if m == nil {
@@ -169,6 +170,28 @@ func TestDetectFATLabelPrecedence(t *testing.T) {
 			}
 			checkAgainstBlkid(t, "fat", fs, img, 0, c.size)
 		})
+	}
+}
+
+// TestDetectFAT32LabelInLaterCluster puts the volume label entry in the root directory's second
+// cluster (mlabel appends it after 20 files in 512-byte clusters), so the FAT chain is followed.
+func TestDetectFAT32LabelInLaterCluster(t *testing.T) {
+	img := newImage(t, "fat", 40<<20)
+	run(t, "mkfs.vfat", "-F", "32", "-s", "1", img)
+	src := newImage(t, "f", 10)
+	for i := range 20 {
+		run(t, "mcopy", "-i", img, src, fmt.Sprintf("::F%02d.TXT", i))
+	}
+	run(t, "mlabel", "-i", img, "::LATER")
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fs := DetectFilesystem(f, 0, 40<<20)
+	checkAgainstBlkid(t, "fat32", fs, img, 0, 40<<20)
+	if fs.Label != "LATER" {
+		t.Errorf("label %q", fs.Label)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"strings"
 	"unicode/utf16"
 )
@@ -81,8 +82,10 @@ func (rd *reader) readGPTHeader(lba uint64) (*gptHeader, error) {
 	if arrayBytes > gptMaxArrayBytes {
 		return nil, fmt.Errorf("partition entry array of %d × %d bytes is larger than %d bytes", h.entryCount, h.entrySize, gptMaxArrayBytes)
 	}
-	if h.lastUsable >= rd.sectors || h.firstUsable > h.lastUsable+1 {
-		return nil, fmt.Errorf("usable LBAs %d–%d do not fit a disk of %d sectors", h.firstUsable, h.lastUsable, rd.sectors)
+	// A usable range past the end of the disk is not refused here: an image cut short or a disk
+	// cloned to a smaller one keeps a valid header, and readGPT says what happened.
+	if h.lastUsable == math.MaxUint64 || h.firstUsable > h.lastUsable+1 {
+		return nil, fmt.Errorf("usable LBAs %d–%d are not a range", h.firstUsable, h.lastUsable)
 	}
 	h.arraySectors = (arrayBytes + uint64(rd.lss) - 1) / uint64(rd.lss)
 	if h.entriesLBA < 1 || h.entriesLBA >= rd.sectors || h.arraySectors > rd.sectors-h.entriesLBA {
@@ -116,25 +119,38 @@ func (rd *reader) readGPT(pmbr [4]mbrEntry) error {
 	lastLBA := rd.sectors - 1
 	primary, perr := rd.readGPTHeader(1)
 	backupLBA := lastLBA
-	if perr == nil && primary.alternateLBA != lastLBA {
-		if primary.alternateLBA < rd.sectors && primary.alternateLBA > 1 {
+	var backup *gptHeader
+	var berr error
+	if perr == nil {
+		if primary.lastUsable > lastLBA {
+			rd.warn("the GPT was made for a disk of at least %d sectors; this one has %d: it was truncated or shrunk", primary.lastUsable+1, rd.sectors)
+		}
+		switch alt := primary.alternateLBA; {
+		case alt == lastLBA:
+		case alt > 1 && alt < rd.sectors:
 			// The disk grew (an image copied to a larger disk): the backup is where the header
 			// says, not at the end.
-			rd.warn("the backup GPT header is at LBA %d, not at the last LBA %d", primary.alternateLBA, lastLBA)
-			backupLBA = primary.alternateLBA
-		} else {
-			rd.warn("the primary GPT header places the backup at LBA %d, past the end of the disk (last LBA %d); the disk was truncated or shrunk", primary.alternateLBA, lastLBA)
+			rd.warn("the backup GPT header is at LBA %d, not at the last LBA %d", alt, lastLBA)
+			backupLBA = alt
+		default:
+			rd.warn("the primary GPT header places the backup at LBA %d, past the end of the disk (last LBA %d)", alt, lastLBA)
+			berr = fmt.Errorf("LBA %d is past the end of the disk", alt)
 		}
 	}
-	backup, berr := rd.readGPTHeader(backupLBA)
+	if berr == nil {
+		backup, berr = rd.readGPTHeader(backupLBA)
+	}
 	var h *gptHeader
 	switch {
 	case perr == nil:
 		h = primary
-		if berr != nil {
-			rd.warn("backup GPT header at byte %d is damaged: %v", int64(backupLBA)*rd.lss, berr)
-		} else if !bytes.Equal(primary.array, backup.array) || !bytes.Equal(primary.diskGUID, backup.diskGUID) ||
-			primary.firstUsable != backup.firstUsable || primary.lastUsable != backup.lastUsable {
+		switch {
+		case berr != nil:
+			if backupLBA == primary.alternateLBA { // (a backup past the end was warned about above)
+				rd.warn("backup GPT header at byte %d is damaged: %v", int64(backupLBA)*rd.lss, berr)
+			}
+		case !bytes.Equal(primary.array, backup.array) || !bytes.Equal(primary.diskGUID, backup.diskGUID) ||
+			primary.firstUsable != backup.firstUsable || primary.lastUsable != backup.lastUsable:
 			rd.warn("primary and backup GPT differ; the primary is used")
 		}
 	case berr == nil:
@@ -166,7 +182,7 @@ func (rd *reader) readGPT(pmbr [4]mbrEntry) error {
 	if backup != nil {
 		rd.meta = append(rd.meta, region{Extent{backup.arrayOffset, arrayBytes}, "backup GPT partition array"})
 		rd.meta = append(rd.meta, region{Extent{backup.headerBytes, lss}, "backup GPT header"})
-	} else if backupLBA > h.arraySectors {
+	} else if (primary == nil || primary.alternateLBA == backupLBA) && backupLBA > h.arraySectors {
 		rd.meta = append(rd.meta, region{Extent{int64(backupLBA-h.arraySectors) * lss, arrayBytes}, "backup GPT partition array"})
 		rd.meta = append(rd.meta, region{Extent{int64(backupLBA) * lss, lss}, "backup GPT header"})
 	}

@@ -23,7 +23,7 @@ const (
 // ext4 partition with a non-ASCII name, a swap partition with an astral-plane name filling the
 // whole name field, a partition of an unknown type, and an NTFS partition. Filesystems are made by
 // the mkfs tools, in place (-E offset) or in a separate file copied in.
-func makeGPTImage(t *testing.T) string {
+func makeGPTImage(t testing.TB) string {
 	t.Helper()
 	img := newImage(t, "gpt.img", 96<<20)
 	run(t, "sgdisk", "-o", "-U", testDiskGUID,
@@ -52,7 +52,7 @@ func makeGPTImage(t *testing.T) string {
 	return img
 }
 
-func readImage(t *testing.T, img string, lss int) (*Disk, error) {
+func readImage(t testing.TB, img string, lss int) (*Disk, error) {
 	t.Helper()
 	f, err := os.Open(img)
 	if err != nil {
@@ -274,6 +274,52 @@ func TestReadGPTDamaged(t *testing.T) {
 			!strings.Contains(pe.Msg, fmt.Sprintf("backup header at byte %d: no \"EFI PART\" signature", backupHeader)) {
 			t.Errorf("unclear error: %v", err)
 		}
+	})
+	t.Run("disk grew", func(t *testing.T) {
+		// An image copied to a larger disk: the backup stays where it was.
+		img := copyImage(t, orig)
+		if err := os.Truncate(img, 40<<20); err != nil {
+			t.Fatal(err)
+		}
+		d, err := readImage(t, img, 512)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameLayout(t, d, good)
+		wantWarning(t, d, fmt.Sprintf("the backup GPT header is at LBA %d, not at the last LBA %d", lastLBA, 40<<20/512-1))
+		if len(d.Warnings) != 1 {
+			t.Errorf("warnings %q", d.Warnings)
+		}
+	})
+	t.Run("disk shrank", func(t *testing.T) {
+		img := copyImage(t, orig)
+		if err := os.Truncate(img, 24<<20); err != nil {
+			t.Fatal(err)
+		}
+		d, err := readImage(t, img, 512)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameLayout(t, d, good)
+		wantWarning(t, d, "the GPT was made for a disk of at least 65503 sectors; this one has 49152")
+		wantWarning(t, d, "places the backup at LBA 65535, past the end of the disk (last LBA 49151)")
+		if len(d.Warnings) != 2 {
+			t.Errorf("warnings %q", d.Warnings)
+		}
+	})
+	t.Run("hybrid MBR", func(t *testing.T) {
+		img := copyImage(t, orig)
+		run(t, "sgdisk", "-h", "1", img)
+		st := sfdiskDump(t, img)
+		if st.PartitionTable.Label != "gpt" {
+			t.Fatalf("sfdisk sees %s", st.PartitionTable.Label)
+		}
+		d, err := readImage(t, img, 512)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameLayout(t, d, good)
+		wantWarning(t, d, "hybrid MBR")
 	})
 	t.Run("partition over the primary array", func(t *testing.T) {
 		img := copyImage(t, orig)

@@ -41,6 +41,8 @@ var toolPackages = map[string]string{
 	"pvcreate":   "lvm2",
 	"xorriso":    "xorriso",
 	"dd":         "coreutils",
+	"mcopy":      "mtools",
+	"mlabel":     "mtools",
 }
 
 // needTool fails the test when tool is not installed, naming the package to install.

@@ -21,7 +21,7 @@ size=8M, type=fd
 size=24M, type=e
 `
 
-func makeMBRImage(t *testing.T) (string, sfdiskTable) {
+func makeMBRImage(t testing.TB) (string, sfdiskTable) {
 	t.Helper()
 	img := newImage(t, "mbr.img", 128<<20)
 	runIn(t, mbrScript, "sfdisk", "-q", img)

@@ -56,6 +56,12 @@ func (m *memDisk) write(off int64, b []byte) {
 	}
 }
 
+// WriteAt makes memDisk an io.WriterAt, for the GPT builder.
+func (m *memDisk) WriteAt(p []byte, off int64) (int, error) {
+	m.write(off, p)
+	return len(p), nil
+}
+
 // tEntry is an MBR partition entry for hand-made tables.
 type tEntry struct {
 	boot, typ    byte

@@ -26,11 +26,15 @@ func loop(t *testing.T, img string) string {
 	return dev
 }
 
-func TestRestoreToBlockDevice(t *testing.T) {
+func TestCaptureAndRestoreBlockDevices(t *testing.T) {
 	dir := t.TempDir()
 	s := makeSample(t, dir, 11)
 	r := newRepo(t, dir, "")
-	g := capture(t, r, "m", s.path)
+	// Capture from a block device (a loop device over the sample) as from a real disk.
+	g := capture(t, r, "m", loop(t, s.path))
+	if g.Disks[0].Layout.Table != "gpt" || len(g.Disks[0].Layout.Partitions) != 3 {
+		t.Fatalf("layout read from the loop device: %+v", g.Disks[0].Layout)
+	}
 
 	// A target that is a loop device over a file of garbage, beside a decoy device that must stay
 	// untouched byte for byte.

@@ -35,6 +35,9 @@ var extCases = []extCase{
 	{name: "ext4-300M-lazy", mkfs: "mkfs.ext4", args: []string{"-b", "4096", "-g", "8192", "-E", "lazy_itable_init=1"}, size: 300 << 20, big: 10, wantUninit: true},
 	{name: "ext4-sparse_super2", mkfs: "mkfs.ext4", args: []string{"-b", "1024", "-O", "sparse_super2"}, size: 64 << 20, big: 3},
 	{name: "ext4-meta_bg", mkfs: "mkfs.ext4", args: []string{"-b", "1024", "-O", "meta_bg,^resize_inode"}, size: 64 << 20, big: 3, wantUninit: true},
+	// 64 groups of 16 descriptors per block: four meta groups, whose BLOCK_UNINIT last groups
+	// hold descriptor copies no bitmap on disk records.
+	{name: "ext4-meta_bg-many", mkfs: "mkfs.ext4", args: []string{"-b", "1024", "-g", "1024", "-O", "meta_bg,^resize_inode,64bit"}, size: 64 << 20, big: 4, wantUninit: true},
 	{name: "ext4-gdt_csum", mkfs: "mkfs.ext4", args: []string{"-b", "1024", "-O", "^metadata_csum,uninit_bg"}, size: 48 << 20, big: 3, wantUninit: true},
 	{name: "ext4-bigalloc", mkfs: "mkfs.ext4", args: []string{"-b", "4096", "-O", "bigalloc", "-C", "16384"}, size: 96 << 20, big: 4},
 	{name: "ext4-mounted", mkfs: "mkfs.ext4", args: []string{"-b", "4096"}, size: 96 << 20, big: 6, mount: true},

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	ntfs "www.velocidex.com/golang/go-ntfs/parser"
 )
 
 type ntfsCase struct {
@@ -305,6 +307,9 @@ func TestNTFSCorrupt(t *testing.T) {
 	clean := ntfsTestImage(t)
 	le64 := func(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
 	bitmapRec := mftRecordOffset(t, clean, ntfsMFTBitmap)
+	bitmapData := findAttr(t, clean, bitmapRec, 0x80)
+	runs := int(bitmapData) + int(binary.LittleEndian.Uint16(clean[bitmapData+0x20:]))
+	le16 := func(v uint16) []byte { return binary.LittleEndian.AppendUint16(nil, v) }
 	for _, tc := range []struct {
 		name string
 		img  []byte
@@ -321,6 +326,14 @@ func TestNTFSCorrupt(t *testing.T) {
 		{"$Bitmap record wiped", corrupt(clean, int(bitmapRec), make([]byte, 1024)), "ntfs"},
 		{"$Bitmap renamed", corrupt(clean, int(bitmapRec), bytes.ReplaceAll(clean[bitmapRec:bitmapRec+1024],
 			[]byte{'$', 0, 'B', 0, 'i', 0, 't', 0}, []byte{'$', 0, 'X', 0, 'i', 0, 't', 0})), "MFT record 6 is not $Bitmap"},
+		{"$Bitmap compressed", corrupt(clean, int(bitmapData)+0x0C, le16(0x0001)), "(compressed, encrypted or sparse)"},
+		{"$Bitmap sparse", corrupt(clean, int(bitmapData)+0x0C, le16(0x8000)), "(compressed, encrypted or sparse)"},
+		{"run list garbage", corrupt(clean, runs, append([]byte{0x18}, bytes.Repeat([]byte{0xFF}, 16)...)), "not within the volume"},
+		{"run beyond the volume", corrupt(clean, runs, []byte{0x21, 0x01, 0xFF, 0x7F}), "not within the volume"},
+		{"sparse run", corrupt(clean, runs, []byte{0x01, 0x01, 0x00}), "not within the volume"},
+		{"run list short", corrupt(clean, runs, []byte{0x00}), "VCN"},
+		{"no fix-ups", corrupt(clean, int(bitmapRec)+6, le16(0)), "update-sequence entries"},
+		{"one fix-up", corrupt(clean, int(bitmapRec)+6, le16(1)), "update-sequence entries"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := NTFS(bytes.NewReader(tc.img), int64(len(tc.img)))
@@ -329,5 +342,69 @@ func TestNTFSCorrupt(t *testing.T) {
 			}
 			t.Log(err)
 		})
+	}
+}
+
+// TestNTFSGoNTFSReadsGarbage documents the upstream behaviour NTFS guards against: given a
+// $Bitmap whose run list is garbage (an 8-byte length of -1 at LCN -1), go-ntfs v0.2.1's own
+// stream reader returns a full buffer and no error, and the bytes are not the bitmap. Read as an
+// allocation map, that silently drops used clusters. NTFS must refuse it.
+func TestNTFSGoNTFSReadsGarbage(t *testing.T) {
+	clean := ntfsTestImage(t)
+	rec := mftRecordOffset(t, clean, ntfsMFTBitmap)
+	data := findAttr(t, clean, rec, 0x80)
+	runs := int(data) + int(binary.LittleEndian.Uint16(clean[data+0x20:]))
+	readBitmap := func(img []byte) ([]byte, error) {
+		ctx, err := ntfs.GetNTFSContext(bytes.NewReader(img), 0)
+		if err != nil {
+			return nil, err
+		}
+		mft, err := ctx.GetMFT(ntfsMFTBitmap)
+		if err != nil {
+			return nil, err
+		}
+		s, err := ntfs.OpenStream(ctx, mft, ntfs.ATTR_TYPE_DATA, ntfs.WILDCARD_STREAM_ID, ntfs.WILDCARD_STREAM_NAME)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, 256) // 2047 clusters: 256 bytes of bitmap
+		n, err := s.ReadAt(buf, 0)
+		return buf[:n], err
+	}
+	want, err := readBitmap(clean)
+	if err != nil || len(want) != 256 {
+		t.Fatalf("clean $Bitmap through go-ntfs: %d bytes, %v", len(want), err)
+	}
+	img := corrupt(clean, runs, append([]byte{0x18}, bytes.Repeat([]byte{0xFF}, 16)...))
+	got, err := readBitmap(img)
+	if err != nil || len(got) != len(want) || bytes.Equal(got, want) {
+		t.Errorf("go-ntfs returned %d bytes, error %v, equal to the real bitmap %v: the upstream behaviour changed; revisit ntfsBitmapExtents",
+			len(got), err, bytes.Equal(got, want))
+	}
+	if m, err := NTFS(bytes.NewReader(img), int64(len(img))); err == nil {
+		t.Errorf("NTFS accepted it (%d used clusters)", m.Count())
+	}
+}
+
+// panicReader panics when a read reaches past byte after, standing in for a fault deep in go-ntfs.
+type panicReader struct {
+	r     *bytes.Reader
+	after int64
+}
+
+func (p panicReader) ReadAt(b []byte, off int64) (int, error) {
+	if off+int64(len(b)) > p.after {
+		panic("simulated fault below go-ntfs")
+	}
+	return p.r.ReadAt(b, off)
+}
+
+// TestNTFSRecoversPanics checks that a panic anywhere beneath NTFS (go-ntfs indexes buffers with
+// on-disk values) comes back as an error, not a crashed capture.
+func TestNTFSRecoversPanics(t *testing.T) {
+	clean := ntfsTestImage(t)
+	m, err := NTFS(panicReader{bytes.NewReader(clean), 8192}, int64(len(clean)))
+	if m != nil || err == nil || !strings.Contains(err.Error(), "simulated fault") {
+		t.Fatalf("got (%v, %v), want the panic as an error", m, err)
 	}
 }

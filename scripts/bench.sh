@@ -1,0 +1,518 @@
+#!/usr/bin/env bash
+# make bench: cauldron against partclone + zstd on the same ext4 and NTFS disks, side by side in
+# one run, and docs/benchmarks.md written from the figures of that run.
+#
+# Measured, every timed figure the median of BENCH_RUNS runs (3), caches dropped before each:
+#   capture   cauldron capture (unencrypted and encrypted repository; --compression default once)
+#             vs partclone.<fs> -c | zstd -T0 -3, reading the same loop devices of the source disk
+#   restore   cauldron restore-disk to a new image file vs zstd -dc | partclone.restore -O, and vs
+#             dd of the same number of zeros with O_DIRECT (the target disk's own write rate)
+#   increment capture of the disk after rewriting 1 % of the files: new bytes vs the first capture
+#   memory    peak RSS of every cauldron command (/usr/bin/time -v), and a capture and a restore
+#             inside a memory cgroup limited to 512 MiB
+# Restores are checked (e2fsck -fn / ntfsfix -n, and comparison with the source); a failed check
+# marks the figures void and the script fails.
+#
+# Source disks are built once by scripts/bench-images.sh and cached in BENCH_CACHE
+# (/var/tmp/cauldron-bench) under a data version; repositories, images and targets are made fresh
+# in a temporary folder every run. Needs root: loop devices, mounts, drop_caches, cgroups.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=${BIN:-$ROOT/bin/cauldron}
+VOL_MIB=${BENCH_VOL_MIB:-2048}
+RUNS=${BENCH_RUNS:-3}
+CACHE=${BENCH_CACHE:-/var/tmp/cauldron-bench}
+DOC=${BENCH_DOC:-$ROOT/docs/benchmarks.md}
+DATA_VERSION=1 # change when scripts/bench-images.sh makes different disks
+IMAGES=$CACHE/v$DATA_VERSION-${VOL_MIB}M
+MEM_LIMIT_MIB=512
+PASSWORD=bench-password-not-secret
+T_START=$EPOCHREALTIME
+
+[ "$(id -u)" = 0 ] || { echo "bench: run as root (loop devices, mounts, drop_caches, cgroups)" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "bench: $BIN missing; run make build" >&2; exit 1; }
+for t in partclone.ext4 partclone.ntfs partclone.restore zstd jq sgdisk sfdisk mkfs.ext4 mkntfs ntfs-3g e2fsck ntfsfix losetup /usr/bin/time; do
+	command -v "$t" >/dev/null || { echo "bench: $t missing; run make deps" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /var/tmp/cauldron-bench-run.XXXXXX)
+LOOPS=()
+MOUNTS=()
+CGROUPS=()
+cleanup() {
+	local m l c
+	for m in ${MOUNTS[@]+"${MOUNTS[@]}"}; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+	for l in ${LOOPS[@]+"${LOOPS[@]}"}; do losetup -d "$l" 2>/dev/null || true; done
+	for c in ${CGROUPS[@]+"${CGROUPS[@]}"}; do rmdir "$c" 2>/dev/null || true; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '== %s\n' "$*"; }
+fail_log() { echo "bench: $1 failed; last lines of $2:" >&2; tail -n 20 "$2" >&2; exit 1; }
+
+# --- loop devices and mounts, all undone by cleanup ---------------------------------------------
+loop_attach() { # VAR LOSETUP-ARGS...
+	local _var=$1 _dev
+	shift
+	_dev=$(losetup --find --show "$@")
+	LOOPS+=("$_dev")
+	printf -v "$_var" %s "$_dev"
+}
+loop_detach() {
+	local keep=() l
+	losetup -d "$1"
+	for l in "${LOOPS[@]}"; do [ "$l" = "$1" ] || keep+=("$l"); done
+	LOOPS=(${keep[@]+"${keep[@]}"})
+}
+fs_mount_ro() { # fs dev dir
+	mkdir -p "$3"
+	if [ "$1" = ext4 ]; then mount -t ext4 -o ro,noload "$2" "$3"; else ntfs-3g -o ro "$2" "$3"; fi
+	MOUNTS+=("$3")
+}
+fs_umount() {
+	local keep=() m
+	umount "$1"
+	for m in "${MOUNTS[@]}"; do [ "$m" = "$1" ] || keep+=("$m"); done
+	MOUNTS=(${keep[@]+"${keep[@]}"})
+}
+
+# --- measuring ----------------------------------------------------------------------------------
+declare -A T   # "fs.op" -> seconds of each run, space-separated
+declare -A RSS # "fs.op" -> peak RSS in KiB, the largest of its runs
+declare -A V   # other figures
+CHECKS=()      # "fs|what|result"
+CHECK_FAILED=0
+DROP=ok
+
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || DROP=failed
+}
+
+# timed KEY CMD...: drops caches, runs CMD, appends its wall seconds to T[KEY].
+timed() {
+	local key=$1 a b
+	shift
+	drop_caches
+	a=$EPOCHREALTIME
+	"$@"
+	b=$EPOCHREALTIME
+	T[$key]+="$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b - a }') "
+}
+
+last() { echo "${T[$1]}" | awk '{ print $NF }'; }
+rss_of() { awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$1"; }
+note_rss() { # KEY KiB
+	local old=${RSS[$1]:-0}
+	[ "$2" -gt "$old" ] && RSS[$1]=$2
+	return 0
+}
+
+# cld KEY ARGS...: cauldron ARGS under /usr/bin/time -v; output to $WORK/cauldron.log, stdout
+# also to $WORK/out; peak RSS noted under KEY.
+cld() {
+	local key=$1
+	shift
+	if ! /usr/bin/time -v -o "$WORK/time.txt" "$BIN" "$@" >"$WORK/out" 2>"$WORK/err"; then
+		cat "$WORK/out" "$WORK/err" >>"$WORK/cauldron.log"
+		fail_log "cauldron $*" "$WORK/cauldron.log"
+	fi
+	cat "$WORK/out" "$WORK/err" >>"$WORK/cauldron.log"
+	note_rss "$key" "$(rss_of "$WORK/time.txt")"
+}
+cld_enc() { CAULDRON_PASSWORD=$PASSWORD cld "$@"; }
+
+# The partclone side: the image format partclone writes, compressed as Clonezilla does; the
+# output file is synced, as cauldron syncs its packs.
+pc_capture() { # fs partition-dev out
+	/usr/bin/time -v -o "$WORK/pc.time" partclone."$1" -c -q -s "$2" -o - -L "$WORK/partclone.log" 2>>"$WORK/partclone.err" |
+		/usr/bin/time -v -o "$WORK/zstd.time" zstd -T0 -3 -q >"$3"
+	sync "$3"
+	note_rss "$fs.pc_cap" "$(rss_of "$WORK/pc.time")"
+	note_rss "$fs.pc_cap_zstd" "$(rss_of "$WORK/zstd.time")"
+}
+pc_restore() { # in target
+	/usr/bin/time -v -o "$WORK/zstd.time" zstd -dc -q "$1" |
+		/usr/bin/time -v -o "$WORK/pc.time" partclone.restore -q -s - -O "$2" -L "$WORK/partclone.log" 2>>"$WORK/partclone.err"
+	sync "$2"
+	note_rss "$fs.pc_res" "$(rss_of "$WORK/pc.time")"
+	note_rss "$fs.pc_res_zstd" "$(rss_of "$WORK/zstd.time")"
+}
+dd_write() { dd if=/dev/zero of="$1" bs=4M count="$2" oflag=direct conv=fsync status=none; }
+
+# gen_stat REPO MACHINE INDEX FIELD: a stats field of the machine's INDEX-th generation (0 first).
+gen_stat() {
+	cld_enc "$2.generations" generations --repo "$1" --machine "$2" --json
+	jq -r --argjson i "$3" --arg f "$4" 'sort_by(.time) | .[$i].stats[$f]' "$WORK/out"
+}
+
+check() { # fs what CMD...: runs a correctness check, records the result
+	local fs=$1 what=$2
+	shift 2
+	if "$@" >"$WORK/check.log" 2>&1; then
+		CHECKS+=("$fs|$what|clean")
+	else
+		CHECKS+=("$fs|$what|**FAILED** ($(tail -n 3 "$WORK/check.log" | tr '\n' ' ' | cut -c1-200))")
+		CHECK_FAILED=1
+	fi
+}
+fsck_dev() { # fs dev
+	if [ "$1" = ext4 ]; then
+		e2fsck -fn "$2"
+	else
+		ntfsfix -n "$2" | tee /dev/stderr | grep -q 'processed successfully'
+	fi
+}
+fsck_part_of_disk() { # fs disk-image: the partition of a restored disk image
+	local p rc=0
+	loop_attach p -r -o "$PART_OFF" --sizelimit "$PART_SIZE" "$2"
+	fsck_dev "$1" "$p" || rc=$?
+	loop_detach "$p"
+	return $rc
+}
+same_files() { # fs disk-image-a disk-image-b: every file's content and name equal
+	local a b rc=0
+	loop_attach a -r -o "$PART_OFF" --sizelimit "$PART_SIZE" "$2"
+	loop_attach b -r -o "$PART_OFF" --sizelimit "$PART_SIZE" "$3"
+	fs_mount_ro "$1" "$a" "$WORK/ma"
+	fs_mount_ro "$1" "$b" "$WORK/mb"
+	diff -r --no-dereference "$WORK/ma" "$WORK/mb" || rc=$?
+	fs_umount "$WORK/ma"
+	fs_umount "$WORK/mb"
+	loop_detach "$a"
+	loop_detach "$b"
+	return $rc
+}
+
+# mem_limited KEY ARGS...: one cauldron command inside a fresh memory cgroup of MEM_LIMIT_MIB.
+CG_KIND=
+cg_make() { # VAR: a new memory cgroup with the limit, or fails
+	local _d
+	if [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]; then
+		_d=/sys/fs/cgroup/memory/cauldron-bench-$$-$RANDOM
+		mkdir "$_d" || return 1
+		CGROUPS+=("$_d")
+		echo $((MEM_LIMIT_MIB << 20)) >"$_d/memory.limit_in_bytes" || return 1
+		[ -f "$_d/memory.memsw.limit_in_bytes" ] && { echo $((MEM_LIMIT_MIB << 20)) >"$_d/memory.memsw.limit_in_bytes" || true; }
+		CG_KIND="cgroup v1 memory controller: memory.limit_in_bytes = $MEM_LIMIT_MIB MiB (page cache included, no swap)"
+	elif grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+		_d=/sys/fs/cgroup/cauldron-bench-$$-$RANDOM
+		grep -qw memory /sys/fs/cgroup/cgroup.subtree_control || echo +memory >/sys/fs/cgroup/cgroup.subtree_control || return 1
+		mkdir "$_d" || return 1
+		CGROUPS+=("$_d")
+		echo $((MEM_LIMIT_MIB << 20)) >"$_d/memory.max" || return 1
+		[ -f "$_d/memory.swap.max" ] && { echo 0 >"$_d/memory.swap.max" || true; }
+		CG_KIND="cgroup v2: memory.max = $MEM_LIMIT_MIB MiB, memory.swap.max = 0"
+	else
+		return 1
+	fi
+	printf -v "$1" %s "$_d"
+}
+cg_peak() { # dir: the cgroup's peak charge in bytes
+	cat "$1/memory.max_usage_in_bytes" 2>/dev/null || cat "$1/memory.peak" 2>/dev/null || echo 0
+}
+cg_ooms() {
+	awk '$1 == "oom_kill" { print $2 }' "$1/memory.oom_control" "$1/memory.events" 2>/dev/null | head -n 1
+}
+mem_limited() { # KEY ARGS...
+	local key=$1 cg a b ok=yes
+	shift
+	if ! cg_make cg; then
+		V[$key.cg]="not run: no usable memory cgroup"
+		return 0
+	fi
+	drop_caches
+	a=$EPOCHREALTIME
+	CAULDRON_PASSWORD=$PASSWORD bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' _ "$cg" \
+		/usr/bin/time -v -o "$WORK/time.txt" "$BIN" "$@" >>"$WORK/cauldron.log" 2>&1 || ok="NO (exit status $?)"
+	b=$EPOCHREALTIME
+	V[$key.cg]="completed: $ok; $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f s", b - a }'); peak RSS $(($(rss_of "$WORK/time.txt") / 1024)) MiB; cgroup peak $(($(cg_peak "$cg") >> 20)) MiB; OOM kills $(cg_ooms "$cg")"
+	V[$key.ok]=$ok
+	rmdir "$cg" 2>/dev/null || true
+}
+
+# --- the source disks -----------------------------------------------------------------------------
+if [ -f "$IMAGES/complete" ]; then
+	say "source disks from the cache: $IMAGES"
+	IMAGES_NOTE="taken from the cache ($IMAGES, built $(. "$IMAGES/info.env" && echo "$BUILT"))"
+else
+	say "building the source disks into $IMAGES (once)"
+	t0=$EPOCHREALTIME
+	mkdir -p "$CACHE"
+	"$ROOT/scripts/bench-images.sh" "$IMAGES" "$VOL_MIB"
+	IMAGES_NOTE="built by this run in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f s", b - a }') and cached in $IMAGES"
+fi
+# shellcheck source=/dev/null
+. "$IMAGES/info.env"
+
+# --- one filesystem -------------------------------------------------------------------------------
+bench_fs() {
+	local fs=$1 img1 img2 i disk1 disk2 part1 r out n
+	img1=$IMAGES/$fs-1.img
+	img2=$IMAGES/$fs-2.img
+	say "$fs: captures ($RUNS rounds: cauldron unencrypted, cauldron encrypted, partclone + zstd)"
+	loop_attach disk1 -r "$img1"
+	loop_attach disk2 -r "$img2"
+	loop_attach part1 -r -o "$PART_OFF" --sizelimit "$PART_SIZE" "$img1"
+	for i in $(seq 1 "$RUNS"); do
+		cld init init --repo "$WORK/$fs-plain-$i" --no-password
+		timed "$fs.cap_plain" cld "$fs.cap_plain" capture --repo "$WORK/$fs-plain-$i" --machine "$fs" "$disk1"
+		cld_enc init init --repo "$WORK/$fs-enc-$i"
+		timed "$fs.cap_enc" cld_enc "$fs.cap_enc" capture --repo "$WORK/$fs-enc-$i" --machine "$fs" "$disk1"
+		rm -f "$WORK/$fs-$i.pc.zst"
+		timed "$fs.cap_pc" pc_capture "$fs" "$part1" "$WORK/$fs-$i.pc.zst"
+		echo "   round $i: $(last "$fs.cap_plain") $(last "$fs.cap_enc") $(last "$fs.cap_pc") s"
+	done
+	cld init init --repo "$WORK/$fs-default" --no-password
+	timed "$fs.cap_default" cld "$fs.cap_default" capture --repo "$WORK/$fs-default" --machine "$fs" --compression default "$disk1"
+	V[$fs.used]=$(gen_stat "$WORK/$fs-plain-1" "$fs" 0 usedBytes)
+	V[$fs.new_plain]=$(gen_stat "$WORK/$fs-plain-1" "$fs" 0 newBytes)
+	V[$fs.new_enc]=$(gen_stat "$WORK/$fs-enc-1" "$fs" 0 newBytes)
+	V[$fs.new_default]=$(gen_stat "$WORK/$fs-default" "$fs" 0 newBytes)
+	V[$fs.pc_size]=$(stat -c %s "$WORK/$fs-1.pc.zst")
+	V[$fs.pc_used]=$(awk '/^Block size:/ { bs = $3 } /^Space in use:/ { n = $(NF - 1) } END { print n * bs }' "$WORK/partclone.log")
+	rm -rf "$WORK/$fs-default"
+	for i in $(seq 2 "$RUNS"); do rm -rf "$WORK/$fs-enc-$i" "$WORK/$fs-$i.pc.zst"; done
+
+	say "$fs: restores ($RUNS rounds: cauldron unencrypted, cauldron encrypted, partclone + zstd, dd)"
+	out=$WORK/restored.img
+	n=$(((V[$fs.used] + (4 << 20) - 1) / (4 << 20)))
+	V[$fs.dd_bytes]=$((n * (4 << 20)))
+	for i in $(seq 1 "$RUNS"); do
+		rm -f "$out"
+		timed "$fs.res_plain" cld "$fs.res_plain" restore-disk --repo "$WORK/$fs-plain-1" --machine "$fs" --generation latest --disk disk0 --to "$out"
+		if [ "$i" = 1 ]; then
+			check "$fs" "cauldron restore (unencrypted), first generation: $( [ "$fs" = ext4 ] && echo 'e2fsck -fn' || echo 'ntfsfix -n') on the partition" fsck_part_of_disk "$fs" "$out"
+			check "$fs" "cauldron restore (unencrypted), first generation: whole disk byte-identical to the source (cmp)" cmp "$img1" "$out"
+		fi
+		rm -f "$out"
+		timed "$fs.res_enc" cld_enc "$fs.res_enc" restore-disk --repo "$WORK/$fs-enc-1" --machine "$fs" --generation latest --disk disk0 --to "$out"
+		if [ "$i" = 1 ]; then
+			check "$fs" "cauldron restore (encrypted), first generation: whole disk byte-identical to the source (cmp)" cmp "$img1" "$out"
+		fi
+		rm -f "$out"
+		truncate -s "$PART_SIZE" "$WORK/pc.part"
+		timed "$fs.res_pc" pc_restore "$WORK/$fs-1.pc.zst" "$WORK/pc.part"
+		if [ "$i" = 1 ]; then
+			check "$fs" "partclone restore: $( [ "$fs" = ext4 ] && echo 'e2fsck -fn' || echo 'ntfsfix -n') on the partition" fsck_dev "$fs" "$WORK/pc.part"
+		fi
+		rm -f "$WORK/pc.part" "$WORK/dd.out"
+		timed "$fs.res_dd" dd_write "$WORK/dd.out" "$n"
+		rm -f "$WORK/dd.out"
+		echo "   round $i: $(last "$fs.res_plain") $(last "$fs.res_enc") $(last "$fs.res_pc") $(last "$fs.res_dd") s"
+	done
+	rm -rf "$WORK/$fs-enc-1" "$WORK/$fs-"*.pc.zst
+
+	say "$fs: incremental captures after rewriting $CHANGED_FILES of $FILES files"
+	for i in $(seq 1 "$RUNS"); do
+		r=$WORK/$fs-plain-$i
+		timed "$fs.inc" cld "$fs.inc" capture --repo "$r" --machine "$fs" "$disk2"
+		V[$fs.inc_new]+="$(gen_stat "$r" "$fs" 1 newBytes) "
+		V[$fs.inc_first]+="$(gen_stat "$r" "$fs" 0 newBytes) "
+	done
+	echo "   ${T[$fs.inc]}; new bytes ${V[$fs.inc_new]}"
+	cld "$fs.res_plain" restore-disk --repo "$WORK/$fs-plain-1" --machine "$fs" --generation latest --disk disk0 --to "$out"
+	check "$fs" "cauldron restore, second generation: $( [ "$fs" = ext4 ] && echo 'e2fsck -fn' || echo 'ntfsfix -n') on the partition" fsck_part_of_disk "$fs" "$out"
+	check "$fs" "cauldron restore, second generation: every file identical to the changed source (diff -r)" same_files "$fs" "$img2" "$out"
+	rm -f "$out"
+
+	say "$fs: capture and restore inside a $MEM_LIMIT_MIB MiB memory cgroup"
+	cld_enc init init --repo "$WORK/$fs-cg"
+	mem_limited "$fs.cg_cap" capture --repo "$WORK/$fs-cg" --machine "$fs" "$disk1"
+	mem_limited "$fs.cg_res" restore-disk --repo "$WORK/$fs-cg" --machine "$fs" --generation latest --disk disk0 --to "$out"
+	if [ "${V[$fs.cg_res.ok]:-}" = yes ]; then
+		check "$fs" "cauldron restore inside the memory cgroup: whole disk byte-identical to the source (cmp)" cmp "$img1" "$out"
+	fi
+	rm -rf "$out" "$WORK/$fs-cg" "$WORK/$fs-plain-"*
+	loop_detach disk1
+	loop_detach disk2
+	loop_detach part1
+}
+
+bench_fs ext4
+bench_fs ntfs
+
+# --- the report -----------------------------------------------------------------------------------
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+med() { echo "${T[$1]}" | median; }
+runs() { echo "${T[$1]}" | awk '{ for (i = 1; i <= NF; i++) printf "%s%.2f", (i > 1 ? ", " : ""), $i }'; }
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+rss_mib() { [ -n "${RSS[$1]:-}" ] && awk -v k="${RSS[$1]}" 'BEGIN { printf "%.0f MiB", k / 1024 }' || echo "–"; }
+verdict() { awk -v v="$1" -v goal="$2" -v dir="$3" 'BEGIN { ok = (dir == "ge" ? v >= goal : v <= goal); print (ok ? "met" : "**NOT met**") }'; }
+
+row() { # label key bytes more-cells: one table row from the median of T[key]
+	local m
+	m=$(med "$2")
+	printf '| %s | %.2f | %s | %s | %s |\n' "$1" "$m" "$(mbps "$3" "$m")" "$(runs "$2")" "$4"
+}
+
+fs_section() {
+	local fs=$1 used cap_ratio cap_ratio_enc res_ratio res_ratio_enc inc_ratio inc_worst rss_cap rss_res name
+	name=$([ "$fs" = ext4 ] && echo ext4 || echo NTFS)
+	used=${V[$fs.used]}
+	cap_ratio=$(ratio "$(med "$fs.cap_pc")" "$(med "$fs.cap_plain")")
+	cap_ratio_enc=$(ratio "$(med "$fs.cap_pc")" "$(med "$fs.cap_enc")")
+	res_ratio=$(ratio "$(med "$fs.res_pc")" "$(med "$fs.res_plain")")
+	res_ratio_enc=$(ratio "$(med "$fs.res_pc")" "$(med "$fs.res_enc")")
+	inc_worst=$(paste -d' ' <(echo "${V[$fs.inc_new]}" | tr ' ' '\n' | awk NF) <(echo "${V[$fs.inc_first]}" | tr ' ' '\n' | awk NF) |
+		awk '{ r = $1 / $2 * 100; if (r > w) w = r } END { printf "%.2f", w }')
+	inc_ratio=$(paste -d' ' <(echo "${V[$fs.inc_new]}" | tr ' ' '\n' | awk NF) <(echo "${V[$fs.inc_first]}" | tr ' ' '\n' | awk NF) |
+		awk '{ printf "%s%.2f %%", (NR > 1 ? ", " : ""), $1 / $2 * 100 }')
+	rss_cap=0
+	rss_res=0
+	for k in cap_plain cap_enc cap_default inc; do [ "${RSS[$fs.$k]:-0}" -gt "$rss_cap" ] && rss_cap=${RSS[$fs.$k]}; done
+	rss_res=${RSS[$fs.res_plain]:-0}
+	[ "${RSS[$fs.res_enc]:-0}" -gt "$rss_res" ] && rss_res=${RSS[$fs.res_enc]}
+	cat <<EOF
+## $name
+
+Used bytes (cauldron \`stats.usedBytes\` of the first generation, the whole disk): $used
+($(mib "$used") MiB); partclone reports $(mib "${V[$fs.pc_used]}") MiB in use in the partition. MB/s below is
+this used-bytes figure divided by the wall time, for every tool, so the MB/s ratios are the
+inverse time ratios.
+
+### Capture
+
+| tool | median s | MB/s | runs (s) | stored | peak RSS |
+|---|---:|---:|---|---:|---:|
+$(row "cauldron capture, unencrypted (fastest)" "$fs.cap_plain" "$used" "$(mib "${V[$fs.new_plain]}") MiB | $(rss_mib "$fs.cap_plain")")
+$(row "cauldron capture, encrypted (fastest)" "$fs.cap_enc" "$used" "$(mib "${V[$fs.new_enc]}") MiB | $(rss_mib "$fs.cap_enc")")
+$(row "cauldron capture, unencrypted, \`--compression default\` (1 run)" "$fs.cap_default" "$used" "$(mib "${V[$fs.new_default]}") MiB | $(rss_mib "$fs.cap_default")")
+$(row "\`partclone.$fs -c \| zstd -T0 -3\`, synced" "$fs.cap_pc" "$used" "$(mib "${V[$fs.pc_size]}") MiB | partclone $(rss_mib "$fs.pc_cap"), zstd $(rss_mib "$fs.pc_cap_zstd")")
+
+"stored" is the first generation's \`stats.newBytes\` for cauldron and the size of the \`.zst\`
+image for partclone.
+
+### Restore
+
+| tool | median s | MB/s | runs (s) | peak RSS |
+|---|---:|---:|---|---:|
+$(row "cauldron restore-disk, unencrypted repository" "$fs.res_plain" "$used" "$(rss_mib "$fs.res_plain")")
+$(row "cauldron restore-disk, encrypted repository" "$fs.res_enc" "$used" "$(rss_mib "$fs.res_enc")")
+$(row "\`zstd -dc \| partclone.restore -O\`, then \`sync FILE\`" "$fs.res_pc" "$used" "partclone $(rss_mib "$fs.pc_res"), zstd $(rss_mib "$fs.pc_res_zstd")")
+$(row "\`dd oflag=direct conv=fsync\` of $(mib "${V[$fs.dd_bytes]}") MiB of zeros (disk write rate)" "$fs.res_dd" "${V[$fs.dd_bytes]}" "–")
+
+cauldron restores the whole disk (GPT, partition, backup GPT) to a new sparse image file and
+fsyncs it; partclone restores the partition into a new sparse file of the partition's size.
+The dd row's MB/s is its own byte count divided by its time.
+
+### Incremental capture
+
+After rewriting $CHANGED_FILES of the $FILES files ($(mib "$CHANGED_BYTES") MiB of $(mib "$FILE_BYTES") MiB of file data,
+$(awk -v a="$CHANGED_BYTES" -v b="$FILE_BYTES" 'BEGIN { printf "%.2f", a / b * 100 }') % of the bytes) with new content of the same kind and size, a capture into each of the
+$RUNS unencrypted repositories stored $(echo "${V[$fs.inc_new]}" | awk '{ for (i = 1; i <= NF; i++) printf "%s%s", (i > 1 ? ", " : ""), $i }') new bytes against
+$(echo "${V[$fs.inc_first]}" | awk '{ printf "%s", $1 }') for the first generation: $inc_ratio. Median time $(printf '%.2f' "$(med "$fs.inc")") s (runs $(runs "$fs.inc")),
+$(mbps "$used" "$(med "$fs.inc")") MB/s, peak RSS $(rss_mib "$fs.inc").
+
+### Goals
+
+| goal | figure | verdict |
+|---|---|---|
+| capture ≥ 1.2 × partclone + zstd (unencrypted) | $cap_ratio × | $(verdict "$cap_ratio" 1.2 ge) |
+| capture ≥ 1.2 × partclone + zstd (encrypted) | $cap_ratio_enc × | $(verdict "$cap_ratio_enc" 1.2 ge) |
+| restore ≥ 1.5 × partclone + zstd (unencrypted) | $res_ratio × | $(verdict "$res_ratio" 1.5 ge) |
+| restore ≥ 1.5 × partclone + zstd (encrypted) | $res_ratio_enc × | $(verdict "$res_ratio_enc" 1.5 ge) |
+| second generation's new bytes ≤ 2 % of the first's (worst run) | $inc_worst % | $(verdict "$inc_worst" 2 le) |
+| capture peak RSS ≤ $MEM_LIMIT_MIB MiB (all captures) | $((rss_cap / 1024)) MiB | $(verdict "$rss_cap" $((MEM_LIMIT_MIB * 1024)) le) |
+| restore peak RSS ≤ $MEM_LIMIT_MIB MiB | $((rss_res / 1024)) MiB | $(verdict "$rss_res" $((MEM_LIMIT_MIB * 1024)) le) |
+| capture completes inside the $MEM_LIMIT_MIB MiB cgroup | ${V[$fs.cg_cap.cg]} | $([ "${V[$fs.cg_cap.ok]:-}" = yes ] && echo met || echo "**NOT met**") |
+| restore completes inside the $MEM_LIMIT_MIB MiB cgroup | ${V[$fs.cg_res.cg]} | $([ "${V[$fs.cg_res.ok]:-}" = yes ] && echo met || echo "**NOT met**") |
+
+EOF
+}
+
+say "writing $DOC"
+T_END=$EPOCHREALTIME
+disk_dev=$(findmnt -no SOURCE --target "$WORK" | sed 's|\[.*||')
+disk_name=$(lsblk -no PKNAME "$disk_dev" 2>/dev/null | head -n 1)
+[ -n "$disk_name" ] || disk_name=$(basename "$disk_dev")
+disk_desc=$(lsblk -dno NAME,SIZE,ROTA,MODEL "/dev/$disk_name" 2>/dev/null | awk '{ printf "/dev/%s, %s, %s%s", $1, $2, ($3 == 1 ? "rotational" : "non-rotational"), (NF > 3 ? ", model " substr($0, index($0, $4)) : "") }')
+[ -n "$disk_desc" ] || disk_desc=$disk_dev
+disk_desc="$disk_desc ($(findmnt -no FSTYPE --target "$WORK") at $(findmnt -no TARGET --target "$WORK"), holding the sources, repositories and targets)"
+drop_note="dropped (\`echo 3 > /proc/sys/vm/drop_caches\` after \`sync\`) before every timed run"
+[ "$DROP" = ok ] || drop_note="**could not be dropped** (writing /proc/sys/vm/drop_caches failed): reads may have come from the page cache"
+status="All correctness checks passed."
+[ "$CHECK_FAILED" = 0 ] || status="**NUMBERS VOID: a correctness check failed (see Correctness).**"
+params=""
+[ "$VOL_MIB" = 2048 ] && [ "$RUNS" = 3 ] || params=" (with BENCH_VOL_MIB=$VOL_MIB BENCH_RUNS=$RUNS: not the standard sizes)"
+
+mkdir -p "$(dirname "$DOC")"
+{
+	cat <<EOF
+# Benchmarks
+
+Produced by \`make bench\`$params (\`scripts/bench.sh\`, which writes this file; nothing here is typed by
+hand). $status
+
+- date: $(date -u '+%Y-%m-%d %H:%M UTC'); whole run $(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f s", b - a }')
+- cauldron: \`$("$BIN" --version 2>&1 | head -n 1)\`; tree \`git describe --always --dirty\`: $(git describe --always --dirty 2>/dev/null || echo unknown)
+- machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r), $( . /etc/os-release && echo "$PRETTY_NAME")
+- disk: $disk_desc
+- yardsticks: $(partclone.ext4 --version 2>&1 | awk '/Partclone/ { print "partclone", $3; exit }'), zstd $(zstd --version | grep -o 'v[0-9.]*'), GNU dd
+- page cache: $drop_note
+- timing: wall clock around the whole command (for pipelines, the whole pipeline plus \`sync\`); each
+  figure is the median of $RUNS runs (individual runs listed), the tools taking turns in each round;
+  every capture goes into a new repository or image file, every restore to a new target file
+
+## The disks
+
+Two raw disk images of $((DISK_SIZE >> 20)) MiB: GPT, one partition of $VOL_MIB MiB at 1 MiB, one ext4 (\`mkfs.ext4\`,
+filled through a loop mount), one NTFS (\`mkntfs -Q\`, filled through \`ntfs-3g\`), holding the same
+$FILES files, $(mib "$FILE_BYTES") MiB: sizes log-uniform between 4 KiB and 8 MiB; $(mib "$BIN_BYTES") MiB random bytes,
+$(mib "$LOG_BYTES") MiB log-like text lines (zstd: about 3.4 : 1), $(mib "$B64_BYTES") MiB base64 of random bytes
+(about 1.3 : 1); each file from its own random seed, so files share no content. The second
+version of each disk has $CHANGED_FILES files ($(mib "$CHANGED_BYTES") MiB) rewritten with new content of the same
+kind and size (every 100th file in size order). Disks $IMAGES_NOTE
+(\`scripts/bench-images.sh\`).
+
+cauldron reads a read-only loop device of the whole disk (\`losetup -r\`), partclone a read-only
+loop device of the partition (\`losetup -r -o 1048576 --sizelimit $PART_SIZE\`): the same bytes, through
+the same kind of block device. Encrypted repositories use a password (Argon2id key derivation
+included in each command's time); \`cauldron init\` is not timed.
+
+EOF
+	fs_section ext4
+	fs_section ntfs
+	cat <<EOF
+## Memory
+
+Every cauldron command ran under \`/usr/bin/time -v\`; "peak RSS" is its "Maximum resident set
+size", the largest over the runs. Largest per command kind, both filesystems:
+$(for k in init ext4.cap_plain ntfs.cap_plain ext4.cap_enc ntfs.cap_enc ext4.cap_default ntfs.cap_default ext4.inc ntfs.inc ext4.res_plain ntfs.res_plain ext4.res_enc ntfs.res_enc ext4.generations ntfs.generations; do
+		printf -- '- %s: %s\n' "$(echo "$k" | sed 's/^init$/init (encrypted: Argon2id, 64 MiB)/; s/cap_plain/capture, unencrypted/; s/cap_enc/capture, encrypted/; s/cap_default/capture, --compression default/; s/\.inc$/ incremental capture/; s/res_plain/restore-disk, unencrypted/; s/res_enc/restore-disk, encrypted/; s/\./ /')" "$(rss_mib "$k")"
+	done)
+
+Memory-limited runs: a capture into a new encrypted repository and a restore from it, each
+inside a new memory cgroup (${CG_KIND:-none was available}); the kernel charges
+the page cache the command causes to the cgroup too, so the cgroup peak includes cache that it
+reclaims under the limit. The goal is met when the command completes with no OOM kill.
+
+- ext4 capture: ${V[ext4.cg_cap.cg]}
+- ext4 restore: ${V[ext4.cg_res.cg]}
+- NTFS capture: ${V[ntfs.cg_cap.cg]}
+- NTFS restore: ${V[ntfs.cg_res.cg]}
+
+## Correctness
+
+$(for c in "${CHECKS[@]}"; do IFS='|' read -r f w r <<<"$c"; echo "- $f: $w: $r"; done)
+
+## Reproducing
+
+\`\`\`
+make bench
+\`\`\`
+
+runs \`make deps build\`, then \`scripts/bench.sh\` (root; about $(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", (b - a) / 60 + 0.5 }') minutes here with the disks cached,
+plus a few minutes the first time to build them). \`BENCH_CACHE\` moves the disk cache,
+\`BENCH_RUNS\` changes the number of runs and \`BENCH_VOL_MIB\` the partition size (both only for
+trying the script out: the figures above are for the defaults).
+EOF
+} >"$DOC.tmp"
+mv "$DOC.tmp" "$DOC"
+cat "$DOC"
+[ "$CHECK_FAILED" = 0 ] || { echo "bench: a correctness check failed; the figures are void" >&2; exit 1; }
