@@ -77,7 +77,7 @@ func NTFS(r io.ReaderAt, size int64) (m *Map, err error) {
 		return nil, err
 	}
 
-	extents, err := ntfsBitmapExtents(ctx, clusters)
+	extents, err := ntfsBitmapExtents(ctx, clusterSize, clusters)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ type ntfsExtent struct {
 // that makes no sense (negative lengths, runs outside the volume) without complaint and returns
 // wrong bytes (TestNTFSGoNTFSReadsGarbage), and would decompress or zero-fill a $Bitmap flagged
 // compressed or sparse, which NTFS never writes.
-func ntfsBitmapExtents(ctx *ntfs.NTFSContext, clusters int64) ([]ntfsExtent, error) {
+func ntfsBitmapExtents(ctx *ntfs.NTFSContext, cs, clusters int64) ([]ntfsExtent, error) {
 	mft, err := ntfsSystemRecord(ctx, ntfsMFTBitmap, "$Bitmap")
 	if err != nil {
 		return nil, err
@@ -129,11 +129,10 @@ func ntfsBitmapExtents(ctx *ntfs.NTFSContext, clusters int64) ([]ntfsExtent, err
 	}
 	need := (clusters + 7) / 8
 	if attrs[0].IsResident() {
-		return nil, fmt.Errorf("ntfs: MFT record %d ($Bitmap): resident $DATA; a volume of %d clusters keeps it in clusters", ntfsMFTBitmap, clusters)
+		return nil, fmt.Errorf("ntfs: MFT record %d ($Bitmap): resident $DATA, which NTFS never writes for $Bitmap", ntfsMFTBitmap)
 	}
 	var out []ntfsExtent
 	var vcn int64 // next cluster of $Bitmap expected
-	cs := ctx.ClusterSize
 	for _, a := range attrs {
 		bad := func(format string, v ...any) error {
 			return fmt.Errorf("ntfs: MFT record %d ($Bitmap): $DATA at VCN %d: %s", ntfsMFTBitmap, vcn, fmt.Sprintf(format, v...))
@@ -285,49 +284,43 @@ func ntfsCheckClean(ctx *ntfs.NTFSContext) error {
 // so no fix-up is needed.
 func ntfsLogClean(log io.ReaderAt) bool {
 	type restart struct {
-		lsn   uint64
-		clean bool
+		valid    bool
+		lsn      uint64
+		clean    bool
+		pageSize int64 // the system page size the page declares; the second copy follows at it
 	}
-	read := func(off int64) (restart, bool) {
+	read := func(off int64) restart {
 		page := make([]byte, 512)
 		if n, _ := log.ReadAt(page, off); n != len(page) {
-			return restart{}, false
+			return restart{}
 		}
 		if magic := string(page[:4]); magic != "RSTR" && magic != "CHKD" {
-			return restart{}, false
+			return restart{}
 		}
+		r := restart{valid: true, pageSize: int64(binary.LittleEndian.Uint32(page[0x10:]))}
 		ra := int(binary.LittleEndian.Uint16(page[0x18:]))
 		if ra < 0x1E || ra+0x10 > len(page) {
-			return restart{clean: false}, true // a restart page we cannot read: assume the worst
+			return r // a restart area we cannot read: assume the worst (not clean)
 		}
+		const noClient = 0xFFFF
 		inUse := binary.LittleEndian.Uint16(page[ra+0x0C:])
 		flags := binary.LittleEndian.Uint16(page[ra+0x0E:])
-		const noClient = 0xFFFF
-		return restart{
-			lsn:   binary.LittleEndian.Uint64(page[ra:]),
-			clean: inUse == noClient || flags&0x0002 != 0,
-		}, true
+		r.lsn = binary.LittleEndian.Uint64(page[ra:])
+		r.clean = inUse == noClient || flags&0x0002 != 0
+		return r
 	}
-	first, ok1 := read(0)
-	pageSize := int64(4096)
-	if ok1 {
-		head := make([]byte, 0x14)
-		if n, _ := log.ReadAt(head, 0); n == len(head) {
-			if ps := int64(binary.LittleEndian.Uint32(head[0x10:])); ps >= 512 && ps <= 65536 && ps&(ps-1) == 0 {
-				pageSize = ps
-			}
-		}
+	first := read(0)
+	next := int64(4096)
+	if ps := first.pageSize; ps >= 512 && ps <= 65536 && ps&(ps-1) == 0 {
+		next = ps
 	}
-	second, ok2 := read(pageSize)
+	second := read(next)
 	switch {
-	case ok1 && ok2:
-		if second.lsn > first.lsn {
-			return second.clean
-		}
+	case first.valid && second.valid && second.lsn > first.lsn:
+		return second.clean
+	case first.valid:
 		return first.clean
-	case ok1:
-		return first.clean
-	case ok2:
+	case second.valid:
 		return second.clean
 	}
 	return true
