@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cauldron-dr/cauldron/partition"
 	"os"
 	"runtime"
 	"sort"
@@ -307,6 +308,12 @@ feed:
 		}
 		if err := zeroTo(rd.g.NumCells()); err != nil {
 			return st, fmt.Errorf("zeroing %s: %w", o.Target, err)
+		}
+	}
+	// A GPT copied onto a bigger disk keeps its backup header at the old end: move it.
+	if disk.Layout.Table == partition.TableGPT && t.size > disk.Layout.Size {
+		if err := partition.MoveBackupGPT(t.f, disk.Layout.Size, t.size, disk.Layout.LogicalSectorSize); err != nil {
+			return st, fmt.Errorf("%s: moving the backup GPT to the end of the bigger target: %w", o.Target, err)
 		}
 	}
 	if err := t.f.Sync(); err != nil {

@@ -1,6 +1,7 @@
 package tib_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -121,6 +122,21 @@ func TestRestoreOntoDirtyTargetAndBigger(t *testing.T) {
 		t.Error("no bytes zeroed on a garbage target")
 	}
 	checkRestored(t, s, out, dir)
+
+	// A bigger target: the GPT's backup moves to the new end (sgdisk -v clean, checked by
+	// checkRestored), partitions and data as on the source.
+	big := filepath.Join(dir, "big.img")
+	writeFile(t, big, append(garbage, garbage[:32*MiB]...))
+	restore(t, r, g, big)
+	if o := run(t, "sgdisk", "-v", big); !strings.Contains(o, "No problems found") {
+		t.Fatalf("sgdisk -v on the bigger target:\n%s", o)
+	}
+	ext := filepath.Join(dir, "big-ext")
+	writeFile(t, ext, readRange(t, big, s.extOff, s.extSize))
+	run(t, "e2fsck", "-fn", ext)
+	if !bytes.Equal(readRange(t, s.path, s.rawOff, s.rawSize), readRange(t, big, s.rawOff, s.rawSize)) {
+		t.Fatal("raw partition differs on the bigger target")
+	}
 }
 
 func TestConcurrentCapturesOfTwoMachines(t *testing.T) {
