@@ -4,7 +4,8 @@ GO ?= go
 BIN := bin/cauldron
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Tools the tests and the demo use as independent judges and yardsticks.
-APT_PACKAGES := e2fsprogs dosfstools ntfs-3g partclone gdisk fdisk mtools zstd util-linux time xfsprogs btrfs-progs
+APT_PACKAGES := e2fsprogs dosfstools ntfs-3g partclone gdisk fdisk mtools zstd util-linux mount time jq \
+	xfsprogs btrfs-progs exfatprogs cryptsetup-bin lvm2 xorriso grub-pc-bin syslinux-common isolinux
 CAULDRON_CORPUS ?= $(abspath ../shared/corpus)
 export CAULDRON_CORPUS
 FUZZTIME ?= 30s

@@ -172,18 +172,18 @@ func (rd *reader) readGPT(pmbr [4]mbrEntry) error {
 	// good one and the usual layout (primary array at LBA 2, backup array just before the backup
 	// header): sgdisk and the kernel would rewrite it there.
 	lss := rd.lss
-	arrayBytes := int64(h.arraySectors) * lss
+	arrayBytes := func(g *gptHeader) int64 { return int64(g.arraySectors) * lss }
 	rd.meta = append(rd.meta, region{Extent{0, 2 * lss}, "protective MBR and primary GPT header"})
 	if primary != nil {
-		rd.meta = append(rd.meta, region{Extent{primary.arrayOffset, arrayBytes}, "primary GPT partition array"})
+		rd.meta = append(rd.meta, region{Extent{primary.arrayOffset, arrayBytes(primary)}, "primary GPT partition array"})
 	} else {
-		rd.meta = append(rd.meta, region{Extent{2 * lss, arrayBytes}, "primary GPT partition array"})
+		rd.meta = append(rd.meta, region{Extent{2 * lss, arrayBytes(h)}, "primary GPT partition array"})
 	}
 	if backup != nil {
-		rd.meta = append(rd.meta, region{Extent{backup.arrayOffset, arrayBytes}, "backup GPT partition array"})
+		rd.meta = append(rd.meta, region{Extent{backup.arrayOffset, arrayBytes(backup)}, "backup GPT partition array"})
 		rd.meta = append(rd.meta, region{Extent{backup.headerBytes, lss}, "backup GPT header"})
 	} else if (primary == nil || primary.alternateLBA == backupLBA) && backupLBA > h.arraySectors {
-		rd.meta = append(rd.meta, region{Extent{int64(backupLBA-h.arraySectors) * lss, arrayBytes}, "backup GPT partition array"})
+		rd.meta = append(rd.meta, region{Extent{int64(backupLBA-h.arraySectors) * lss, arrayBytes(h)}, "backup GPT partition array"})
 		rd.meta = append(rd.meta, region{Extent{int64(backupLBA) * lss, lss}, "backup GPT header"})
 	}
 

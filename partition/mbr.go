@@ -24,7 +24,10 @@ type mbrEntry struct {
 	count uint32 // sectors
 }
 
-func (e mbrEntry) empty() bool { return e.typ == 0 || e.count == 0 }
+// empty reports whether the entry is unused. Only the size decides, as for the kernel and sfdisk:
+// an entry of type 0 ("empty") with a size is a partition to them (hybrid ISOs use one to cover
+// the ISO), so it is one here too.
+func (e mbrEntry) empty() bool { return e.count == 0 }
 
 func parseMBREntries(sec []byte) [4]mbrEntry {
 	var es [4]mbrEntry
@@ -206,6 +209,8 @@ func (rd *reader) walkEBRs(ext Partition, next *int) error {
 // mbrTypeName names the common MBR partition types (names as fdisk shows them, shortened).
 func mbrTypeName(t byte) string {
 	switch t {
+	case 0x00:
+		return "Empty"
 	case 0x01:
 		return "FAT12"
 	case 0x04, 0x06, 0x0e:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,7 +22,7 @@ size=8M, type=fd
 size=24M, type=e
 `
 
-func makeMBRImage(t testing.TB) (string, sfdiskTable) {
+func makeMBRImage(t testing.TB) string {
 	t.Helper()
 	img := newImage(t, "mbr.img", 128<<20)
 	runIn(t, mbrScript, "sfdisk", "-q", img)
@@ -41,26 +42,57 @@ func makeMBRImage(t testing.TB) (string, sfdiskTable) {
 	fat := newImage(t, "fat", 24<<20)
 	run(t, "mkfs.vfat", "-F", "16", "-n", "DATA", fat)
 	ddInto(t, img, at[7], fat)
-	return img, st
+	return img
 }
 
 func TestReadMBRAgainstSfdisk(t *testing.T) {
-	img, st := makeMBRImage(t)
+	img := makeMBRImage(t)
 	d, err := readImage(t, img, 512)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt := st.PartitionTable
+	if len(d.Partitions) != 7 {
+		t.Fatalf("%d partitions", len(d.Partitions))
+	}
+	compareMBR(t, d, img)
+	if d.BootCode != nil || d.Bootloader != "" || len(d.Warnings) != 0 {
+		t.Errorf("boot code %d bytes, loader %q, warnings %q", len(d.BootCode), d.Bootloader, d.Warnings)
+	}
+	for n, want := range map[int]string{1: "Linux", 2: "Linux swap", 3: "NTFS/exFAT", 4: "Extended", 6: "Linux RAID", 7: "FAT16"} {
+		if p := partitionByNumber(d, n); p.TypeName != want {
+			t.Errorf("partition %d type name %q, want %q", n, p.TypeName, want)
+		}
+	}
+	// The first EBR, at the extended partition's start, is in a gap (so a capture keeps it).
+	if ext := partitionByNumber(d, 4); !inGaps(d.Gaps(), ext.Start) {
+		t.Errorf("first EBR at %d not in the gaps %v", ext.Start, d.Gaps())
+	}
+}
+
+// TestReadMBRType0AgainstSfdisk: an entry of type 0 with a size is a partition for sfdisk (and the
+// kernel), so numbering and gaps must count it.
+func TestReadMBRType0AgainstSfdisk(t *testing.T) {
+	img := newImage(t, "zero.img", 8<<20)
+	runIn(t, "label: dos\nstart=2048, size=1M, type=0\nstart=4096, size=1M, type=83\n", "sfdisk", "-q", img)
+	d, err := readImage(t, img, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareMBR(t, d, img)
+}
+
+// compareMBR checks a read MBR disk against sfdisk --json and each data partition's filesystem
+// against blkid.
+func compareMBR(t *testing.T, d *Disk, img string) {
+	t.Helper()
+	pt := sfdiskDump(t, img).PartitionTable
 	if d.Table != TableMBR || pt.Label != "dos" {
 		t.Fatalf("table %s, sfdisk says %s", d.Table, pt.Label)
 	}
 	if got := fmt.Sprintf("0x%08x", d.Signature); got != pt.ID {
 		t.Errorf("disk signature %s, sfdisk says %s", got, pt.ID)
 	}
-	if d.BootCode != nil || d.Bootloader != "" || len(d.Warnings) != 0 {
-		t.Errorf("boot code %d bytes, loader %q, warnings %q", len(d.BootCode), d.Bootloader, d.Warnings)
-	}
-	if len(d.Partitions) != len(pt.Partitions) || len(d.Partitions) != 7 {
+	if len(d.Partitions) != len(pt.Partitions) {
 		t.Fatalf("%d partitions, sfdisk lists %d", len(d.Partitions), len(pt.Partitions))
 	}
 	var data []Extent
@@ -91,19 +123,8 @@ func TestReadMBRAgainstSfdisk(t *testing.T) {
 			t.Errorf("extended partition with a filesystem: %+v", p.Filesystem)
 		}
 	}
-	for n, want := range map[int]string{1: "Linux", 2: "Linux swap", 3: "NTFS/exFAT", 4: "Extended", 6: "Linux RAID", 7: "FAT16"} {
-		if p := partitionByNumber(d, n); p.TypeName != want {
-			t.Errorf("partition %d type name %q, want %q", n, p.TypeName, want)
-		}
-	}
-	gaps := d.Gaps()
-	if got, want := fmt.Sprint(gaps), fmt.Sprint(dataGaps(d.Size, data)); got != want {
+	if got, want := fmt.Sprint(d.Gaps()), fmt.Sprint(dataGaps(d.Size, data)); got != want {
 		t.Errorf("gaps %s, want %s", got, want)
-	}
-	// The first EBR, at the extended partition's start, is in a gap (so a capture keeps it).
-	ext := partitionByNumber(d, 4)
-	if !inGaps(gaps, ext.Start) {
-		t.Errorf("first EBR at %d not in the gaps %v", ext.Start, gaps)
 	}
 }
 
@@ -148,6 +169,24 @@ func TestBootloaderRecognition(t *testing.T) {
 		}
 		writeAt(t, img, 0, make([]byte, 440))
 	}
+	// A GPT disk's protective MBR carries boot code too: SYSLINUX's gptmbr.bin, installed the
+	// documented way (dd bs=440 count=1 conv=notrunc).
+	gptImg := newImage(t, "gpt.img", 16<<20)
+	run(t, "sgdisk", "-o", "-n", "1:2048:0", "-A", "1:set:2", gptImg)
+	run(t, "dd", "if=/usr/lib/syslinux/mbr/gptmbr.bin", "of="+gptImg, "bs=440", "count=1", "conv=notrunc", "status=none")
+	writeAt(t, gptImg, 440, []byte{0x78, 0x56, 0x34, 0x12})
+	if out := run(t, "sgdisk", "-v", gptImg); !strings.Contains(out, "No problems found") {
+		t.Fatalf("sgdisk -v after installing gptmbr.bin:\n%s", out)
+	}
+	d, err := readImage(t, gptImg, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gptmbr := needFile(t, "/usr/lib/syslinux/mbr/gptmbr.bin", "syslinux-common")
+	if d.Table != TableGPT || d.Bootloader != "syslinux" || !bytes.Equal(d.BootCode[:len(gptmbr)], gptmbr) || d.Signature != 0x12345678 {
+		t.Errorf("GPT protective MBR: table %s, loader %q, signature %08x", d.Table, d.Bootloader, d.Signature)
+	}
+
 	windows := make([]byte, 440)
 	copy(windows[0x163:], "Invalid partition table\x00Error loading operating system\x00Missing operating system")
 	lilo := make([]byte, 440)
@@ -167,7 +206,7 @@ func TestBootloaderRecognition(t *testing.T) {
 	}
 }
 
-func TestReadNoTable(t *testing.T) {
+func TestReadWhatSectorZeroHolds(t *testing.T) {
 	t.Run("blank", func(t *testing.T) {
 		img := newImage(t, "blank.img", 8<<20)
 		d, err := readImage(t, img, 512)
@@ -192,6 +231,9 @@ func TestReadNoTable(t *testing.T) {
 		{"superfloppy vfat", []string{"mkfs.vfat", "-I", "-n", "STICK"}, "vfat"},
 		{"superfloppy ntfs", []string{"mkntfs", "-F", "-f", "-q", "-L", "whole"}, "ntfs"},
 		{"superfloppy exfat", []string{"mkfs.exfat", "-L", "EXSTICK"}, "exfat"},
+		// dosfstools can also write a fake MBR entry from sector 0 over the whole disk into the
+		// boot sector, for BIOSes that insist on a table.
+		{"superfloppy vfat with fake MBR", []string{"mkfs.vfat", "-I", "--mbr=y", "-n", "FAKEMBR"}, "vfat"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			img := newImage(t, "sf.img", 32<<20)
@@ -253,28 +295,80 @@ func TestReadNoTable(t *testing.T) {
 	})
 	t.Run("hybrid ISO", func(t *testing.T) {
 		dir := t.TempDir()
-		iso := newImage(t, "h.iso", 0)
 		run(t, "mkdir", "-p", dir+"/isolinux")
 		run(t, "cp", "/usr/lib/ISOLINUX/isolinux.bin", dir+"/isolinux/")
-		run(t, "xorriso", "-as", "mkisofs", "-quiet", "-V", "CAULDRON_ISO", "-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin",
-			"-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
-			"-o", iso, dir)
-		st := sfdiskDump(t, iso)
-		if len(st.PartitionTable.Partitions) != 1 || st.PartitionTable.Partitions[0].Start != 0 {
-			t.Fatalf("xorriso made no hybrid MBR with a partition at 0: %+v", st)
-		}
-		d, err := readImage(t, iso, 512)
-		if err != nil {
+		efi := dir + "/efi.img"
+		if err := os.WriteFile(efi, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if d.Table != TableNone || d.Filesystem == nil {
-			t.Fatalf("table %s, filesystem %+v", d.Table, d.Filesystem)
+		if err := os.Truncate(efi, 2<<20); err != nil {
+			t.Fatal(err)
 		}
-		wantWarning(t, d, "hybrid ISO 9660 image")
-		checkAgainstBlkid(t, "iso", d.Filesystem, iso, 0, d.Size)
-		blocks := isoBlocks(t, iso)
-		if d.Filesystem.UsedBytes != blocks*2048 {
-			t.Errorf("iso used %d bytes, xorriso says %d blocks", d.Filesystem.UsedBytes, blocks)
+		run(t, "mkfs.vfat", efi)
+		bios := []string{"-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin", "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat",
+			"-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"}
+		for _, c := range []struct {
+			name string
+			args []string
+		}{
+			// isohybrid: one MBR partition from 0 over the whole ISO.
+			{"BIOS", bios},
+			// BIOS and UEFI: a type-0 partition over the ISO and an EFI partition inside it.
+			{"BIOS and UEFI", append(append([]string{}, bios...), "-eltorito-alt-boot", "-e", "efi.img", "-no-emul-boot", "-isohybrid-gpt-basdat")},
+		} {
+			iso := newImage(t, "h.iso", 0)
+			run(t, "xorriso", append(append([]string{"-as", "mkisofs", "-quiet", "-V", "CAULDRON_ISO"}, c.args...), "-o", iso, dir)...)
+			if st := sfdiskDump(t, iso); len(st.PartitionTable.Partitions) == 0 || st.PartitionTable.Partitions[0].Start != 0 {
+				t.Fatalf("%s: xorriso made no hybrid MBR with a partition at 0: %+v", c.name, st)
+			}
+			d, err := readImage(t, iso, 512)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if d.Table != TableNone || d.Filesystem == nil {
+				t.Fatalf("%s: table %s, filesystem %+v", c.name, d.Table, d.Filesystem)
+			}
+			wantWarning(t, d, "hybrid ISO 9660 image")
+			checkAgainstBlkid(t, c.name, d.Filesystem, iso, 0, d.Size)
+			if blocks := isoBlocks(t, iso); d.Filesystem.UsedBytes != blocks*2048 {
+				t.Errorf("%s: iso used %d bytes, xorriso says %d blocks", c.name, d.Filesystem.UsedBytes, blocks)
+			}
+		}
+	})
+	t.Run("stale ISO under a new table", func(t *testing.T) {
+		// A USB stick that held a hybrid ISO, repartitioned: sfdisk and sgdisk rewrite the
+		// start of the disk but leave the ISO's descriptors at 32 KiB, in the gap before the
+		// first partition. blkid then reports both; the new table is what counts.
+		dir := t.TempDir()
+		if err := os.WriteFile(dir+"/a.txt", []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		iso := newImage(t, "old.iso", 0)
+		run(t, "xorriso", "-as", "mkisofs", "-quiet", "-V", "OLD_ISO", "-o", iso, dir)
+		for _, c := range []struct {
+			name, pttype string
+			table        Table
+			write        func(img string)
+		}{
+			{"sfdisk", "dos", TableMBR, func(img string) {
+				runIn(t, "label: dos\nstart=2048, size=8M, type=c\n", "sfdisk", "-q", img)
+			}},
+			{"sgdisk", "gpt", TableGPT, func(img string) { run(t, "sgdisk", "-n", "1:2048:+8M", img) }},
+		} {
+			img := newImage(t, "stick.img", 32<<20)
+			ddInto(t, img, 0, iso)
+			c.write(img)
+			if kv := blkidProbe(t, img, 0, 32<<20); kv["TYPE"] != "iso9660" || kv["PTTYPE"] != c.pttype {
+				t.Fatalf("%s: blkid does not see both: %v", c.name, kv)
+			}
+			d, err := readImage(t, img, 512)
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			if d.Table != c.table || len(d.Partitions) != 1 || d.Partitions[0].Start != 1<<20 || d.Filesystem != nil {
+				t.Errorf("%s: %+v", c.name, d)
+			}
+			wantWarning(t, d, "stale iso9660 signature at offset 0")
 		}
 	})
 	t.Run("bad boot flag", func(t *testing.T) {
@@ -327,6 +421,13 @@ func TestReadMBRHandMade(t *testing.T) {
 				m.putMBR(16384*512, tEntry{0, 0x07, 2048, 2048})
 			},
 			want: "1:primary:2048:2048 2:extended:4096:8192 3:extended:16384:4096 5:logical:4097:1000 6:logical:6152:1000 7:logical:18432:2048",
+		},
+		{
+			name: "type 0 with a size is a partition, as for the kernel",
+			build: func(m *memDisk) {
+				m.putMBR(0, tEntry{0, 0x00, 2048, 2048}, tEntry{0, 0x83, 0, 0}, tEntry{0, 0x83, 8192, 2048})
+			},
+			want: "1:primary:2048:2048 3:primary:8192:2048",
 		},
 		{
 			name: "empty extended partition",

@@ -120,24 +120,71 @@ func (rd *reader) read() error {
 	entries := parseMBREntries(sec0)
 	if fs0.Type == "iso9660" {
 		// A hybrid ISO (isohybrid, xorriso) carries an MBR, sometimes a GPT too, whose partitions
-		// start at 0 or lie inside the ISO and overlap it by design. The ISO is the volume; the
-		// disk is captured and restored as that one volume.
-		rd.d.Filesystem = fs0
-		if !mbrEmpty(entries) {
-			rd.warn("hybrid ISO 9660 image: its partition table points into the ISO and is not read")
+		// start at 0 or at the volume descriptors and overlap the ISO by design: the ISO is the
+		// volume, captured and restored whole. But a USB stick that once held an ISO and was
+		// repartitioned keeps the old descriptors in the gap before its first partition; there
+		// the table is real. Tell them apart by whether the table holds up and spares the
+		// descriptors.
+		trial := &reader{r: rd.r, size: rd.size, lss: rd.lss, sectors: rd.sectors, d: &Disk{Table: TableNone}}
+		err := trial.readTable(sec0, entries, &Filesystem{Type: "unknown"})
+		if err != nil || trial.d.Table == TableNone || trial.covers(isoDescriptorsOffset) || rd.entryCovers(entries, isoDescriptorsOffset) {
+			rd.d.Filesystem = fs0
+			if !mbrEmpty(entries) {
+				rd.warn("hybrid ISO 9660 image: its partition table points into the ISO and is not read")
+			}
+			return nil
 		}
-		return nil
 	}
+	if err := rd.readTable(sec0, entries, fs0); err != nil {
+		return err
+	}
+	if rd.d.Table != TableNone {
+		rd.detectFilesystems()
+	}
+	return nil
+}
+
+// isoDescriptorsOffset is where an ISO 9660 volume's descriptors start (sector 16 of 2048 bytes).
+const isoDescriptorsOffset = 32768
+
+// covers reports whether any partition read so far holds byte off of the disk.
+func (rd *reader) covers(off int64) bool {
+	for _, p := range rd.d.Partitions {
+		if p.Start <= off && off < p.End() {
+			return true
+		}
+	}
+	return false
+}
+
+// entryCovers reports whether an MBR entry other than a protective one holds byte off, counting
+// entries of type 0 with a size: hybrid ISOs mark the ISO itself that way (the kernel, which
+// ignores the type, sees them too).
+func (rd *reader) entryCovers(entries [4]mbrEntry, off int64) bool {
+	for _, e := range entries {
+		if e.typ != 0xEE && e.count > 0 && int64(e.start)*rd.lss <= off && off < int64(e.start+e.count)*rd.lss {
+			return true
+		}
+	}
+	return false
+}
+
+// readTable reads and validates the GPT or MBR that sector 0 announces, or decides that the disk
+// has no table; fs0 is the filesystem recognised at offset 0 ("unknown" if none).
+func (rd *reader) readTable(sec0 []byte, entries [4]mbrEntry, fs0 *Filesystem) error {
 	for _, e := range entries {
 		if e.typ == 0xEE {
 			// A protective entry makes this a GPT disk, as for the kernel and UEFI (the GPT
 			// headers' CRCs are stronger evidence than any signature at offset 0).
 			rd.d.Table = TableGPT
 			rd.readMBRIdentity(sec0)
+			if fs0.Type != "unknown" {
+				rd.warn("stale %s signature at offset 0 beside the GPT; the GPT is used", fs0.Type)
+			}
 			if err := rd.readGPT(entries); err != nil {
 				return err
 			}
-			return rd.finish()
+			return rd.validate()
 		}
 	}
 
@@ -151,8 +198,9 @@ func (rd *reader) read() error {
 			return nil
 		}
 		// A superblock outside sector 0 (ext at 1024, btrfs at 64 KiB, swap at the end of the
-		// first page) beside real MBR partitions is a leftover of the disk's previous life:
-		// partitioning tools write only sector 0 and leave it. The partitions win.
+		// first page, ISO descriptors at 32 KiB) beside real MBR partitions is a leftover of the
+		// disk's previous life: partitioning tools write only sector 0 and leave it. The
+		// partitions win.
 		rd.warn("stale %s signature at offset 0 beside the MBR partitions; the MBR is used", fs0.Type)
 	}
 	for i, e := range entries {
@@ -167,7 +215,7 @@ func (rd *reader) read() error {
 	if err := rd.readMBR(entries); err != nil {
 		return err
 	}
-	return rd.finish()
+	return rd.validate()
 }
 
 func knownOrNil(fs *Filesystem) *Filesystem {
@@ -187,18 +235,14 @@ func ownsSectorZero(fsType string) bool {
 	return false
 }
 
-// finish validates the partitions against the disk and each other and detects their filesystems.
-func (rd *reader) finish() error {
-	if err := rd.validate(); err != nil {
-		return err
-	}
+// detectFilesystems detects the filesystems of the (validated) data partitions.
+func (rd *reader) detectFilesystems() {
 	for i := range rd.d.Partitions {
 		p := &rd.d.Partitions[i]
 		if p.HoldsData() {
 			p.Filesystem = DetectFilesystem(rd.r, p.Start, p.Size)
 		}
 	}
-	return nil
 }
 
 func rangeString(start, end int64) string { return fmt.Sprintf("bytes [%d, %d)", start, end) }
