@@ -134,7 +134,7 @@ for fs in ext4 ntfs; do
 	[ "$fs" = ntfs ] && type=0700
 	sgdisk -n1:$((PART_OFF / 512)):$(((PART_OFF + PART_SIZE) / 512 - 1)) -t1:$type -c1:bench "$img" >/dev/null
 	# The partition must be exactly where and as big as the rest of the benchmark assumes.
-	got=$(sfdisk -d "$img" | awk -F'[=,]' '/start=/ { gsub(/ /, ""); print $2 * 512, $4 * 512 }')
+	got=$(sfdisk -d "$img" | awk -F'[=,]' '/start=/ { gsub(/ /, ""); printf "%.0f %.0f\n", $2 * 512, $4 * 512 }')
 	[ "$got" = "$PART_OFF $PART_SIZE" ] || { echo "unexpected partition: $got" >&2; exit 1; }
 	loop_attach dev -o "$PART_OFF" --sizelimit "$PART_SIZE" "$img"
 	if [ "$fs" = ext4 ]; then
@@ -160,7 +160,7 @@ for fs in ext4 ntfs; do
 	sync "$img" "$img2"
 done
 
-sum() { awk -F'\t' -v k="${2:-}" 'k == "" || $3 == k { s += $2 } END { print s + 0 }' "$1"; }
+sum() { awk -F'\t' -v k="${2:-}" 'k == "" || $3 == k { s += $2 } END { printf "%.0f\n", s }' "$1"; }
 cat >"$BUILD/info.env" <<EOF
 VOL_MIB=$VOL_MIB
 PART_OFF=$PART_OFF

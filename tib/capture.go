@@ -99,9 +99,12 @@ func planSource(path string, chunkSize int64) (*source, error) {
 		}
 		m, err := usedblocks.ForFilesystem(rp.Filesystem, io.NewSectionReader(f, p.Start, p.Size), p.Size)
 		switch {
+		case errors.Is(err, usedblocks.ErrUnsupported):
+			// e.g. an ext4 journal needing recovery (mounted, or not cleanly unmounted): its
+			// bitmaps may be stale, so the volume is stored whole — slower, never lossy.
+			rp.Note = "stored whole: " + err.Error()
 		case err != nil:
-			// A filesystem whose allocation map cannot be read is stored whole: slower, never lossy.
-			rp.Note = "allocation map unreadable, stored whole: " + err.Error()
+			rp.Note = "stored whole, the allocation map is unreadable: " + err.Error()
 		case m != nil:
 			rp.used = m
 			rp.BlockSize = m.BlockSize

@@ -108,6 +108,11 @@ against everything in the repository, so a second capture stores only what chang
 			fmt.Printf("generation %s of %s saved (parent %s)\n", gen.ID.String()[:12], gen.Machine, par)
 			for _, d := range gen.Disks {
 				fmt.Printf("  %s  %s  %s %s, %d regions\n", d.Name, d.Source, human(d.Layout.Size), d.Layout.Table, len(d.Regions))
+				for _, g := range d.Regions {
+					if g.Note != "" {
+						fmt.Printf("  note: %s partition %d (%s): %s\n", d.Name, g.Partition, g.Filesystem, g.Note)
+					}
+				}
 			}
 			s := gen.Stats
 			fmt.Printf("  %s used of %s; %s new in %d chunks; %.1f s (%s)\n", human(s.UsedBytes), human(s.LogicalBytes),
