@@ -1,0 +1,295 @@
+package partition
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Safety: the disks a write must never touch. The anchors' users lost their rescue media and
+// backup disks this way (rear #1271, #2889), so a target is refused when it is, or holds:
+//   - a mounted filesystem or active swap (the running system, the boot medium, the repository
+//     when it is mounted), including through device-mapper, MD or loop devices stacked on it;
+//   - the disk under any protected path (the repository, the boot medium, the running program);
+//   - a partition rather than a whole disk (a table written there is nonsense);
+//   - an image file attached to a loop device, or lying inside a protected directory.
+// Apply adds the last rule: the target must be the very disk the plan was made for.
+
+// UnsafeError says why a target is refused.
+type UnsafeError struct {
+	Target string
+	Reason string
+}
+
+func (e *UnsafeError) Error() string {
+	return fmt.Sprintf("refusing to write %s: %s", e.Target, e.Reason)
+}
+
+func refuse(target, format string, args ...any) error {
+	return &UnsafeError{Target: target, Reason: fmt.Sprintf(format, args...)}
+}
+
+// CheckTarget returns an *UnsafeError when writing a partition table to target could destroy
+// something that must survive; protect lists paths whose disks must never be written.
+func CheckTarget(target string, protect []string) error {
+	fi, err := os.Stat(target)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	switch {
+	case fi.Mode().IsRegular():
+		return checkImageTarget(target, protect)
+	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
+		return checkBlockTarget(target, protect)
+	}
+	return refuse(target, "it is neither a block device nor a regular file")
+}
+
+// checkImageTarget refuses an image file inside a protected directory (or a protected file
+// itself), and one attached to a loop device: the loop device's users would see the table change
+// under them.
+func checkImageTarget(target string, protect []string) error {
+	abs, err := filepath.Abs(target)
+	if err != nil {
+		return err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	if p, ok := inProtected(abs, protect); ok {
+		return refuse(target, "it lies in the protected path %s", p)
+	}
+	loops, _ := filepath.Glob(filepath.Join(sysfsRoot, "block", "loop*", "loop", "backing_file"))
+	for _, bf := range loops {
+		b, err := os.ReadFile(bf)
+		if err != nil {
+			continue
+		}
+		if strings.TrimSpace(string(b)) == abs {
+			return refuse(target, "it is attached to /dev/%s (detach it, or write to the loop device)", filepath.Base(filepath.Dir(filepath.Dir(bf))))
+		}
+	}
+	return nil
+}
+
+// inProtected reports the protected path that file (absolute, symlinks resolved) is or lies in.
+func inProtected(file string, protect []string) (string, bool) {
+	for _, p := range protect {
+		pa, err := filepath.Abs(p)
+		if err != nil {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(pa); err == nil {
+			pa = real
+		}
+		if file == pa || strings.HasPrefix(file, pa+string(filepath.Separator)) {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// checkBlockTarget applies the rules for a block device.
+func checkBlockTarget(target string, protect []string) error {
+	dev, err := devNumber(target)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	sys, err := filepath.EvalSymlinks(filepath.Join(sysfsRoot, "dev", "block", dev))
+	if err != nil {
+		return refuse(target, "the kernel does not list device %s in sysfs, so what it holds cannot be checked", dev)
+	}
+	if exists(filepath.Join(sys, "partition")) {
+		return refuse(target, "it is partition %s of a disk, not a whole disk", filepath.Base(sys))
+	}
+	// The devices whose use would be destroyed: the disk, its partitions and whatever is stacked
+	// on them (LVM, dm-crypt, MD), recursively.
+	family := map[string]string{} // dev number → name
+	stackedOn(sys, family)
+	own := map[string]bool{filepath.Base(sys): true}
+	entries, _ := os.ReadDir(sys)
+	for _, e := range entries {
+		if exists(filepath.Join(sys, e.Name(), "partition")) {
+			own[e.Name()] = true
+		}
+	}
+
+	// A loop device writes through to its backing file, which must not be a protected file or lie
+	// in a protected directory (an image inside the repository, the source image itself).
+	if bf := readTrim(filepath.Join(sys, "loop", "backing_file")); bf != "" {
+		if p, ok := inProtected(strings.TrimSuffix(bf, " (deleted)"), protect); ok {
+			return refuse(target, "it is backed by %s, in the protected path %s", bf, p)
+		}
+	}
+	for _, p := range protect {
+		disks, err := disksUnder(p)
+		if err != nil {
+			continue // a protected path that does not exist protects nothing
+		}
+		if disks[dev] {
+			return refuse(target, "it holds the protected path %s", p)
+		}
+	}
+	if disks, err := disksUnder("/"); err == nil && disks[dev] {
+		return refuse(target, "it holds the running system's root filesystem")
+	}
+	if m, ok := mountedIn(family); ok {
+		return refuse(target, "%s", m)
+	}
+	// Something stacked on the disk (an active LVM volume group, dm-crypt mapping or MD array)
+	// is in use even when nothing on it is mounted: writing under it corrupts it.
+	for _, name := range family {
+		if !own[name] {
+			return refuse(target, "%s is stacked on it (LVM, dm-crypt or MD); deactivate it first", name)
+		}
+	}
+	return nil
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func readTrim(p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// stackedOn adds the device at sysfs directory sys, its partitions and their holders to family.
+func stackedOn(sys string, family map[string]string) {
+	dev := readTrim(filepath.Join(sys, "dev"))
+	if dev == "" {
+		return
+	}
+	if _, seen := family[dev]; seen {
+		return
+	}
+	family[dev] = filepath.Base(sys)
+	entries, _ := os.ReadDir(sys)
+	for _, e := range entries {
+		sub := filepath.Join(sys, e.Name())
+		if exists(filepath.Join(sub, "partition")) {
+			stackedOn(sub, family)
+		}
+	}
+	holders, _ := os.ReadDir(filepath.Join(sys, "holders"))
+	for _, h := range holders {
+		if real, err := filepath.EvalSymlinks(filepath.Join(sys, "holders", h.Name())); err == nil {
+			stackedOn(real, family)
+		}
+	}
+}
+
+// mountedIn reports a mount or active swap on any device of family.
+func mountedIn(family map[string]string) (string, bool) {
+	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 5 {
+				continue
+			}
+			// Field 3 is the device number; btrfs reports an anonymous one, so the mount source
+			// (after the " - " separator) is checked too.
+			if name, ok := family[fields[2]]; ok {
+				return fmt.Sprintf("%s is mounted on %s", name, unescapeMount(fields[4])), true
+			}
+			for i, fld := range fields {
+				if fld == "-" && i+2 < len(fields) && strings.HasPrefix(fields[i+2], "/dev/") {
+					if d, err := devNumber(fields[i+2]); err == nil {
+						if name, ok := family[d]; ok {
+							return fmt.Sprintf("%s is mounted on %s", name, unescapeMount(fields[4])), true
+						}
+					}
+					break
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/swaps"); err == nil {
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) == 0 {
+				continue
+			}
+			if d, err := devNumber(fields[0]); err == nil {
+				if name, ok := family[d]; ok {
+					return fmt.Sprintf("%s is in use as swap", name), true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range s[i+1 : i+4] {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + byte(c-'0')
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// disksUnder returns the dev numbers of the whole disks that path's data lives on: for a block
+// device the disk it is or is part of; for a file or directory the disk(s) under its filesystem,
+// following device-mapper and MD to their members and loop devices to their backing files.
+func disksUnder(path string) (map[string]bool, error) {
+	dev, err := devNumber(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	wholeDisks(dev, out, 0)
+	return out, nil
+}
+
+func wholeDisks(dev string, out map[string]bool, depth int) {
+	if depth > 16 {
+		return // a loop of loop devices; enough
+	}
+	sys, err := filepath.EvalSymlinks(filepath.Join(sysfsRoot, "dev", "block", dev))
+	if err != nil {
+		return // not a block device (tmpfs, overlay, the initramfs): no disk to protect
+	}
+	if exists(filepath.Join(sys, "partition")) {
+		sys = filepath.Dir(sys)
+		dev = readTrim(filepath.Join(sys, "dev"))
+	}
+	if out[dev] {
+		return
+	}
+	out[dev] = true
+	slaves, _ := os.ReadDir(filepath.Join(sys, "slaves"))
+	for _, s := range slaves {
+		if d := readTrim(filepath.Join(sys, "slaves", s.Name(), "dev")); d != "" {
+			wholeDisks(d, out, depth+1)
+		}
+	}
+	if bf := readTrim(filepath.Join(sys, "loop", "backing_file")); bf != "" {
+		if d, err := devNumber(strings.TrimSuffix(bf, " (deleted)")); err == nil {
+			wholeDisks(d, out, depth+1)
+		}
+	}
+}
