@@ -1,0 +1,137 @@
+package regf
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// corpusDir is where the shared real-world hives live: $CAULDRON_CORPUS, else ../shared/corpus
+// beside the repository.
+func corpusDir() (string, bool) {
+	if d := os.Getenv("CAULDRON_CORPUS"); d != "" {
+		return d, true
+	}
+	return filepath.Join("..", "..", "..", "shared", "corpus"), false
+}
+
+var (
+	xzMu    sync.Mutex
+	xzCache = map[string]string{}
+	xzDir   string
+)
+
+// corpusFile returns the path of a corpus file, decompressing .xz files once per test run into a
+// temporary directory. A missing file fails the test when CAULDRON_CORPUS is set (CI), and skips
+// it otherwise.
+func corpusFile(t testing.TB, rel string) string {
+	t.Helper()
+	dir, strict := corpusDir()
+	p := filepath.Join(dir, rel)
+	if _, err := os.Stat(p); err != nil {
+		if strict {
+			t.Fatalf("corpus file %s is missing (CAULDRON_CORPUS=%s): %v", rel, dir, err)
+		}
+		t.Skipf("corpus file %s is missing: %v", rel, err)
+	}
+	if !strings.HasSuffix(rel, ".xz") {
+		return p
+	}
+	xzMu.Lock()
+	defer xzMu.Unlock()
+	if out, ok := xzCache[rel]; ok {
+		return out
+	}
+	if xzDir == "" {
+		d, err := os.MkdirTemp("", "regf-corpus")
+		if err != nil {
+			t.Fatal(err)
+		}
+		xzDir = d
+	}
+	out := filepath.Join(xzDir, strings.ReplaceAll(strings.TrimSuffix(rel, ".xz"), "/", "_"))
+	data, err := exec.Command("xz", "-dc", p).Output()
+	if err != nil {
+		t.Fatalf("xz -dc %s: %v", p, err)
+	}
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	xzCache[rel] = out
+	return out
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if xzDir != "" {
+		os.RemoveAll(xzDir)
+	}
+	os.Exit(code)
+}
+
+// copyHive copies a hive into a test's temporary directory so it can be edited.
+func copyHive(t testing.TB, src string) string {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), filepath.Base(src))
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func needTool(t testing.TB, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatalf("%s is missing: install it with make deps (APT_PACKAGES)", name)
+	}
+}
+
+// hivexExport runs hivexregedit --export on a hive.
+func hivexExport(t testing.TB, hive, key string) []byte {
+	t.Helper()
+	needTool(t, "hivexregedit")
+	var stderr bytes.Buffer
+	cmd := exec.Command("hivexregedit", "--export", hive, key)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hivexregedit --export %s: %v\n%s", hive, err, stderr.Bytes())
+	}
+	return out
+}
+
+func ourExport(t testing.TB, h *Hive, key string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := h.Export(&b, key); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	return b.Bytes()
+}
+
+// firstDiff shows where two exports part, for failure messages.
+func firstDiff(a, b []byte) string {
+	al, bl := strings.Split(string(a), "\n"), strings.Split(string(b), "\n")
+	for i := 0; i < len(al) && i < len(bl); i++ {
+		if al[i] != bl[i] {
+			return fmt.Sprintf("line %d:\n  %s\n  %s", i+1, trunc(al[i]), trunc(bl[i]))
+		}
+	}
+	return fmt.Sprintf("lengths differ: %d and %d lines", len(al), len(bl))
+}
+
+func trunc(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
+}
