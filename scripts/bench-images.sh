@@ -5,8 +5,8 @@
 #   1 MiB, formatted ext4 / NTFS and filled about half with the same files: sizes log-uniform
 #   from 4 KiB to 8 MiB, half of the bytes random, half text (log-like lines and base64), every
 #   file generated from its own /dev/urandom seed, so no two files share content.
-# OUTDIR/ext4-2.img, OUTDIR/ntfs-2.img: the same disks after rewriting 1 % of the files (every
-#   100th file in size order, so the sample spans all sizes) with new content of the same kind
+# OUTDIR/ext4-2.img, OUTDIR/ntfs-2.img: the same disks after rewriting 1 % of the files (evenly
+#   spread over the size order, so the sample spans all sizes) with new content of the same kind
 #   and size.
 # OUTDIR/info.env: counts and sizes for the report. OUTDIR/complete marks a finished build; the
 # build happens in a sibling folder that is renamed at the end, so an interrupted build leaves
@@ -114,8 +114,12 @@ awk -v seed="$(seed)" -v budget="$BUDGET" -v lo="$MIN_FILE" -v hi="$MAX_FILE" 'B
     total += size
   }
 }' >"$BUILD/files.tsv"
-# The changed 1 %: every 100th file by size (positions 50, 150, …).
-sort -t$'\t' -k2,2n -k1,1 "$BUILD/files.tsv" | awk 'NR % 100 == 50' >"$BUILD/changes.tsv"
+# The changed 1 %: in size order, the middle file of each of n equal slices, n = 1 % of the
+# files: the same size quantiles (0.5 %, 1.5 %, …) every build, so about 1 % of the bytes too.
+sort -t$'\t' -k2,2n -k1,1 "$BUILD/files.tsv" | awk '{ line[NR] = $0 } END {
+  n = int(NR / 100 + 0.5); if (n < 1) n = 1
+  for (k = 0; k < n; k++) print line[int((k + 0.5) * NR / n) + 1]
+}' >"$BUILD/changes.tsv"
 
 echo "generating $(wc -l <"$BUILD/files.tsv") files ($((BUDGET >> 20)) MiB)"
 while IFS=$'\t' read -r path size kind; do
