@@ -36,9 +36,10 @@ PASSWORD=bench-password-not-secret
 T_START=$EPOCHREALTIME
 GIT_DESCRIBE=$(git describe --always --dirty 2>/dev/null || echo unknown)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-# Busy CPU time of the whole machine (user, nice, system, irq, softirq), in clock ticks.
-cpu_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
-CPU_BUSY0=$(cpu_busy)
+# User-space CPU time of the whole machine (user + nice), in clock ticks. Other programs show
+# here; kernel threads (which the benchmark's own I/O keeps busy: loop devices, writeback) do not.
+cpu_user() { awk '/^cpu / { print $2 + $3 }' /proc/stat; }
+CPU_USER0=$(cpu_user)
 
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (loop devices, mounts, drop_caches, cgroups)" >&2; exit 1; }
 [ -x "$BIN" ] || { echo "bench: $BIN missing; run make build" >&2; exit 1; }
@@ -47,6 +48,10 @@ for t in partclone.ext4 partclone.ntfs partclone.restore zstd jq sgdisk sfdisk m
 done
 
 WORK=$(mktemp -d /var/tmp/cauldron-bench-run.XXXXXX)
+# The whole run uses one copy of the binary: a rebuild of bin/cauldron meanwhile changes nothing.
+cp "$BIN" "$WORK/cauldron"
+BIN=$WORK/cauldron
+BIN_VERSION=$("$BIN" --version 2>&1 | head -n 1)
 LOOPS=()
 MOUNTS=()
 CGROUPS=()
@@ -110,9 +115,9 @@ drop_caches() {
 #     cache in the same (warm) state for every tool and round; cold reads of this disk run at a
 #     fraction of warm ones, and which data the host still holds is otherwise chance.
 #  3. Wait until the machine is quiet (quiet_gate), sync, drop the page cache, run CMD.
-#  4. If other programs (or kernel threads) used more than OTHER_MAX CPUs on average during the
-#     run, the run is disturbed: it is repeated from 1, up to RETRIES times; a run kept although
-#     disturbed is counted in DISTURBED[KEY].
+#  4. If other programs used more than OTHER_MAX CPUs (user time) on average during the run, the
+#     run is disturbed: it is repeated from 1, up to RETRIES times (and REPEAT_BUDGET times in
+#     all); a run kept although disturbed is counted in DISTURBED[KEY].
 PREP=()
 timed() {
 	local key=$1 warm=$2 a b b0 b1 other tries=0 prep=(${PREP[@]+"${PREP[@]}"})
@@ -124,17 +129,17 @@ timed() {
 		quiet_gate
 		drop_caches
 		times >"$WORK/times0"
-		b0=$(cpu_busy)
+		b0=$(cpu_user)
 		a=$EPOCHREALTIME
 		"$@"
 		b=$EPOCHREALTIME
-		b1=$(cpu_busy)
+		b1=$(cpu_user)
 		times >"$WORK/times1"
 		other=$(other_cpus "$a" "$b" "$b0" "$b1")
 		tries=$((tries + 1))
 		OTHER_MAX_SEEN[$key]=$(awk -v a="${OTHER_MAX_SEEN[$key]:-0}" -v b="$other" 'BEGIN { print (b > a ? b : a) }')
 		awk -v o="$other" -v m="$OTHER_MAX" 'BEGIN { exit !(o > m) }' || break
-		if [ "$tries" -gt "$RETRIES" ] || [ ${#prep[@]} = 0 ]; then
+		if [ "$tries" -gt "$RETRIES" ] || [ ${#prep[@]} = 0 ] || [ "$REPEATED" -ge "$REPEAT_BUDGET" ]; then
 			DISTURBED[$key]=$((${DISTURBED[$key]:-0} + 1))
 			break
 		fi
@@ -143,28 +148,29 @@ timed() {
 	done
 	T[$key]+="$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b - a }') "
 }
-OTHER_MAX=${BENCH_OTHER_MAX:-0.5}
+OTHER_MAX=${BENCH_OTHER_MAX:-0.25}
 RETRIES=${BENCH_RETRIES:-3}
+REPEAT_BUDGET=${BENCH_REPEATS:-40}
 REPEATED=0
 declare -A DISTURBED OTHER_MAX_SEEN
-# seconds of CPU in a `times` output file: the shell's and its waited-for children's
-times_sum() { awk '{ for (i = 1; i <= NF; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] } } END { printf "%.3f", s }' "$1"; }
-# other_cpus A B BUSY0 BUSY1: CPUs used on average between wall times A and B by everything but
-# this script and its commands (own time from $WORK/times0 and times1)
+# user seconds in a `times` output file (first column): the shell's and its waited-for children's
+times_user() { awk '{ split($1, t, /[ms]/); s += t[1] * 60 + t[2] } END { printf "%.3f", s }' "$1"; }
+# other_cpus A B USER0 USER1: CPUs of user time used on average between wall times A and B by
+# other programs: the machine's user time less this script's and its commands' ($WORK/times0, 1)
 other_cpus() {
-	awk -v a="$1" -v b="$2" -v b0="$3" -v b1="$4" -v hz="$(getconf CLK_TCK)" -v o0="$(times_sum "$WORK/times0")" -v o1="$(times_sum "$WORK/times1")" \
-		'BEGIN { o = ((b1 - b0) / hz - (o1 - o0)) / (b - a); if (o < 0) o = 0; printf "%.2f", o }'
+	awk -v a="$1" -v b="$2" -v u0="$3" -v u1="$4" -v hz="$(getconf CLK_TCK)" -v o0="$(times_user "$WORK/times0")" -v o1="$(times_user "$WORK/times1")" \
+		'BEGIN { o = ((u1 - u0) / hz - (o1 - o0)) / (b - a); if (o < 0) o = 0; printf "%.2f", o }'
 }
-# quiet_gate: waits while other work keeps the machine more than 10 % busy (sampled over 1 s),
-# at most QUIET_BUDGET seconds over the whole run.
+# quiet_gate: waits while other programs keep the machine more than 10 % busy (user time sampled
+# over 1 s), at most QUIET_BUDGET seconds over the whole run.
 QUIET_BUDGET=${BENCH_QUIET_WAIT:-600}
 QUIET_WAITED=0
 quiet_gate() {
 	local b0 b1 busy
 	while :; do
-		b0=$(cpu_busy)
+		b0=$(cpu_user)
 		sleep 1
-		b1=$(cpu_busy)
+		b1=$(cpu_user)
 		busy=$(awk -v a="$b0" -v b="$b1" -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" 'BEGIN { printf "%.0f", (b - a) / hz / n * 100 }')
 		[ "$busy" -gt 10 ] || return 0
 		[ "$QUIET_WAITED" -lt "$QUIET_BUDGET" ] || return 0
@@ -431,7 +437,7 @@ bench_fs() {
 		V[$fs.inc_first]+="$(gstat 0 newBytes) "
 	done
 	echo "   ${T[$fs.inc]}; new bytes ${V[$fs.inc_new]}"
-	cld "$fs.res_plain" restore-disk --repo "$WORK/$fs-inc-1" --machine "$fs" --generation latest --disk disk0 --to "$out"
+	cld "$fs.res_gen2" restore-disk --repo "$WORK/$fs-inc-1" --machine "$fs" --generation latest --disk disk0 --to "$out"
 	check "$fs" "cauldron restore, second generation: $( [ "$fs" = ext4 ] && echo 'e2fsck -fn' || echo 'ntfsfix -n') on the partition" fsck_part_of_disk "$fs" "$out"
 	check "$fs" "cauldron restore, second generation: every file identical to the changed source (diff -r)" same_files "$fs" "$img2" "$out"
 	rm -f "$out"
@@ -483,13 +489,13 @@ disturbed_note() {
 		n=$((n + DISTURBED[$k]))
 		list="$list${list:+, }$(label "$k") (${DISTURBED[$k]})"
 	done
-	if [ "$n" = 0 ]; then echo "no run was kept disturbed"; else echo "**$n runs stayed disturbed after $RETRIES repeats and were kept: $list**"; fi
+	if [ "$n" = 0 ]; then echo "no run was kept disturbed"; else echo "**$n runs were disturbed still after the repeats allowed and were kept: $list**"; fi
 }
 label() { # a T/RSS key in words
 	echo "$1" | sed 's/cap_plain/cauldron capture, unencrypted/; s/cap_enc/cauldron capture, encrypted/;
 		s/cap_default/cauldron capture --compression default/; s/cap_better/cauldron capture --compression better/;
 		s/cap_pc/partclone capture/; s/\.inc$/ cauldron incremental capture/; s/res_plain/cauldron restore-disk, unencrypted/;
-		s/res_enc/cauldron restore-disk, encrypted/; s/res_pc/partclone restore/; s/res_dd/dd/; s/rd_src/cat of the source/;
+		s/res_enc/cauldron restore-disk, encrypted/; s/res_gen2/cauldron restore-disk of the second generation/; s/res_pc/partclone restore/; s/res_dd/dd/; s/rd_src/cat of the source/;
 		s/^pc_fixed\.cap/partclone capture of an empty ext4/; s/^pc_fixed\.res/partclone restore of an empty ext4/;
 		s/\./ /; s/^ntfs /NTFS /'
 }
@@ -497,6 +503,7 @@ label() { # a T/RSS key in words
 widest() {
 	local k best=0 line=
 	for k in "${!T[@]}"; do
+		case $k in *rd_src | pc_fixed.*) continue ;; esac
 		read -r r mn mx < <(echo "${T[$k]}" | awk '{ mn = $1; mx = $1; for (i = 2; i <= NF; i++) { if ($i < mn) mn = $i; if ($i > mx) mx = $i }
 			printf "%.4f %.2f %.2f\n", (NF > 1 ? mx / mn : 1), mn, mx }')
 		if awk -v a="$r" -v b="$best" 'BEGIN { exit !(a > b) }'; then
@@ -522,25 +529,20 @@ row() { # label key bytes more-cells: one table row from the medians of T[key] a
 }
 
 fs_section() {
-	local fs=$1 used cap_ratio cap_ratio_enc res_ratio res_ratio_enc inc_ratio inc_worst rss_cap rss_res name pc_cap_w pc_res_w
+	local fs=$1 used inc_ratio inc_worst rss_cap rss_res name pc_cap_w pc_res_w k
 	name=$([ "$fs" = ext4 ] && echo ext4 || echo NTFS)
 	used=${V[$fs.used]}
-	cap_ratio=$(ratio "$(med "$fs.cap_pc")" "$(med "$fs.cap_plain")")
 	# partclone's medians less its whole progress interval: the worst case for cauldron.
 	pc_cap_w=$(awk -v a="$(med "$fs.cap_pc")" -v w="$PC_WAIT" 'BEGIN { print a - w }')
 	pc_res_w=$(awk -v a="$(med "$fs.res_pc")" -v w="$PC_WAIT" 'BEGIN { print a - w }')
-	cap_ratio_enc=$(ratio "$(med "$fs.cap_pc")" "$(med "$fs.cap_enc")")
-	res_ratio=$(ratio "$(med "$fs.res_pc")" "$(med "$fs.res_plain")")
-	res_ratio_enc=$(ratio "$(med "$fs.res_pc")" "$(med "$fs.res_enc")")
 	inc_worst=$(paste -d' ' <(echo "${V[$fs.inc_new]}" | tr ' ' '\n' | awk NF) <(echo "${V[$fs.inc_first]}" | tr ' ' '\n' | awk NF) |
 		awk '{ r = $1 / $2 * 100; if (r > w) w = r } END { printf "%.2f", w }')
 	inc_ratio=$(paste -d' ' <(echo "${V[$fs.inc_new]}" | tr ' ' '\n' | awk NF) <(echo "${V[$fs.inc_first]}" | tr ' ' '\n' | awk NF) |
 		awk '{ printf "%s%.2f %%", (NR > 1 ? ", " : ""), $1 / $2 * 100 }')
 	rss_cap=0
-	rss_res=0
 	for k in cap_plain cap_enc cap_default cap_better inc; do [ "${RSS[$fs.$k]:-0}" -gt "$rss_cap" ] && rss_cap=${RSS[$fs.$k]}; done
-	rss_res=${RSS[$fs.res_plain]:-0}
-	[ "${RSS[$fs.res_enc]:-0}" -gt "$rss_res" ] && rss_res=${RSS[$fs.res_enc]}
+	rss_res=0
+	for k in res_plain res_enc res_gen2; do [ "${RSS[$fs.$k]:-0}" -gt "$rss_res" ] && rss_res=${RSS[$fs.$k]}; done
 	cat <<EOF
 ## $name
 
@@ -608,14 +610,14 @@ EOF
 
 say "writing $DOC"
 T_END=$EPOCHREALTIME
-# CPU time of everything but this script and its commands: other programs, and kernel threads
-# (writeback, loop devices), some of which this script's own I/O causes.
+# User time of other programs during the run.
+times >"$WORK/times.end"
 cpu_other=$(
 	{
-		echo "$CPU_BUSY0 $(cpu_busy) $(getconf CLK_TCK) $(nproc) $T_START $T_END"
-		times
+		echo "$CPU_USER0 $(cpu_user) $(getconf CLK_TCK) $(nproc) $T_START $T_END"
+		cat "$WORK/times.end"
 	} | awk 'NR == 1 { busy = ($2 - $1) / $3; avail = $4 * ($6 - $5); next }
-		{ for (i = 1; i <= NF; i++) { split($i, t, /[ms]/); own += t[1] * 60 + t[2] } }
+		{ split($1, t, /[ms]/); own += t[1] * 60 + t[2] }
 		END { o = busy - own; if (o < 0) o = 0; printf "%.0f s of the %.0f CPU-seconds of the run (%.0f %%)", o, avail, o / avail * 100 }'
 )
 disk_dev=$(findmnt -no SOURCE --target "$WORK" | sed 's|\[.*||')
@@ -641,20 +643,20 @@ Produced by \`make bench\`$params (\`scripts/bench.sh\`, which writes this file;
 hand). $status
 
 - date: $(date -u '+%Y-%m-%d %H:%M UTC'); whole run $(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f s", b - a }')
-- cauldron: \`$("$BIN" --version 2>&1 | head -n 1)\`; \`git describe --always --dirty\` at the start of the run: $GIT_DESCRIBE
+- cauldron: \`$BIN_VERSION\`; \`git describe --always --dirty\` at the start of the run: $GIT_DESCRIBE
 - machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r), $( . /etc/os-release && echo "$PRETTY_NAME")
 - disk: $disk_desc
 - yardsticks: $(partclone.ext4 --version 2>&1 | awk '/Partclone/ { print "partclone", $3; exit }'), zstd $(zstd --version | grep -o 'v[0-9.]*'), GNU dd
 - page cache: $drop_note
-- other work on the machine: before each timed run the script waited until the machine was at
-  most 10 % busy (${QUIET_WAITED} s of waiting in all, of at most ${QUIET_BUDGET} s); a run during which anything
-  else used more than ${OTHER_MAX} CPUs on average was repeated (${REPEATED} runs were); $(disturbed_note).
-  Over the whole run, everything but the benchmark's commands used $cpu_other (kernel threads doing the benchmark's own writeback
-  and loop-device I/O included); load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end
+- other work on the machine: before each timed run the script waited until other programs kept
+  the machine at most 10 % busy (${QUIET_WAITED} s of waiting in all, of at most ${QUIET_BUDGET} s); a run during which other
+  programs used more than ${OTHER_MAX} CPUs on average was repeated (${REPEATED} runs were); $(disturbed_note).
+  Over the whole run, other programs used $cpu_other
+  (user time; load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end)
 - timing: wall clock around the whole command (for pipelines, the whole pipeline plus \`sync\`); each
   figure is the median of $RUNS runs (individual runs listed), the tools taking turns in each round;
   every capture goes into a new repository or image file, every restore to a new target file;
-  the runs of one command differed by as much as this: $(widest)
+  the runs of one tool's command differed by as much as this: $(widest)
 
 ## The disks
 
@@ -670,12 +672,13 @@ kind and size (the middle file of each hundredth of the files in size order). Di
 cauldron reads a read-only loop device of the whole disk (\`losetup -r\`), partclone a read-only
 loop device of the partition (\`losetup -r -o 1048576 --sizelimit $PART_SIZE\`): the same bytes, through
 the same kind of block device. The disk is virtual, and the host caches it: data the host has not
-read lately comes at a fraction of the speed (reading a source image after a while ran at about
-0.45–0.95 GB/s here, again at 2–4 GB/s), and which data the host still holds is chance. So before
-every timed command its input (source image, repository or \`.zst\` image) is read once, untimed,
-then the page cache is dropped: every tool and round starts from the same state, cold in this
-machine's page cache and warm in the host's. The "reference: \`cat\`" row shows the read rate of
-a source in that state. Encrypted repositories use a password (Argon2id key derivation
+read lately comes at a fraction of the speed (in trials before this run, a source image read
+after a while came at 0.45–0.95 GB/s, read again at 2–4 GB/s), and which data the host still
+holds is chance. So before every timed command its input (source image, repository or \`.zst\`
+image) is read once, untimed, then the page cache is dropped: every tool and round starts cold
+in this machine's page cache and, as far as the host allows, warm in the host's. The
+"reference: \`cat\`" rows show the read rate of a source in that state; their spread shows
+that the host does not always keep it. Encrypted repositories use a password (Argon2id key derivation
 included in each command's time); \`cauldron init\` is not timed.
 
 ## partclone's progress wait
@@ -697,7 +700,7 @@ EOF
 
 Every cauldron command ran under \`/usr/bin/time -v\`; "peak RSS" is its "Maximum resident set
 size", the largest over the runs. Largest per command kind, both filesystems:
-$(for k in init ext4.cap_plain ntfs.cap_plain ext4.cap_enc ntfs.cap_enc ext4.cap_default ntfs.cap_default ext4.cap_better ntfs.cap_better ext4.inc ntfs.inc ext4.res_plain ntfs.res_plain ext4.res_enc ntfs.res_enc generations; do
+$(for k in init ext4.cap_plain ntfs.cap_plain ext4.cap_enc ntfs.cap_enc ext4.cap_default ntfs.cap_default ext4.cap_better ntfs.cap_better ext4.inc ntfs.inc ext4.res_plain ntfs.res_plain ext4.res_enc ntfs.res_enc ext4.res_gen2 ntfs.res_gen2 generations; do
 		printf -- '- %s: %s\n' "$(label "$k" | sed 's/^init$/init (encrypted: Argon2id, 64 MiB)/')" "$(rss_mib "$k")"
 	done)
 
