@@ -22,7 +22,7 @@ type Packer struct {
 	mu       sync.Mutex
 	cur      *pack.Writer
 	pending  map[crypto.ID]bool // reserved or in a pack not yet indexed
-	jobs     chan []byte
+	jobs     chan finished
 	wg       sync.WaitGroup
 	errMu    sync.Mutex
 	err      error
@@ -39,9 +39,15 @@ type PackerStats struct {
 	Packs int   // pack files written
 }
 
+// finished is a closed pack and its name.
+type finished struct {
+	data []byte
+	id   crypto.ID
+}
+
 // NewPacker starts a packer with two concurrent uploads.
 func (r *Repository) NewPacker(ctx context.Context) *Packer {
-	p := &Packer{r: r, ctx: ctx, pending: map[crypto.ID]bool{}, jobs: make(chan []byte, 1)}
+	p := &Packer{r: r, ctx: ctx, pending: map[crypto.ID]bool{}, jobs: make(chan finished, 1)}
 	for i := 0; i < 2; i++ {
 		p.wg.Add(1)
 		go p.uploader()
@@ -91,12 +97,12 @@ func (p *Packer) Add(t pack.BlobType, c pack.Compression, id crypto.ID, rawLengt
 	p.cur.Add(t, c, id, rawLength, sealed)
 	p.newBlobs++
 	p.newBytes += int64(len(sealed))
-	var full []byte
+	var full finished
 	if p.cur.Size() >= p.r.cfg.PackSize {
 		full = p.finishLocked()
 	}
 	p.mu.Unlock()
-	if full != nil {
+	if full.data != nil {
 		select {
 		case p.jobs <- full:
 		case <-p.ctx.Done():
@@ -107,29 +113,28 @@ func (p *Packer) Add(t pack.BlobType, c pack.Compression, id crypto.ID, rawLengt
 }
 
 // finishLocked closes the current pack; the caller sends the bytes to the uploaders.
-func (p *Packer) finishLocked() []byte {
+func (p *Packer) finishLocked() finished {
 	if p.cur == nil || p.cur.Count() == 0 {
-		return nil
+		return finished{}
 	}
-	data, _, _ := p.cur.Finish()
+	data, id, _ := p.cur.Finish()
 	p.cur = nil
-	return data
+	return finished{data, id}
 }
 
 func (p *Packer) uploader() {
 	defer p.wg.Done()
-	for data := range p.jobs {
+	for f := range p.jobs {
 		if p.Err() != nil {
 			continue
 		}
-		if err := p.save(data); err != nil {
+		if err := p.save(f.data, f.id); err != nil {
 			p.setErr(err)
 		}
 	}
 }
 
-func (p *Packer) save(data []byte) error {
-	id := crypto.Hash(data)
+func (p *Packer) save(data []byte, id crypto.ID) error {
 	// The header is re-read from the bytes rather than kept beside them: the index then lists
 	// exactly what the stored pack says.
 	n, err := pack.HeaderLength(data, int64(len(data)))
@@ -170,7 +175,7 @@ func (p *Packer) Flush() (PackerStats, error) {
 	p.mu.Lock()
 	last := p.finishLocked()
 	p.mu.Unlock()
-	if last != nil {
+	if last.data != nil {
 		p.jobs <- last
 	}
 	close(p.jobs)
