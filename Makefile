@@ -6,7 +6,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Tools the tests and the demo use as independent judges and yardsticks.
 APT_PACKAGES := e2fsprogs dosfstools ntfs-3g partclone gdisk fdisk mtools zstd util-linux mount time jq \
 	xfsprogs btrfs-progs exfatprogs cryptsetup-bin lvm2 xorriso grub-pc-bin syslinux-common isolinux \
-	libhivex-bin libwin-hivex-perl chntpw
+	libhivex-bin libwin-hivex-perl chntpw xz-utils
 CAULDRON_CORPUS ?= $(abspath ../shared/corpus)
 export CAULDRON_CORPUS
 FUZZTIME ?= 30s
