@@ -33,20 +33,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# loop_attach VAR LOSETUP-ARGS...: attaches a loop device and stores its name in VAR.
-loop_attach() {
-	local _var=$1 _dev
-	shift
-	_dev=$(losetup --find --show "$@")
-	LOOPS+=("$_dev")
-	printf -v "$_var" %s "$_dev"
-}
-loop_detach() {
-	local keep=() l
-	losetup -d "$1"
-	for l in "${LOOPS[@]}"; do [ "$l" = "$1" ] || keep+=("$l"); done
-	LOOPS=(${keep[@]+"${keep[@]}"})
-}
+# shellcheck source=loops.sh
+. "$(dirname "${BASH_SOURCE[0]}")/loops.sh"
 fs_mount() { # fs dev dir
 	mkdir -p "$3"
 	if [ "$1" = ext4 ]; then mount -t ext4 "$2" "$3"; else ntfs-3g "$2" "$3"; fi

@@ -69,19 +69,8 @@ say() { printf '== %s\n' "$*"; }
 fail_log() { echo "bench: $1 failed; last lines of $2:" >&2; tail -n 20 "$2" >&2; exit 1; }
 
 # --- loop devices and mounts, all undone by cleanup ---------------------------------------------
-loop_attach() { # VAR LOSETUP-ARGS...
-	local _var=$1 _dev
-	shift
-	_dev=$(losetup --find --show "$@")
-	LOOPS+=("$_dev")
-	printf -v "$_var" %s "$_dev"
-}
-loop_detach() {
-	local keep=() l
-	losetup -d "$1"
-	for l in "${LOOPS[@]}"; do [ "$l" = "$1" ] || keep+=("$l"); done
-	LOOPS=(${keep[@]+"${keep[@]}"})
-}
+# shellcheck source=loops.sh
+. "$ROOT/scripts/loops.sh"
 fs_mount_ro() { # fs dev dir
 	mkdir -p "$3"
 	if [ "$1" = ext4 ]; then mount -t ext4 -o ro,noload "$2" "$3"; else ntfs-3g -o ro "$2" "$3"; fi

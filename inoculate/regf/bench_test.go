@@ -98,16 +98,7 @@ func TestInoculateResult(t *testing.T) {
 	if err := inoculate(h); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Save(""); err != nil {
-		t.Fatal(err)
-	}
-	h, err = Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := h.Check(); len(p) != 0 {
-		t.Fatal(p)
-	}
+	h = saveReopen(t, h, path)
 	if _, err := h.Lookup(`ControlSet001\Services\stornvme\StartOverride`); err == nil {
 		t.Fatal("StartOverride still there")
 	}

@@ -135,3 +135,19 @@ func trunc(s string) string {
 	}
 	return s
 }
+
+// saveReopen saves h, opens the file again and fails the test when our checker finds anything.
+func saveReopen(t testing.TB, h *Hive, path string) *Hive {
+	t.Helper()
+	if err := h.Save(""); err != nil {
+		t.Fatal(err)
+	}
+	h, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := h.Check(); len(p) != 0 {
+		t.Fatalf("saved hive fails the checker: %v", p[:min(len(p), 5)])
+	}
+	return h
+}

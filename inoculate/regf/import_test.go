@@ -115,16 +115,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 			if err := h.Import(ops); err != nil {
 				t.Fatal(err)
 			}
-			if err := h.Save(""); err != nil {
-				t.Fatal(err)
-			}
-			h, err = Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p := h.Check(); len(p) != 0 {
-				t.Fatalf("imported hive fails the checker: %v", p[:min(len(p), 5)])
-			}
+			h = saveReopen(t, h, path)
 			again := ourExport(t, h, `\`)
 			if !bytes.Equal(text, again) {
 				t.Fatalf("round trip changed the text: %s", firstDiff(text, again))

@@ -62,16 +62,7 @@ func TestWriterRulesByVersion(t *testing.T) {
 			if err := h.SetValue(`small`, "big", RegBinary, pattern(20000, 9)); err != nil {
 				t.Fatal(err)
 			}
-			if err := h.Save(""); err != nil {
-				t.Fatal(err)
-			}
-			h, err = Open(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p := h.Check(); len(p) != 0 {
-				t.Fatal(p)
-			}
+			h = saveReopen(t, h, path)
 			small, _ := h.Lookup("small")
 			if got := listSig(h, small); got != c.leaf {
 				t.Fatalf("leaf type %s, want %s", got, c.leaf)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,7 +105,7 @@ func populateByMount(t *testing.T, img, tree string) {
 	t.Helper()
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot loop-mount here: %v %s", err, out)
+		skipOrFail(t, fmt.Sprintf("cannot loop-mount here: %v %s", err, out))
 	}
 	mounted := true
 	defer func() {
@@ -174,7 +175,7 @@ func TestExtMountedImage(t *testing.T) {
 	run(t, "mkfs.ext4", "-q", "-F", img)
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot loop-mount here: %v %s", err, out)
+		skipOrFail(t, fmt.Sprintf("cannot loop-mount here: %v %s", err, out))
 	}
 	defer exec.Command("umount", mnt).Run()
 	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("live"), 0o644); err != nil {

@@ -33,13 +33,19 @@ func needTools(t testing.TB, names ...string) {
 	t.Helper()
 	for _, name := range names {
 		if _, err := exec.LookPath(name); err != nil {
-			msg := fmt.Sprintf("%s not found: install %s (make deps)", name, toolPackages[name])
-			if os.Getenv("CI") != "" || os.Getenv("CAULDRON_CORPUS") != "" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
+			skipOrFail(t, fmt.Sprintf("%s not found: install %s (make deps)", name, toolPackages[name]))
 		}
 	}
+}
+
+// skipOrFail skips on a developer machine that lacks something, and fails where the environment
+// is promised (CI, or a corpus run): there it is a broken environment and must fail loudly.
+func skipOrFail(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") != "" || os.Getenv("CAULDRON_CORPUS") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
 }
 
 // run runs a command and returns its combined output, failing the test if it does not succeed.

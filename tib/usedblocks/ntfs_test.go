@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,7 +120,7 @@ func populateNTFSMount(t *testing.T, img, tree string) {
 	needTools(t, "ntfs-3g")
 	mnt := t.TempDir()
 	if out, err := exec.Command("ntfs-3g", img, mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount with ntfs-3g here: %v %s", err, out)
+		skipOrFail(t, fmt.Sprintf("cannot mount with ntfs-3g here: %v %s", err, out))
 	}
 	mounted := true
 	defer func() {
