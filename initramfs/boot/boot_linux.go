@@ -1,0 +1,268 @@
+package boot
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Options are what `cauldron boot` passes in.
+type Options struct {
+	Version string
+	Out     io.Writer // the console (u-root's init copies uinit's output to every console)
+	// Recover runs an unattended recovery from a fetched kickstart (the recovery engine, given by
+	// the command layer so that this package does not depend on it). nil: not available.
+	Recover func(ctx context.Context, name string, kickstart []byte, out io.Writer) error
+}
+
+// Run is the boot environment's main loop. It never returns: every path ends in the menu, whose
+// only exits are reboot and power off.
+func Run(ctx context.Context, o Options) {
+	b := &booter{o: o, out: o.Out}
+	for {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					b.printf("cauldron: internal error: %v\n%s", r, debug.Stack())
+				}
+			}()
+			if !b.started {
+				b.started = true
+				b.start(ctx)
+			}
+			b.menu(ctx)
+		}()
+	}
+}
+
+type booter struct {
+	o       Options
+	out     io.Writer
+	started bool
+	cmdline Cmdline
+	mods    *Modules
+	nics    []NIC
+}
+
+func (b *booter) printf(format string, args ...any) { fmt.Fprintf(b.out, format, args...) }
+
+// start does everything up to "ready": modules, hardware list, then network and kickstart.
+func (b *booter) start(ctx context.Context) {
+	b.printf("cauldron %s: boot environment starting\n", b.o.Version)
+	raw, _ := os.ReadFile("/proc/cmdline")
+	c, err := ParseCmdline(string(raw))
+	if err != nil {
+		b.printf("cauldron: %v\n", err)
+	}
+	b.cmdline = c
+	mountEarly()
+
+	mods, err := OpenModules(func(f string, a ...any) { logLine(fmt.Sprintf(f, a...)) })
+	if err != nil {
+		b.printf("cauldron: %v\n", err)
+	} else {
+		b.mods = mods
+		ready := make(chan error, 1)
+		go mods.Hotplug(ready)
+		if err := <-ready; err != nil {
+			b.printf("cauldron: hot-plug: %v\n", err)
+		}
+		n := mods.Coldplug()
+		// Drivers loaded by coldplug find devices (disks behind a controller, sticks behind a
+		// USB hub) whose own drivers hot-plug loads; wait for that to calm down.
+		mods.Settle(300*time.Millisecond, 6*time.Second)
+		logLine(fmt.Sprintf("coldplug: %d modules", n))
+	}
+	b.printf("%s\n", firmwareLine())
+	b.listHardware()
+	b.printf("cauldron: ready uptime=%ss\n", uptime())
+
+	if b.cmdline.Static != nil || b.cmdline.DHCP() {
+		if b.cmdline.Kickstart != "" && isURL(b.cmdline.Kickstart) || b.cmdline.Static != nil {
+			b.network(ctx) // the kickstart needs it now
+		} else {
+			go b.network(ctx) // a convenience for the technician: do not hold up the menu
+		}
+	}
+	if b.cmdline.Kickstart != "" {
+		b.kickstart(ctx)
+	}
+	if b.cmdline.Shell {
+		b.shell()
+	}
+}
+
+func (b *booter) listHardware() {
+	disks, err := ListDisks("/sys")
+	if err != nil {
+		b.printf("cauldron: %v\n", err)
+	}
+	for _, d := range disks {
+		b.printf("%s\n", d.Line())
+	}
+	if len(disks) == 0 {
+		b.printf("cauldron: no disks found: the controller's driver may be missing from this image\n")
+	}
+	nics, err := ListNICs("/sys")
+	if err != nil {
+		b.printf("cauldron: %v\n", err)
+	}
+	LinksUp(nics, 500*time.Millisecond)
+	nics, _ = ListNICs("/sys")
+	b.nics = nics
+	for _, n := range nics {
+		b.printf("%s\n", n.Line())
+	}
+	if len(nics) == 0 {
+		b.printf("cauldron: no network interfaces found\n")
+	}
+}
+
+func (b *booter) network(ctx context.Context) {
+	lines, err := Configure(ctx, b.cmdline, b.nics)
+	for _, l := range lines {
+		b.printf("%s\n", l)
+	}
+	if err != nil {
+		b.printf("cauldron: %v\n", err)
+	}
+}
+
+func (b *booter) kickstart(ctx context.Context) {
+	name, data, err := FetchKickstart(ctx, b.cmdline.Kickstart, b.mods)
+	if err != nil {
+		b.printf("cauldron: kickstart: %v\n", err)
+		return
+	}
+	b.printf("cauldron: kickstart %s (%d bytes)\n", name, len(data))
+	if b.o.Recover == nil {
+		b.printf("cauldron: this build has no recovery engine; the kickstart was not run\n")
+		return
+	}
+	if err := b.o.Recover(ctx, name, data, b.out); err != nil {
+		b.printf("cauldron: recovery failed: %v\n", err)
+	}
+}
+
+// menu asks the technician what to do, once.
+func (b *booter) menu(ctx context.Context) {
+	b.printf("\nCauldron recovery environment. Choose:\n" +
+		"  d  list disks and network interfaces again\n" +
+		"  n  bring up the network (DHCP)\n" +
+		"  s  shell\n" +
+		"  r  reboot\n" +
+		"  p  power off\n> ")
+	line, err := readConsoleLine()
+	if err != nil {
+		// No console to read from (serial without input, or a closed one): stay alive and
+		// quiet rather than spin; a technician can still reach the shell over a new console.
+		time.Sleep(5 * time.Second)
+		return
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "d":
+		b.listHardware()
+	case "n":
+		c := b.cmdline
+		c.IP, c.Static, c.NoNet = "dhcp", nil, false
+		lines, err := Configure(ctx, c, b.nics)
+		for _, l := range lines {
+			b.printf("%s\n", l)
+		}
+		if err != nil {
+			b.printf("cauldron: %v\n", err)
+		}
+	case "s":
+		b.shell()
+	case "r":
+		powerDown(b.out, unix.LINUX_REBOOT_CMD_RESTART)
+	case "p":
+		powerDown(b.out, unix.LINUX_REBOOT_CMD_POWER_OFF)
+	case "":
+	default:
+		b.printf("cauldron: %q is not a choice\n", strings.TrimSpace(line))
+	}
+}
+
+// shell runs the image's shell on the console and returns when it exits.
+func (b *booter) shell() {
+	for _, sh := range []string{"/bin/defaultsh", "/bbin/gosh", "/bin/gosh", "/bin/sh", "/bbin/elvish"} {
+		if _, err := os.Stat(sh); err != nil {
+			continue
+		}
+		b.printf("cauldron: starting %s; leave it with exit (or Ctrl-D) to return to the menu\n", sh)
+		cmd := exec.Command(sh)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			b.printf("cauldron: shell: %v\n", err)
+		}
+		return
+	}
+	b.printf("cauldron: this image has no shell\n")
+}
+
+func powerDown(out io.Writer, how int) {
+	fmt.Fprintln(out, "cauldron: syncing disks")
+	unix.Sync()
+	if err := unix.Reboot(how); err != nil {
+		fmt.Fprintf(out, "cauldron: reboot(2): %v\n", err)
+	}
+}
+
+// mountEarly mounts what u-root's init leaves out and the boot environment uses.
+func mountEarly() {
+	_ = os.MkdirAll("/run", 0o755)
+	_ = unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755")
+	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
+		_ = unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	}
+}
+
+// firmwareLine says how the machine booted: UEFI (and whether Secure Boot is on) or BIOS.
+func firmwareLine() string {
+	if _, err := os.Stat("/sys/firmware/efi"); err != nil {
+		return "cauldron: firmware bios"
+	}
+	sb := "unknown"
+	// SecureBoot-<EFI global variable GUID>: 4 bytes of attributes, then 1 when enabled.
+	if v, err := os.ReadFile("/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"); err == nil && len(v) >= 5 {
+		sb = map[bool]string{true: "on", false: "off"}[v[4] == 1]
+	}
+	return "cauldron: firmware uefi secure-boot=" + sb
+}
+
+// uptime is the first field of /proc/uptime: seconds since the kernel started.
+func uptime() string {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	return f[0]
+}
+
+// logLine appends to the boot log in /run (kept off the console, which shows summaries).
+func logLine(s string) {
+	f, err := os.OpenFile("/run/cauldron-boot.log", os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "[%s] %s\n", uptime(), s)
+}
+
+func isURL(s string) bool { return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") }
