@@ -182,6 +182,9 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 		return nil, err
 	}
 	defer lock.Unlock()
+	if _, err := r.checkNotFrozen(ctx, o.Machine); err != nil {
+		return nil, err
+	}
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
@@ -240,8 +243,18 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 	}
 	gen.Stats.NewChunks, gen.Stats.NewBytes = ps.Blobs, ps.Bytes
 	gen.Stats.Seconds = time.Since(start).Seconds()
+	// Again before the commit: a recovery may have frozen the machine while this capture read
+	// its disks, and from then on no generation may land (the packs written stay unreferenced
+	// until prune, as after a killed capture).
+	session, err := r.checkNotFrozen(ctx, o.Machine)
+	if err != nil {
+		return nil, err
+	}
 	if err := r.SaveGeneration(ctx, gen); err != nil {
 		return nil, fmt.Errorf("saving the generation: %w", err)
+	}
+	if err := r.noteCapture(ctx, session, o.Machine); err != nil {
+		return gen, fmt.Errorf("generation %s saved, but: %w", gen.ID.Short(), err)
 	}
 	return gen, nil
 }

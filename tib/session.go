@@ -1,0 +1,213 @@
+package tib
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/cauldron-dr/cauldron/tib/backend"
+)
+
+// Replication sessions: per machine, whether captures are feeding the repository and whether a
+// recovery has frozen them. A recovery freezes the machine's session first, so that no new
+// generation (from the old machine, still running or coming back) lands while it restores, and
+// at the end either removes the session (production failover: the recovered machine is now the
+// original) or resumes it (copy-and-recover: the copy got new identities and the original keeps
+// being captured).
+//
+// A session is sessions/NAME, NAME = the chunk-ID hash of "session:" + machine (keyed, so file
+// names do not reveal machine names), sealed JSON, replaced in place (the backend allows that for
+// sessions). Two writers racing on one session is last-writer-wins: freezing is a technician's
+// deliberate act, not a lock.
+
+// SessionState is what a session allows.
+type SessionState string
+
+const (
+	// SessionActive: captures run and add generations.
+	SessionActive SessionState = "active"
+	// SessionFrozen: a recovery holds the machine; captures refuse.
+	SessionFrozen SessionState = "frozen"
+)
+
+// ReleaseMode says how a recovery ends a frozen session.
+type ReleaseMode string
+
+const (
+	// ReleaseRemove deletes the session: production failover.
+	ReleaseRemove ReleaseMode = "remove"
+	// ReleaseResume makes it active again: copy-and-recover.
+	ReleaseResume ReleaseMode = "resume"
+)
+
+// Session is one machine's replication session.
+type Session struct {
+	Machine string       `json:"machine"`
+	State   SessionState `json:"state"`
+	// Updated is when the session last changed; LastCapture when a capture last committed a
+	// generation through it (zero if none has since the session was created).
+	Updated     time.Time `json:"updated"`
+	LastCapture time.Time `json:"lastCapture,omitzero"`
+	// FrozenBy and FrozenAt say who froze it ("recovery of web01 on host dr-01, PID 412").
+	FrozenBy string    `json:"frozenBy,omitempty"`
+	FrozenAt time.Time `json:"frozenAt,omitzero"`
+}
+
+// ErrFrozen is returned (wrapped) by Capture for a machine whose session is frozen.
+var ErrFrozen = errors.New("machine is frozen for recovery")
+
+func (s Session) String() string {
+	if s.State == SessionFrozen {
+		return fmt.Sprintf("%s: frozen by %s since %s", s.Machine, s.FrozenBy, s.FrozenAt.Local().Format(time.RFC3339))
+	}
+	last := "no capture yet"
+	if !s.LastCapture.IsZero() {
+		last = "last capture " + s.LastCapture.Local().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%s: active, %s", s.Machine, last)
+}
+
+func (r *Repository) sessionHandle(machine string) backend.Handle {
+	return backend.Handle{Type: backend.Session, Name: r.key.ChunkID([]byte("session:" + machine)).String()}
+}
+
+// Session returns the machine's session, or nil when it has none.
+func (r *Repository) Session(ctx context.Context, machine string) (*Session, error) {
+	b, err := r.loadSealed(ctx, r.sessionHandle(machine))
+	if errors.Is(err, backend.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the replication session of %s: %w", machine, err)
+	}
+	var s Session
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("replication session of %s: %w", machine, err)
+	}
+	if s.Machine != machine {
+		return nil, fmt.Errorf("replication session %s names machine %q, not %q", r.sessionHandle(machine), s.Machine, machine)
+	}
+	return &s, nil
+}
+
+// Sessions lists every session, sorted by machine. Unreadable ones are errors: a session that
+// cannot be read might be a freeze that must not be ignored.
+func (r *Repository) Sessions(ctx context.Context) ([]Session, error) {
+	var names []string
+	if err := r.be.List(ctx, backend.Session, func(fi backend.FileInfo) error {
+		names = append(names, fi.Name)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var out []Session
+	for _, n := range names {
+		b, err := r.loadSealed(ctx, backend.Handle{Type: backend.Session, Name: n})
+		if err != nil {
+			return nil, fmt.Errorf("sessions/%s: %w", n, err)
+		}
+		var s Session
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("sessions/%s: %w", n, err)
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Machine < out[j].Machine })
+	return out, nil
+}
+
+func (r *Repository) saveSession(ctx context.Context, s *Session) error {
+	s.Updated = time.Now().UTC()
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if err := r.be.Save(ctx, r.sessionHandle(s.Machine), r.key.Seal(nil, b)); err != nil {
+		return fmt.Errorf("writing the replication session of %s: %w", s.Machine, err)
+	}
+	return nil
+}
+
+// Freeze stops new generations for machine until Release. holder says who froze it (shown to a
+// capture that is refused). Freezing a machine already frozen by the same holder is a no-op;
+// by another holder, an error naming it: two recoveries of one machine at once are a mistake.
+func (r *Repository) Freeze(ctx context.Context, machine, holder string) (*Session, error) {
+	if err := ValidMachineName(machine); err != nil {
+		return nil, err
+	}
+	s, err := r.Session(ctx, machine)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		s = &Session{Machine: machine}
+	}
+	if s.State == SessionFrozen {
+		if s.FrozenBy == holder {
+			return s, nil
+		}
+		return nil, fmt.Errorf("%w: %s (if that recovery is over: `cauldron replication release %s --resume|--remove`)", ErrFrozen, s, machine)
+	}
+	s.State, s.FrozenBy, s.FrozenAt = SessionFrozen, holder, time.Now().UTC()
+	return s, r.saveSession(ctx, s)
+}
+
+// Release ends a freeze: ReleaseRemove deletes the session, ReleaseResume makes it active.
+// Releasing a machine that has no session or is not frozen is not an error for ReleaseRemove
+// (the end state is the one asked for) and resumes nothing for ReleaseResume.
+func (r *Repository) Release(ctx context.Context, machine string, how ReleaseMode) error {
+	s, err := r.Session(ctx, machine)
+	if err != nil {
+		return err
+	}
+	switch how {
+	case ReleaseRemove:
+		if s == nil {
+			return nil
+		}
+		if err := r.be.Remove(ctx, r.sessionHandle(machine)); err != nil && !errors.Is(err, backend.ErrNotExist) {
+			return fmt.Errorf("removing the replication session of %s: %w", machine, err)
+		}
+		return nil
+	case ReleaseResume:
+		if s == nil {
+			s = &Session{Machine: machine}
+		}
+		s.State, s.FrozenBy, s.FrozenAt = SessionActive, "", time.Time{}
+		return r.saveSession(ctx, s)
+	}
+	return fmt.Errorf("release: unknown mode %q (want remove or resume)", how)
+}
+
+// checkNotFrozen is what Capture asks before it starts and again before it commits.
+func (r *Repository) checkNotFrozen(ctx context.Context, machine string) (*Session, error) {
+	s, err := r.Session(ctx, machine)
+	if err != nil {
+		return nil, err
+	}
+	if s != nil && s.State == SessionFrozen {
+		return nil, fmt.Errorf("%w: %s; no new generation is stored until it is released (`cauldron replication release %s --resume|--remove`)", ErrFrozen, s, machine)
+	}
+	return s, nil
+}
+
+// noteCapture records a committed capture in the machine's session (creating it: a machine that
+// is captured has a replication session).
+func (r *Repository) noteCapture(ctx context.Context, s *Session, machine string) error {
+	if s == nil {
+		s = &Session{Machine: machine, State: SessionActive}
+	}
+	s.LastCapture = time.Now().UTC()
+	return r.saveSession(ctx, s)
+}
+
+// SessionHolder describes this process, for Freeze's holder ("recovery of web01 on host dr-01,
+// PID 412").
+func SessionHolder(purpose string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s on host %s, PID %d", purpose, host, os.Getpid())
+}
