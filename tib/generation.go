@@ -79,6 +79,19 @@ type Region struct {
 // UsedBytes is the region's used bytes, capped at its size.
 func (g *Region) UsedBytes() int64 { return min(g.UsedBlocks*g.BlockSize, g.Size) }
 
+// UsedByPartition returns the bytes each captured partition's volume needs (from its used-block
+// map), by partition number: what partition.PlanOptions.Used takes to decide how far a volume
+// may shrink.
+func (d *Disk) UsedByPartition() map[int]int64 {
+	used := map[int]int64{}
+	for i := range d.Regions {
+		if g := &d.Regions[i]; g.Kind == RegionPartition {
+			used[g.Partition] = g.UsedBytes()
+		}
+	}
+	return used
+}
+
 // Cell is one chunk-list entry.
 type Cell struct {
 	Index int64

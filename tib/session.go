@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
+	"github.com/cauldron-dr/cauldron/tib/crypto"
 )
 
 // Replication sessions: per machine, whether captures are feeding the repository and whether a
@@ -210,4 +211,62 @@ func (r *Repository) noteCapture(ctx context.Context, s *Session, machine string
 func SessionHolder(purpose string) string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s on host %s, PID %d", purpose, host, os.Getpid())
+}
+
+// Recovery journals (journals/NAME, sealed, replaceable) let an interrupted recovery resume. The
+// recovery engine owns their content; the repository only stores them, named by the keyed chunk
+// ID of "journal:" + the engine's key for the recovery, like sessions.
+
+func (r *Repository) journalHandle(key string) backend.Handle {
+	return backend.Handle{Type: backend.Journal, Name: r.key.ChunkID([]byte("journal:" + key)).String()}
+}
+
+// SaveJournal stores (or replaces) the journal for key.
+func (r *Repository) SaveJournal(ctx context.Context, key string, plain []byte) error {
+	if err := r.be.Save(ctx, r.journalHandle(key), r.key.Seal(nil, plain)); err != nil {
+		return fmt.Errorf("writing the recovery journal: %w", err)
+	}
+	return nil
+}
+
+// LoadJournal returns the journal for key, or nil when there is none.
+func (r *Repository) LoadJournal(ctx context.Context, key string) ([]byte, error) {
+	b, err := r.loadSealed(ctx, r.journalHandle(key))
+	if errors.Is(err, backend.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the recovery journal: %w", err)
+	}
+	return b, nil
+}
+
+// RemoveJournal deletes the journal for key; a missing one is not an error.
+func (r *Repository) RemoveJournal(ctx context.Context, key string) error {
+	if err := r.be.Remove(ctx, r.journalHandle(key)); err != nil && !errors.Is(err, backend.ErrNotExist) {
+		return fmt.Errorf("removing the recovery journal: %w", err)
+	}
+	return nil
+}
+
+// Recovery reports (reports/ID, zstd-compressed and sealed like manifests, content-named and
+// immutable) keep what every recovery did, beside the generations it restored.
+
+// SaveReport stores a recovery report and returns its ID.
+func (r *Repository) SaveReport(ctx context.Context, plain []byte) (crypto.ID, error) {
+	id, err := r.saveSealedCompressed(ctx, backend.Report, plain)
+	if err != nil {
+		return id, fmt.Errorf("saving the recovery report: %w", err)
+	}
+	return id, nil
+}
+
+// Reports lists the stored reports' IDs.
+func (r *Repository) Reports(ctx context.Context) ([]crypto.ID, error) {
+	return r.listIDs(ctx, backend.Report)
+}
+
+// LoadReport reads a stored report.
+func (r *Repository) LoadReport(ctx context.Context, id crypto.ID) ([]byte, error) {
+	return r.loadSealedCompressed(ctx, backend.Report, id)
 }

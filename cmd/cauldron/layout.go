@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/cauldron-dr/cauldron/partition"
-	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/spf13/cobra"
 )
 
@@ -75,15 +74,8 @@ func (f *planFlags) source(cmd *cobra.Command) (*partition.Disk, map[int]int64, 
 	if err != nil {
 		return nil, nil, "", err
 	}
-	used := map[int]int64{}
-	for i := range d.Regions {
-		g := &d.Regions[i]
-		if g.Kind == tib.RegionPartition {
-			used[g.Partition] = g.UsedBytes()
-		}
-	}
 	layout := d.Layout
-	return &layout, used, fmt.Sprintf("%s of %s (generation %s)", d.Name, gen.Machine, gen.ID.String()[:12]), nil
+	return &layout, d.UsedByPartition(), fmt.Sprintf("%s of %s (generation %s)", d.Name, gen.Machine, gen.ID.String()[:12]), nil
 }
 
 func newLayoutPlan(apply bool) *cobra.Command {

@@ -21,10 +21,17 @@ const (
 	Generation FileType = "generations"
 	Lock       FileType = "locks"
 	Session    FileType = "sessions"
+	Journal    FileType = "journals"
+	Report     FileType = "reports"
 )
 
+// Replaceable reports whether files of type t may be saved over: locks are refreshed, sessions
+// change state and recovery journals record progress. Every other file is content-named and
+// written once.
+func (t FileType) Replaceable() bool { return t == Lock || t == Session || t == Journal }
+
 // Types lists every file type, for creating and checking a repository's folders.
-var Types = []FileType{Key, Pack, Index, Generation, Lock, Session}
+var Types = []FileType{Key, Pack, Index, Generation, Lock, Session, Journal, Report}
 
 // Handle names one file.
 type Handle struct {
@@ -58,8 +65,8 @@ type Backend interface {
 	// Create makes a new, empty repository's structure; it fails if a config is already there.
 	Create(ctx context.Context) error
 	// Save stores a file atomically: a reader never sees a partial file, and after a crash the file
-	// is either whole or absent. Saving an existing name fails with ErrExist, except for Lock and
-	// Session files, which may be replaced.
+	// is either whole or absent. Saving an existing name fails with ErrExist, except for the
+	// Replaceable types (locks, sessions, journals).
 	Save(ctx context.Context, h Handle, data []byte) error
 	// Load reads length bytes at offset (length 0: to the end).
 	Load(ctx context.Context, h Handle, length int, offset int64) ([]byte, error)

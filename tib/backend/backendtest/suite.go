@@ -75,14 +75,16 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		if string(got) != "one" {
 			t.Fatalf("immutable file changed to %q", got)
 		}
-		l := backend.Handle{Type: backend.Lock, Name: "l1"}
-		for _, s := range []string{"a", "b"} {
-			if err := b.Save(ctx, l, []byte(s)); err != nil {
-				t.Fatal(err)
+		for _, typ := range []backend.FileType{backend.Lock, backend.Session, backend.Journal} {
+			l := backend.Handle{Type: typ, Name: "l1"}
+			for _, s := range []string{"a", "b"} {
+				if err := b.Save(ctx, l, []byte(s)); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		if got, _ := backend.ReadAll(ctx, b, l); string(got) != "b" {
-			t.Fatalf("lock refresh kept %q", got)
+			if got, _ := backend.ReadAll(ctx, b, l); string(got) != "b" {
+				t.Fatalf("replacing a %s file kept %q", typ, got)
+			}
 		}
 	})
 

@@ -3,7 +3,8 @@
 //
 // Layout: REPO/config, REPO/keys/ID, REPO/data/XX/ID (XX: the first two hex digits, so no folder
 // grows past a few thousand entries), REPO/index/ID, REPO/generations/ID, REPO/locks/ID,
-// REPO/sessions/NAME. Files are written to REPO/tmp, fsynced, then renamed into place and the
+// REPO/sessions/NAME, REPO/journals/NAME,
+// REPO/reports/ID. Files are written to REPO/tmp, fsynced, then renamed into place and the
 // folder fsynced, so a crash leaves each file whole or absent.
 package local
 
@@ -78,7 +79,7 @@ func (l *Local) Save(ctx context.Context, h backend.Handle, data []byte) error {
 		return err
 	}
 	final := l.path(h)
-	replace := h.Type == backend.Lock || h.Type == backend.Session
+	replace := h.Type.Replaceable()
 	if !replace {
 		if _, err := os.Stat(final); err == nil {
 			return fmt.Errorf("%s: %w", h, backend.ErrExist)
