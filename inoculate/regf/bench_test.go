@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
 
 // cleanWin10 returns a clean copy of the 15 MB Windows 10 1709 SYSTEM hive (its logs are not in
 // the corpus, so the copy is marked clean; see TestEditWindows10_1709System).
 func cleanWin10(tb testing.TB) []byte {
-	b, err := os.ReadFile(corpusFile(tb, "hives/regipy-SYSTEM_WIN_10_1709.xz"))
+	b, err := os.ReadFile(corpus.File(tb, "hives/regipy-SYSTEM_WIN_10_1709.xz"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -7,70 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
-
-// corpusDir is where the shared real-world hives live: $CAULDRON_CORPUS, else ../shared/corpus
-// beside the repository.
-func corpusDir() (string, bool) {
-	if d := os.Getenv("CAULDRON_CORPUS"); d != "" {
-		return d, true
-	}
-	return filepath.Join("..", "..", "..", "shared", "corpus"), false
-}
-
-var (
-	xzMu    sync.Mutex
-	xzCache = map[string]string{}
-	xzDir   string
-)
-
-// corpusFile returns the path of a corpus file, decompressing .xz files once per test run into a
-// temporary directory. A missing file fails the test when CAULDRON_CORPUS is set (CI), and skips
-// it otherwise.
-func corpusFile(t testing.TB, rel string) string {
-	t.Helper()
-	dir, strict := corpusDir()
-	p := filepath.Join(dir, rel)
-	if _, err := os.Stat(p); err != nil {
-		if strict {
-			t.Fatalf("corpus file %s is missing (CAULDRON_CORPUS=%s): %v", rel, dir, err)
-		}
-		t.Skipf("corpus file %s is missing: %v", rel, err)
-	}
-	if !strings.HasSuffix(rel, ".xz") {
-		return p
-	}
-	xzMu.Lock()
-	defer xzMu.Unlock()
-	if out, ok := xzCache[rel]; ok {
-		return out
-	}
-	if xzDir == "" {
-		d, err := os.MkdirTemp("", "regf-corpus")
-		if err != nil {
-			t.Fatal(err)
-		}
-		xzDir = d
-	}
-	out := filepath.Join(xzDir, strings.ReplaceAll(strings.TrimSuffix(rel, ".xz"), "/", "_"))
-	data, err := exec.Command("xz", "-dc", p).Output()
-	if err != nil {
-		t.Fatalf("xz -dc %s: %v", p, err)
-	}
-	if err := os.WriteFile(out, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	xzCache[rel] = out
-	return out
-}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if xzDir != "" {
-		os.RemoveAll(xzDir)
-	}
+	corpus.Cleanup()
 	os.Exit(code)
 }
 

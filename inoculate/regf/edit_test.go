@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf16"
+
+	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
 
 type setOp struct {
@@ -309,7 +311,7 @@ func editAndJudge(t *testing.T, path, devParent string, n int, deletions []strin
 
 func TestEditWindows7System(t *testing.T) {
 	t.Parallel()
-	path := copyHive(t, corpusFile(t, "hives/regipy-SYSTEM.xz"))
+	path := copyHive(t, corpus.File(t, "hives/regipy-SYSTEM.xz"))
 	editAndJudge(t, path, `ControlSet001\Control\CriticalDeviceDatabase`, 3000,
 		[]string{`ControlSet002\Services\msahci`, `ControlSet001\Services\viostor\Parameters\Ärger`})
 }
@@ -318,9 +320,9 @@ func TestEditWindows7System(t *testing.T) {
 // command does, then edited.
 func TestEditWindows10System(t *testing.T) {
 	t.Parallel()
-	path := copyHive(t, corpusFile(t, "hives/regipy-SYSTEM_B.xz"))
+	path := copyHive(t, corpus.File(t, "hives/regipy-SYSTEM_B.xz"))
 	for _, ext := range []string{".LOG1", ".LOG2"} {
-		b, err := os.ReadFile(corpusFile(t, "hives/regipy-SYSTEM_B"+ext+".xz"))
+		b, err := os.ReadFile(corpus.File(t, "hives/regipy-SYSTEM_B"+ext+".xz"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -347,7 +349,7 @@ func TestEditWindows10System(t *testing.T) {
 // clean (sequence numbers equal, checksum fixed); the data is what the primary file holds.
 func TestEditWindows10_1709System(t *testing.T) {
 	t.Parallel()
-	path := copyHive(t, corpusFile(t, "hives/regipy-SYSTEM_WIN_10_1709.xz"))
+	path := copyHive(t, corpus.File(t, "hives/regipy-SYSTEM_WIN_10_1709.xz"))
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -362,7 +364,7 @@ func TestEditWindows10_1709System(t *testing.T) {
 }
 
 func TestEditDirtyRefused(t *testing.T) {
-	h, err := Open(corpusFile(t, "hives/regipy-SYSTEM_WIN_10_1709.xz"))
+	h, err := Open(corpus.File(t, "hives/regipy-SYSTEM_WIN_10_1709.xz"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +383,7 @@ var regedEmptyValue = regexp.MustCompile(`(=hex(?:\([0-9a-f]+\))?:)"`)
 // segment, so both layouts are valid; we write the offreg layout.
 func TestHivexTightBigDataSegment(t *testing.T) {
 	for _, full := range []bool{false, true} {
-		path := copyHive(t, corpusFile(t, "hives/hivex-minimal"))
+		path := copyHive(t, corpus.File(t, "hives/hivex-minimal"))
 		h, err := Open(path)
 		if err != nil {
 			t.Fatal(err)
@@ -409,7 +411,7 @@ func TestHivexTightBigDataSegment(t *testing.T) {
 // the value is not a REG_DWORD; hivex reads the same hive.
 func TestRegedAbortsOnUTF16ValueName(t *testing.T) {
 	needTool(t, "reged")
-	path := copyHive(t, corpusFile(t, "hives/hivex-minimal"))
+	path := copyHive(t, corpus.File(t, "hives/hivex-minimal"))
 	h, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -431,7 +433,7 @@ func TestRegedAbortsOnUTF16ValueName(t *testing.T) {
 
 // reged does not know db big data: it prints the db record itself as the value's bytes.
 func TestRegedMisreadsBigData(t *testing.T) {
-	p := corpusFile(t, "hives/yarp/BigDataHive")
+	p := corpus.File(t, "hives/yarp/BigDataHive")
 	reg := regedExport(t, p)
 	h, err := Open(p)
 	if err != nil {
@@ -464,7 +466,7 @@ func hasRuneAbove(s string, limit rune) bool {
 // reged silently leaves out keys whose names hold characters above U+07FF (three-byte UTF-8,
 // such as CJK), with everything below them; Cyrillic names come through.
 func TestRegedDropsCJKKeys(t *testing.T) {
-	path := copyHive(t, corpusFile(t, "hives/hivex-minimal"))
+	path := copyHive(t, corpus.File(t, "hives/hivex-minimal"))
 	h, err := Open(path)
 	if err != nil {
 		t.Fatal(err)

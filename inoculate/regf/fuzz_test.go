@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
 
 func addSeeds(f *testing.F, files ...string) {
 	for _, p := range files {
-		b, err := os.ReadFile(corpusFile(f, p))
+		b, err := os.ReadFile(corpus.File(f, p))
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -7,16 +7,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
 
 // virt-v2v's .reg fixtures merged by us and by hivexregedit --merge into the same minimal hive
 // must read back the same (hivexregedit --export of both files).
 func TestImportMatchesHivexMerge(t *testing.T) {
 	needTool(t, "hivexregedit")
-	dir, _ := corpusDir()
+	dir, _ := corpus.Dir()
 	files, _ := filepath.Glob(filepath.Join(dir, "reg", "v2v-*.reg"))
 	if len(files) == 0 {
-		corpusFile(t, "reg/v2v-windows-bcd.reg") // fails or skips with the usual message
+		corpus.File(t, "reg/v2v-windows-bcd.reg") // fails or skips with the usual message
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -30,7 +32,7 @@ func TestImportMatchesHivexMerge(t *testing.T) {
 					prefix = p
 				}
 			}
-			theirs := copyHive(t, corpusFile(t, "hives/hivex-minimal"))
+			theirs := copyHive(t, corpus.File(t, "hives/hivex-minimal"))
 			args := []string{"--merge", theirs, f}
 			if prefix != "" {
 				args = []string{"--merge", "--prefix", prefix, theirs, f}
@@ -45,7 +47,7 @@ func TestImportMatchesHivexMerge(t *testing.T) {
 				noParents = true
 			}
 			ours := filepath.Join(t.TempDir(), "ours")
-			b, _ := os.ReadFile(corpusFile(t, "hives/hivex-minimal"))
+			b, _ := os.ReadFile(corpus.File(t, "hives/hivex-minimal"))
 			if err := os.WriteFile(ours, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -98,12 +100,12 @@ func TestExportImportRoundTrip(t *testing.T) {
 		"hives/yarp/ExtendedASCIIHive", "hives/yarp/MultiSzHive", "hives/yarp/BigDataHive", "hives/nt-hive-testhive",
 		"hives/regipy-SYSTEM.xz"} {
 		t.Run(f, func(t *testing.T) {
-			src, err := Open(corpusFile(t, f))
+			src, err := Open(corpus.File(t, f))
 			if err != nil {
 				t.Fatal(err)
 			}
 			text := ourExport(t, src, `\`)
-			path := copyHive(t, corpusFile(t, "hives/hivex-minimal"))
+			path := copyHive(t, corpus.File(t, "hives/hivex-minimal"))
 			h, err := Open(path)
 			if err != nil {
 				t.Fatal(err)
@@ -179,7 +181,7 @@ func TestHivexMergeBreaksWindowsRules(t *testing.T) {
 	if err := os.WriteFile(reg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	theirs := copyHive(t, corpusFile(t, "hives/hivex-minimal"))
+	theirs := copyHive(t, corpus.File(t, "hives/hivex-minimal"))
 	if out, err := exec.Command("hivexregedit", "--merge", theirs, reg).CombinedOutput(); err != nil {
 		t.Fatalf("hivexregedit --merge: %v\n%s", err, out)
 	}
@@ -195,7 +197,7 @@ func TestHivexMergeBreaksWindowsRules(t *testing.T) {
 	if !hash || !order {
 		t.Fatalf("hivex now keeps the rules (hash ok: %v, order ok: %v): update the report", !hash, !order)
 	}
-	ours := copyHive(t, corpusFile(t, "hives/hivex-minimal"))
+	ours := copyHive(t, corpus.File(t, "hives/hivex-minimal"))
 	h, err := Open(ours)
 	if err != nil {
 		t.Fatal(err)

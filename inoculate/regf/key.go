@@ -1,6 +1,7 @@
 package regf
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -285,12 +286,25 @@ func (h *Hive) Lookup(path string) (Key, error) {
 			return Key{}, err
 		}
 		if !ok {
-			return Key{}, fmt.Errorf("regf: key %q not found (no subkey %q)", path, part)
+			return Key{}, &NotFoundError{Path: path, Missing: part}
 		}
 		k = s
 	}
 	return k, nil
 }
+
+// ErrNotFound matches (errors.Is) every error saying that a key does not exist.
+var ErrNotFound = errors.New("regf: not found")
+
+// NotFoundError says which key of a path is missing.
+type NotFoundError struct{ Path, Missing string }
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("regf: key %q not found (no subkey %q)", e.Path, e.Missing)
+}
+
+// Is makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 
 func splitPath(path string) []string {
 	var parts []string

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
 
 // Every hive of the corpus, and what Windows' rules say about it.
@@ -43,7 +45,7 @@ var corpusHives = []struct {
 func TestCorpusOpenAndCheck(t *testing.T) {
 	for _, c := range corpusHives {
 		t.Run(c.file, func(t *testing.T) {
-			h, err := Open(corpusFile(t, c.file))
+			h, err := Open(corpus.File(t, c.file))
 			if c.state == "refused" {
 				var fe *FormatError
 				if !errors.As(err, &fe) || !strings.Contains(fe.Rule, c.rule) {
@@ -94,7 +96,7 @@ func TestExportMatchesHivexregedit(t *testing.T) {
 			continue
 		}
 		t.Run(c.file, func(t *testing.T) {
-			p := corpusFile(t, c.file)
+			p := corpus.File(t, c.file)
 			h, err := Open(p)
 			if err != nil {
 				t.Fatal(err)
@@ -111,7 +113,7 @@ func TestExportMatchesHivexregedit(t *testing.T) {
 // hivexregedit prints keys under the path their parent links give; a walk from the root gives
 // another path in BadListHive. Both readers agree on the rest.
 func TestHivexPathFromParentLinks(t *testing.T) {
-	p := corpusFile(t, "hives/yarp/BadListHive")
+	p := corpus.File(t, "hives/yarp/BadListHive")
 	h, err := Open(p)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +126,7 @@ func TestHivexPathFromParentLinks(t *testing.T) {
 }
 
 func TestLookupCaseInsensitive(t *testing.T) {
-	h, err := Open(corpusFile(t, "hives/regipy-SYSTEM.xz"))
+	h, err := Open(corpus.File(t, "hives/regipy-SYSTEM.xz"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +163,7 @@ func TestLookupCaseInsensitive(t *testing.T) {
 }
 
 func TestBigDataAndClass(t *testing.T) {
-	h, err := Open(corpusFile(t, "hives/nt-hive-testhive"))
+	h, err := Open(corpus.File(t, "hives/nt-hive-testhive"))
 	if err != nil {
 		t.Fatal(err)
 	}

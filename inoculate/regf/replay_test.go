@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
 
 // Windows' own recovery of the yarp dirty hives is shipped beside them: after replaying the logs,
@@ -15,7 +17,7 @@ func TestReplayMatchesWindows(t *testing.T) {
 		{"hives/yarp/OldDirtyHive", "OldDirtyHive", "RecoveredHive_Windows7"},
 	} {
 		t.Run(c.hive, func(t *testing.T) {
-			src := corpusFile(t, c.dir+"/"+c.hive)
+			src := corpus.File(t, c.dir+"/"+c.hive)
 			dir := t.TempDir()
 			path := dir + "/" + c.hive
 			for _, ext := range []string{"", ".LOG1", ".LOG2"} {
@@ -27,7 +29,7 @@ func TestReplayMatchesWindows(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			want, err := Open(corpusFile(t, c.dir+"/"+c.recovered))
+			want, err := Open(corpus.File(t, c.dir+"/"+c.recovered))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,7 +73,7 @@ func TestReplayMatchesWindows(t *testing.T) {
 func TestMarvin32(t *testing.T) {
 	// Every HvLE entry of the Windows-written logs carries two Marvin32 hashes: all of them must
 	// verify, and a flipped bit must not.
-	b, err := os.ReadFile(corpusFile(t, "hives/yarp/NewDirtyHive1/NewDirtyHive.LOG1"))
+	b, err := os.ReadFile(corpus.File(t, "hives/yarp/NewDirtyHive1/NewDirtyHive.LOG1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,9 +90,9 @@ func TestMarvin32(t *testing.T) {
 
 // The Windows 10 SYSTEM hive with its logs: replay, then the checker must pass.
 func TestReplaySystemB(t *testing.T) {
-	path := copyHive(t, corpusFile(t, "hives/regipy-SYSTEM_B.xz"))
+	path := copyHive(t, corpus.File(t, "hives/regipy-SYSTEM_B.xz"))
 	for _, ext := range []string{".LOG1", ".LOG2"} {
-		b, err := os.ReadFile(corpusFile(t, "hives/regipy-SYSTEM_B"+ext+".xz"))
+		b, err := os.ReadFile(corpus.File(t, "hives/regipy-SYSTEM_B"+ext+".xz"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +125,7 @@ func TestReplayRecoversBaseBlock(t *testing.T) {
 	dir := t.TempDir()
 	path := dir + "/NewDirtyHive"
 	for _, ext := range []string{"", ".LOG1", ".LOG2"} {
-		b, err := os.ReadFile(corpusFile(t, "hives/yarp/NewDirtyHive1/NewDirtyHive"+ext))
+		b, err := os.ReadFile(corpus.File(t, "hives/yarp/NewDirtyHive1/NewDirtyHive"+ext))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +152,7 @@ func TestReplayRecoversBaseBlock(t *testing.T) {
 	if _, err := h.ReplayFiles(path); err != nil {
 		t.Fatal(err)
 	}
-	want, err := Open(corpusFile(t, "hives/yarp/NewDirtyHive1/RecoveredHive_Windows10"))
+	want, err := Open(corpus.File(t, "hives/yarp/NewDirtyHive1/RecoveredHive_Windows10"))
 	if err != nil {
 		t.Fatal(err)
 	}

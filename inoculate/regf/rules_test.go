@@ -8,13 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
 
 // minimalHive returns a copy of the minimal hive with its minor version set (it holds only an
 // empty root, which is valid in every version).
 func minimalHive(t testing.TB, minor uint32) string {
 	t.Helper()
-	b, err := os.ReadFile(corpusFile(t, "hives/hivex-minimal"))
+	b, err := os.ReadFile(corpus.File(t, "hives/hivex-minimal"))
 	if err != nil {
 		t.Fatal(err)
 	}
