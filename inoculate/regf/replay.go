@@ -242,7 +242,18 @@ func (h *Hive) applyEntry(e logEntry) error {
 
 func (h *Hive) replayOld(logs [][]byte) (int, error) {
 	if h.badBase {
-		return 0, errors.New("the primary base block is damaged and recovering it from an old-format log is not supported")
+		// The primary's base block cannot be trusted: an old-format log starts with a copy of
+		// the base block it was written against (checked by logBase); the newest one stands in
+		// for the primary's, and with it the timestamp that the log must match.
+		latest := logs[0]
+		for _, l := range logs[1:] {
+			if le32(l[4:]) > le32(latest[4:]) {
+				latest = l
+			}
+		}
+		copy(h.buf[:logSector], latest[:logSector])
+		put32(h.buf[28:], 0)
+		logs = [][]byte{latest}
 	}
 	for _, l := range logs {
 		// Only a log written for this very state of the primary file applies.

@@ -122,10 +122,20 @@ func TestReplaySystemB(t *testing.T) {
 // A dirty hive whose base block checksum is also wrong: Windows takes the base block from the
 // log with the latest entries and applies that log; the result must still be Windows' recovery.
 func TestReplayRecoversBaseBlock(t *testing.T) {
-	dir := t.TempDir()
-	path := dir + "/NewDirtyHive"
+	for _, c := range []struct{ dir, hive, recovered string }{
+		{"hives/yarp/NewDirtyHive1", "NewDirtyHive", "RecoveredHive_Windows10"},
+		{"hives/yarp/OldDirtyHive", "OldDirtyHive", "RecoveredHive_Windows7"},
+	} {
+		t.Run(c.hive, func(t *testing.T) { replayWithBadBase(t, c.dir, c.hive, c.recovered) })
+	}
+}
+
+// replayWithBadBase damages the primary's base block (a byte under the checksum) and expects the
+// replay to take the base block from the logs, as Windows does, and end where Windows ended.
+func replayWithBadBase(t *testing.T, dir, hive, recovered string) {
+	path := t.TempDir() + "/" + hive
 	for _, ext := range []string{"", ".LOG1", ".LOG2"} {
-		b, err := os.ReadFile(corpus.File(t, "hives/yarp/NewDirtyHive1/NewDirtyHive"+ext))
+		b, err := os.ReadFile(corpus.File(t, dir+"/"+hive+ext))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +162,7 @@ func TestReplayRecoversBaseBlock(t *testing.T) {
 	if _, err := h.ReplayFiles(path); err != nil {
 		t.Fatal(err)
 	}
-	want, err := Open(corpus.File(t, "hives/yarp/NewDirtyHive1/RecoveredHive_Windows10"))
+	want, err := Open(corpus.File(t, dir+"/"+recovered))
 	if err != nil {
 		t.Fatal(err)
 	}
