@@ -116,6 +116,16 @@ func (h *Hive) freeCell(off uint32) {
 			size += uint32(ns)
 		}
 	}
+	// Merge with a free cell just before, as Windows does, so that freeing leaves no run of
+	// small free cells that no later allocation fits. The free list is sorted by offset, so
+	// that cell, if any, is the list's last entry below off.
+	if i := sort.Search(len(h.free), func(i int) bool { return h.free[i] >= off }); i > 0 {
+		prev := h.free[i-1]
+		if ps := h.size32(prev); ps > 0 && prev >= bin.off && prev+uint32(ps) == off {
+			h.setSize(prev, ps+int32(size))
+			return
+		}
+	}
 	h.setSize(off, int32(size))
 	h.addFree(off)
 }

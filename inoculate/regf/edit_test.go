@@ -490,3 +490,50 @@ func TestRegedDropsCJKKeys(t *testing.T) {
 		t.Fatal("reged now exports CJK key names: compare them in editAndJudge")
 	}
 }
+
+// Freeing a cell merges it with free neighbours on both sides, so a freed run becomes one cell.
+func TestFreeMergesBothWays(t *testing.T) {
+	h, err := Open(copyHive(t, corpus.File(t, "hives/hivex-minimal")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SetValue(`k`, "v", RegBinary, make([]byte, 100)); err != nil { // first edit: checks, loads free list
+		t.Fatal(err)
+	}
+	// Each round uses a bigger size, so that first fit cannot reuse the previous round's cells.
+	cells := func(n int) (a, b, c uint32, size int32) {
+		a, b, c = h.newCell(make([]byte, n)), h.newCell(make([]byte, n)), h.newCell(make([]byte, n))
+		h.newCell(make([]byte, n)) // a guard: keeps c from merging into the bin's free tail
+		size = -h.size32(a)
+		if b != a+uint32(size) || c != b+uint32(size) {
+			t.Fatalf("cells not adjacent: %#x %#x %#x", a, b, c)
+		}
+		return
+	}
+	listed := func(off uint32) bool {
+		for _, f := range h.free {
+			if f == off {
+				return true
+			}
+		}
+		return false
+	}
+	// Backward: b is freed after a, the cell before it.
+	a, b, _, size := cells(60)
+	h.freeCell(a)
+	h.freeCell(b)
+	if h.size32(a) != 2*size || listed(b) {
+		t.Fatalf("backward merge: a is %d bytes (want %d), b listed %v", h.size32(a), 2*size, listed(b))
+	}
+	// Both ways: b is freed between free a and free c.
+	a, b, c, size := cells(400)
+	h.freeCell(a)
+	h.freeCell(c)
+	h.freeCell(b)
+	if h.size32(a) != 3*size || listed(b) || listed(c) {
+		t.Fatalf("merge both ways: a is %d bytes (want %d), b listed %v, c listed %v", h.size32(a), 3*size, listed(b), listed(c))
+	}
+	if p := h.Check(); len(p) != 0 {
+		t.Fatal(p)
+	}
+}
