@@ -43,6 +43,11 @@ var toolPackages = map[string]string{
 	"dd":         "coreutils",
 	"mcopy":      "mtools",
 	"mlabel":     "mtools",
+	"mmd":        "mtools",
+	"mdel":       "mtools",
+	"fsck.vfat":  "dosfstools",
+	"xfs_repair": "xfsprogs",
+	"e2fsck":     "e2fsprogs",
 }
 
 // needTool fails the test when tool is not installed, naming the package to install.

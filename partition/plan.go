@@ -149,10 +149,13 @@ func (e *PlanError) Error() string {
 }
 
 // resizable says which filesystems Cauldron can grow or shrink after restoring them (with
-// resize2fs, ntfsresize, mkswap; xfs_growfs and btrfs only grow).
+// resize2fs, ntfsresize, mkswap, and FAT16/FAT32 in Go; xfs_growfs and btrfs only grow). It must
+// agree with ResizeFilesystem and ResizeFAT; the limits that depend on a volume's own geometry
+// (FAT cluster counts, sector sizes) are checked against its boot sector before a restore writes
+// anything (tib's CheckRestorePlan).
 func resizable(fsType string) (grow, shrink bool) {
 	switch fsType {
-	case "ext2", "ext3", "ext4", "ntfs", "swap":
+	case "ext2", "ext3", "ext4", "ntfs", "swap", "vfat":
 		return true, true
 	case "xfs", "btrfs":
 		return true, false
@@ -235,8 +238,15 @@ func (pl *planner) warn(format string, args ...any) {
 	pl.p.Warnings = append(pl.p.Warnings, fmt.Sprintf(format, args...))
 }
 
+// swapNeed is what a swap area needs when shrunk: its header page. The rest is paging data of a
+// machine that is not running (a hibernation image in it would be lost, as on any recovery).
+const swapNeed = 64 << 10
+
 // used returns the bytes partition n needs, or -1 when unknown.
 func (pl *planner) used(p Partition) int64 {
+	if p.Filesystem != nil && p.Filesystem.Type == "swap" {
+		return swapNeed
+	}
 	if u, ok := pl.opts.Used[p.Number]; ok {
 		return u
 	}
@@ -471,6 +481,12 @@ func (pl *planner) layout(out *Disk) error {
 		it := &item{src: p, used: pl.used(p), logical: p.Kind == KindLogical}
 		if p.Filesystem != nil {
 			it.grow, it.shrink = resizable(p.Filesystem.Type)
+			if p.Filesystem.Type == "vfat" && pl.opts.Resize == ResizeProportional {
+				// FAT volumes are EFI system and boot partitions, whose size follows their OS's
+				// conventions rather than the disk's: proportional scaling leaves them alone
+				// (grow-last still resizes one that is last, e.g. a data stick's only volume).
+				it.grow, it.shrink = false, false
+			}
 		}
 		items = append(items, it)
 	}
@@ -742,7 +758,7 @@ func (pl *planner) place(items []*item, ext *Partition, out *Disk) {
 		if p.Start != it.src.Start && (m.Filesystem == "ntfs" || m.Filesystem == "vfat") {
 			// The boot sector of NTFS and FAT records the partition's start ("hidden sectors");
 			// Windows' and DOS's BIOS boot code reads it to find the volume.
-			pl.warn("partition %d (%s) moves from byte %d to %d: its boot sector's hidden-sectors field must be rewritten to %d for it to boot by BIOS",
+			pl.warn("partition %d (%s) moves from byte %d to %d: restore rewrites its boot sector's hidden-sectors field to %d (BIOS boot code reads it)",
 				p.Number, m.Filesystem, it.src.Start, p.Start, p.Start/pl.lss)
 		}
 		if p.Filesystem != nil && p.Size != it.src.Size {

@@ -101,6 +101,10 @@ func checkPlanGeometry(t *testing.T, src *Disk, p *LayoutPlan, used map[int]int6
 		}
 		if q.HoldsData() && q.Size < s.Size {
 			u, ok := used[q.Number]
+			if q.Filesystem != nil && q.Filesystem.Type == "swap" {
+				// A swap area's contents are disposable: it needs only its header.
+				u, ok = swapNeed, true
+			}
 			if !ok || q.Size < u {
 				t.Errorf("partition %d shrunk to %d bytes holding %d used (known %v)", q.Number, q.Size, u, ok)
 			}
@@ -315,7 +319,7 @@ func TestPlanUnalignedSourceIsAligned(t *testing.T) {
 	if q.Start != MiB || q.Size != alignUp(1001*512*1000, 4096) || !q.Active {
 		t.Errorf("planned %+v", q)
 	}
-	if !strings.Contains(strings.Join(p.Warnings, "\n"), "partition 1 (ntfs) moves from byte 32256 to 1048576: its boot sector's hidden-sectors field must be rewritten to 256") {
+	if !strings.Contains(strings.Join(p.Warnings, "\n"), "partition 1 (ntfs) moves from byte 32256 to 1048576: restore rewrites its boot sector's hidden-sectors field to 256") {
 		t.Errorf("no warning about the NTFS hidden-sectors field: %v", p.Warnings)
 	}
 	if !strings.Contains(strings.Join(p.Warnings, "\n"), "partition 1: ntfs records its sector size") {

@@ -2,18 +2,20 @@ package tib_test
 
 import (
 	"bytes"
-	"github.com/cauldron-dr/cauldron/tib"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/testenv"
+	"github.com/cauldron-dr/cauldron/tib"
 )
 
 // loop attaches an image file to a loop device and detaches it when the test ends.
 func loop(t *testing.T, img string) string {
 	t.Helper()
-	need(t, "losetup")
+	testenv.NeedTools(t, "losetup")
 	out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
 	if err != nil {
 		if os.Getenv("CI") != "" || os.Getenv("CAULDRON_CORPUS") != "" {
@@ -56,7 +58,7 @@ func TestCaptureAndRestoreBlockDevices(t *testing.T) {
 	}
 
 	// A device with a mounted filesystem is refused, and nothing is written to it.
-	need(t, "mkfs.ext4", "mount", "umount")
+	testenv.NeedTools(t, "mkfs.ext4", "mount", "umount")
 	busyImg := filepath.Join(dir, "busy.img")
 	run(t, "truncate", "-s", "128M", busyImg)
 	run(t, "mkfs.ext4", "-q", "-F", busyImg)

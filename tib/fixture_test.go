@@ -12,23 +12,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cauldron-dr/cauldron/internal/testenv"
+
 	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
 )
-
-// need fails the test when a tool is missing in CI (where `make deps` installs it) and skips it
-// on a developer machine that lacks it.
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" || os.Getenv("CAULDRON_CORPUS") != "" {
-				t.Fatalf("%s is missing: install it (make deps)", tool)
-			}
-			t.Skipf("%s is missing: install it (make deps)", tool)
-		}
-	}
-}
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
@@ -54,7 +42,7 @@ type sample struct {
 
 func makeSample(t *testing.T, dir string, seed uint64) *sample {
 	t.Helper()
-	need(t, "sgdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "e2fsck", "fsck.vfat")
+	testenv.NeedTools(t, "sgdisk", "mkfs.ext4", "mkfs.vfat", "mcopy", "e2fsck", "fsck.vfat")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cauldron-dr/cauldron/partition"
+	"io"
 	"os"
 	"runtime"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/cauldron-dr/cauldron/partition"
 	"github.com/cauldron-dr/cauldron/tib/crypto"
 	"github.com/cauldron-dr/cauldron/tib/usedblocks"
 	"golang.org/x/sys/unix"
@@ -23,6 +24,20 @@ type RestoreOptions struct {
 	Target     string // block device or image file (created sparse if missing)
 	Workers    int    // 0: 2 × GOMAXPROCS (reads wait on storage, writes on the target)
 	Progress   func(RestoreProgress)
+
+	// Plan, when set, restores onto a different layout (partition.Plan of the disk's layout onto
+	// Target): see restore_plan.go. The restore writes the plan's table itself (partition.Apply)
+	// after everything that can fail without touching the target has been done.
+	Plan *partition.LayoutPlan
+	// Scratch is the directory for volumes that must be rebuilt before they fit their new
+	// partition (shrunk ext and NTFS volumes, resized FAT volumes); default os.TempDir(). It must
+	// not lie on the target.
+	Scratch string
+	// Protect lists paths whose disks must never be written (the repository, the boot medium),
+	// as partition.Apply takes them.
+	Protect []string
+	// Log receives one line per step of a plan-aware restore; nil: silent.
+	Log func(string)
 }
 
 // RestoreProgress reports bytes written out of the total.
@@ -36,6 +51,10 @@ type RestoreStats struct {
 	Zeroed  int64 // bytes zeroed (whole regions' absent cells on a target that was not new)
 	Chunks  int64 // distinct chunks fetched
 	Seconds float64
+	// Resized are the filesystems a plan-aware restore grew or shrank; Warnings what the user
+	// should know (e.g. BIOS boot code that cannot follow a sector size change).
+	Resized  []partition.FSResize
+	Warnings []string
 }
 
 // DamageError names what a damaged chunk hits.
@@ -143,7 +162,8 @@ func (t *target) zero(off, n int64) error {
 }
 
 // RestoreDisk writes one disk of a generation to a target: every region, each used block
-// identical to the source's.
+// identical to the source's. With o.Plan it writes the plan's table instead and every partition
+// at its planned place and size (see restore_plan.go).
 func (r *Repository) RestoreDisk(ctx context.Context, o RestoreOptions) (RestoreStats, error) {
 	start := time.Now()
 	gen := o.Generation
@@ -162,34 +182,80 @@ func (r *Repository) RestoreDisk(ctx context.Context, o RestoreOptions) (Restore
 	if err := r.LoadIndex(ctx); err != nil {
 		return RestoreStats{}, err
 	}
-	// Read every region's chunk list and check every chunk is indexed before touching the target.
-	type regionData struct {
-		g     *Region
-		cells []Cell
-		used  *usedblocks.Map
+	regions, err := r.loadRegions(ctx, gen, disk)
+	if err != nil {
+		return RestoreStats{}, err
 	}
-	var regions []regionData
-	for i := range disk.Regions {
-		g := &disk.Regions[i]
-		cells, used, err := r.LoadRegion(ctx, g)
-		if err != nil {
-			return RestoreStats{}, &DamageError{gen.Machine, gen.ID, disk.Name, g.Start, g.Start + g.Size, err}
-		}
-		for _, c := range cells {
-			if !r.idx.Has(c.ID) {
-				s, e := cellRange(g, c.Index)
-				return RestoreStats{}, &DamageError{gen.Machine, gen.ID, disk.Name, s, e, fmt.Errorf("chunk %s is missing from the repository", c.ID.Short())}
-			}
-		}
-		regions = append(regions, regionData{g, cells, used})
+	if o.Plan != nil {
+		return r.restorePlanned(ctx, o, gen, disk, regions, start)
 	}
 	t, err := OpenTarget(o.Target, disk.Layout.Size)
 	if err != nil {
 		return RestoreStats{}, err
 	}
 	defer t.f.Close()
+	for i := range regions {
+		rd := &regions[i]
+		rd.w, rd.lo, rd.hi = t.f, rd.g.Start, rd.g.Start+rd.g.Size
+		rd.zero = t.zero
+	}
+	st, err := r.writeRegions(ctx, o, gen, disk, regions)
+	if err != nil {
+		return st, err
+	}
+	// A GPT copied onto a bigger disk keeps its backup header at the old end: move it.
+	if disk.Layout.Table == partition.TableGPT && t.size > disk.Layout.Size {
+		if err := partition.MoveBackupGPT(t.f, disk.Layout.Size, t.size, disk.Layout.LogicalSectorSize); err != nil {
+			return st, fmt.Errorf("%s: moving the backup GPT to the end of the bigger target: %w", o.Target, err)
+		}
+	}
+	if err := t.f.Sync(); err != nil {
+		return st, fmt.Errorf("syncing %s: %w", o.Target, err)
+	}
+	st.Seconds = time.Since(start).Seconds()
+	return st, nil
+}
 
-	// Each distinct chunk is fetched once and written wherever it is used, in pack order.
+// regionData is a region with its chunk list and used map, and where its bytes go: disk byte
+// off of the region, if lo <= off < hi, is written to w at off+delta. zero, when set, makes a
+// range of w (already shifted) read as zeros: whole regions' absent cells on a used target.
+type regionData struct {
+	g      *Region
+	cells  []Cell
+	used   *usedblocks.Map
+	w      io.WriterAt
+	delta  int64
+	lo, hi int64
+	zero   func(off, n int64) error
+}
+
+// loadRegions reads every region's chunk list and used map and checks that every chunk is
+// indexed, before anything is written.
+func (r *Repository) loadRegions(ctx context.Context, gen *Generation, disk *Disk) ([]regionData, error) {
+	var regions []regionData
+	for i := range disk.Regions {
+		g := &disk.Regions[i]
+		cells, used, err := r.LoadRegion(ctx, g)
+		if err != nil {
+			return nil, &DamageError{gen.Machine, gen.ID, disk.Name, g.Start, g.Start + g.Size, err}
+		}
+		for _, c := range cells {
+			if !r.idx.Has(c.ID) {
+				s, e := cellRange(g, c.Index)
+				return nil, &DamageError{gen.Machine, gen.ID, disk.Name, s, e, fmt.Errorf("chunk %s is missing from the repository", c.ID.Short())}
+			}
+		}
+		regions = append(regions, regionData{g: g, cells: cells, used: used})
+	}
+	return regions, nil
+}
+
+// writeRegions fetches every chunk the regions with a destination (w != nil) need, once each in
+// pack order, writes it wherever it is used, and zeroes whole regions' absent cells.
+func (r *Repository) writeRegions(ctx context.Context, o RestoreOptions, gen *Generation, disk *Disk, regions []regionData) (RestoreStats, error) {
+	if o.Workers <= 0 {
+		o.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
 	type place struct {
 		rd   *regionData
 		cell int64
@@ -199,13 +265,19 @@ func (r *Repository) RestoreDisk(ctx context.Context, o RestoreOptions) (Restore
 	var total int64
 	for i := range regions {
 		rd := &regions[i]
+		if rd.w == nil {
+			continue
+		}
 		for _, c := range rd.cells {
+			s, e := cellRange(rd.g, c.Index)
+			if e <= rd.lo || s >= rd.hi {
+				continue // wholly outside what this restore writes of the region
+			}
 			if _, ok := uses[c.ID]; !ok {
 				order = append(order, c.ID)
 			}
 			uses[c.ID] = append(uses[c.ID], place{rd, c.Index})
-			s, e := cellRange(rd.g, c.Index)
-			total += e - s
+			total += min(e, rd.hi) - max(s, rd.lo)
 		}
 	}
 	sort.Slice(order, func(i, j int) bool {
@@ -251,7 +323,7 @@ func (r *Repository) RestoreDisk(ctx context.Context, o RestoreOptions) (Restore
 				buf = plain
 				var n int64
 				for _, p := range uses[id] {
-					k, err := writeCell(t, p.rd.g, p.rd.used, p.cell, plain)
+					k, err := writeCell(p.rd, p.cell, plain)
 					if err != nil {
 						fail(fmt.Errorf("writing %s: %w", o.Target, err))
 						break
@@ -287,7 +359,7 @@ feed:
 	st := RestoreStats{Bytes: written, Chunks: int64(len(order))}
 	// Whole regions: cells not stored are zero.
 	for _, rd := range regions {
-		if !rd.g.Whole {
+		if !rd.g.Whole || rd.w == nil || rd.zero == nil {
 			continue
 		}
 		next := int64(0)
@@ -297,8 +369,12 @@ feed:
 			}
 			s, _ := cellRange(rd.g, next)
 			_, e := cellRange(rd.g, idx-1)
+			s, e = max(s, rd.lo), min(e, rd.hi)
+			if e <= s {
+				return nil
+			}
 			st.Zeroed += e - s
-			return t.zero(s, e-s)
+			return rd.zero(s+rd.delta, e-s)
 		}
 		for _, c := range rd.cells {
 			if err := zeroTo(c.Index); err != nil {
@@ -310,19 +386,9 @@ feed:
 			return st, fmt.Errorf("zeroing %s: %w", o.Target, err)
 		}
 	}
-	// A GPT copied onto a bigger disk keeps its backup header at the old end: move it.
-	if disk.Layout.Table == partition.TableGPT && t.size > disk.Layout.Size {
-		if err := partition.MoveBackupGPT(t.f, disk.Layout.Size, t.size, disk.Layout.LogicalSectorSize); err != nil {
-			return st, fmt.Errorf("%s: moving the backup GPT to the end of the bigger target: %w", o.Target, err)
-		}
-	}
-	if err := t.f.Sync(); err != nil {
-		return st, fmt.Errorf("syncing %s: %w", o.Target, err)
-	}
 	if o.Progress != nil {
 		o.Progress(RestoreProgress{Written: written, Total: total})
 	}
-	st.Seconds = time.Since(start).Seconds()
 	return st, nil
 }
 
@@ -332,29 +398,40 @@ func cellRange(g *Region, cell int64) (int64, int64) {
 	return g.Start + s, g.Start + min(s+g.CellSize, g.Size)
 }
 
-// writeCell writes a cell's used blocks (all of it for whole regions) with as few, as large
-// writes as possible, and returns the bytes written.
-func writeCell(t *target, g *Region, used *usedblocks.Map, cell int64, data []byte) (int64, error) {
+// writeCell writes a cell's used blocks (all of it for whole regions) that lie in [rd.lo, rd.hi)
+// to rd.w, shifted by rd.delta, with as few, as large writes as possible, and returns the bytes
+// written.
+func writeCell(rd *regionData, cell int64, data []byte) (int64, error) {
+	g := rd.g
 	s, e := cellRange(g, cell)
 	if int64(len(data)) != e-s {
 		return 0, fmt.Errorf("chunk for bytes %d–%d has %d bytes, want %d", s, e-1, len(data), e-s)
 	}
+	// put writes cell bytes [a, b) (offsets in data), clipped to the destination's range.
+	put := func(a, b int64) (int64, error) {
+		a, b = max(a, rd.lo-s), min(b, rd.hi-s)
+		if b <= a {
+			return 0, nil
+		}
+		_, err := rd.w.WriteAt(data[a:b], s+a+rd.delta)
+		return b - a, err
+	}
 	bpc := g.CellSize / g.BlockSize
 	b0 := cell * bpc
-	if g.Whole || allSet(used, b0, b0+bpc) {
-		_, err := t.f.WriteAt(data, s)
-		return int64(len(data)), err
+	if g.Whole || allSet(rd.used, b0, b0+bpc) {
+		return put(0, int64(len(data)))
 	}
 	var n int64
 	var err error
-	used.Runs(b0, b0+bpc, func(run usedblocks.Run) {
+	rd.used.Runs(b0, b0+bpc, func(run usedblocks.Run) {
 		if err != nil {
 			return
 		}
 		a := (run.Start - b0) * g.BlockSize
 		b := min(a+run.Len*g.BlockSize, int64(len(data)))
-		_, err = t.f.WriteAt(data[a:b], s+a)
-		n += b - a
+		var k int64
+		k, err = put(a, b)
+		n += k
 	})
 	return n, err
 }

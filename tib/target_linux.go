@@ -66,3 +66,18 @@ func checkBlockTarget(path string) error {
 	}
 	return nil
 }
+
+// flushBuffers writes out and drops a block device's cached pages (BLKFLSBUF): the whole disk
+// and its partition nodes have separate caches, and a restore writes through one and runs tools
+// through the other.
+func flushBuffers(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKFLSBUF, 0); errno != 0 {
+		return fmt.Errorf("BLKFLSBUF: %w", errno)
+	}
+	return nil
+}

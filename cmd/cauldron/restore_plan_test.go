@@ -1,0 +1,91 @@
+package main
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// restore-disk plans by itself when the target differs from the captured disk: a bigger image
+// gets the layout planned, printed and applied and its ext4 grown; --dry-run writes nothing; a
+// target too small for the data is refused before anything is written.
+func TestRestoreDiskPlans(t *testing.T) {
+	for _, tool := range []string{"sgdisk", "e2fsck", "resize2fs", "dumpe2fs", "losetup"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing: install it (make deps)", tool)
+		}
+	}
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" || os.Getenv("CAULDRON_CORPUS") != "" {
+			t.Fatal("growing a restored filesystem in an image needs a loop device: run as root")
+		}
+		t.Skip("growing a restored filesystem in an image needs a loop device (root)")
+	}
+	dir := t.TempDir()
+	img := makeDisk(t, dir, 24, 5)
+	repo := filepath.Join(dir, "repo")
+	env := []string{"CAULDRON_PASSWORD="}
+	ok(t, env, "init", "--repo", repo, "--no-password")
+	ok(t, env, "capture", "--repo", repo, "--machine", "m", img)
+
+	target := filepath.Join(dir, "bigger.img")
+	sparse(t, target, 64<<20)
+	hash := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%x", sha256.Sum256(b))
+	}
+	empty := hash(target)
+	out := ok(t, env, "restore-disk", "--repo", repo, "--machine", "m", "--to", target, "--dry-run")
+	if !strings.Contains(out, "plan: disk0 of m") || !strings.Contains(out, "grow ext4") || !strings.Contains(out, "dry run: nothing written") {
+		t.Fatalf("restore-disk --dry-run onto a bigger target:\n%s", out)
+	}
+	if hash(target) != empty {
+		t.Fatal("--dry-run wrote to the target")
+	}
+
+	out = ok(t, env, "restore-disk", "--repo", repo, "--machine", "m", "--to", target)
+	if !strings.Contains(out, "partition 1: ext4 grown") {
+		t.Fatalf("restore-disk onto a bigger target:\n%s", out)
+	}
+	sgdiskClean(t, target)
+	// The partition now ends 1 MiB before the disk's end (the backup GPT's MiB, aligned).
+	start, size := int64(1<<20), int64(62<<20)
+	e2 := fmt.Sprintf("%s?offset=%d", target, start)
+	mustRun(t, "e2fsck", "-fn", e2)
+	dump, err := exec.Command("dumpe2fs", "-h", e2).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count, bs int64
+	for _, l := range strings.Split(string(dump), "\n") {
+		if v, ok := strings.CutPrefix(l, "Block count:"); ok {
+			count, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+		if v, ok := strings.CutPrefix(l, "Block size:"); ok {
+			bs, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	if count*bs != size {
+		t.Fatalf("ext4 is %d×%d bytes after restore onto the bigger disk, want the partition's %d", count, bs, size)
+	}
+
+	// Too small for the data: refused, naming the volume and the bytes missing; untouched.
+	small := filepath.Join(dir, "small.img")
+	sparse(t, small, 12<<20)
+	before := hash(small)
+	stdout, stderr, code := cauldron(t, env, "restore-disk", "--repo", repo, "--machine", "m", "--to", small)
+	if code == 0 || !strings.Contains(stdout+stderr, "partition 1 (ext4) holds") || !strings.Contains(stdout+stderr, "more bytes") {
+		t.Fatalf("restore-disk onto a target too small: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if hash(small) != before {
+		t.Fatal("the refused target was written")
+	}
+}
