@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"io"
 	"os"
 	"strings"
 
@@ -26,8 +28,21 @@ It never exits: outside the boot image it would keep the terminal until reboot o
 			if os.Getppid() != 1 || !strings.HasPrefix(string(init), "/init") {
 				return errors.New("boot runs only as the boot image's uinit (its parent must be /init, PID 1)")
 			}
-			boot.Run(cmd.Context(), boot.Options{Version: version, Out: cmd.OutOrStdout()})
+			boot.Run(cmd.Context(), boot.Options{Version: version, Out: cmd.OutOrStdout(), Recover: bootRecover})
 			return nil
 		},
 	}
+}
+
+// bootRecover is the boot environment's unattended recovery: the kickstart's own consent line
+// is required (nobody may be at the console), and its on-success / on-failure say what next.
+func bootRecover(ctx context.Context, name string, data []byte, out io.Writer, env boot.Env) (string, error) {
+	ks, err := recoverKickstart(ctx, name, data, recoverOptions{out: out, mountUSB: env.MountUSB, scratch: "/run/cauldron/scratch"})
+	switch {
+	case ks == nil:
+		return "shell", err // it did not parse: a technician must look
+	case err != nil:
+		return string(ks.OnFailure.Action), err
+	}
+	return string(ks.OnSuccess.Action), nil
 }

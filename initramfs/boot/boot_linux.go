@@ -19,9 +19,22 @@ type Options struct {
 	Version string
 	Out     io.Writer // the console (u-root's init copies uinit's output to every console)
 	// Recover runs an unattended recovery from a fetched kickstart (the recovery engine, given by
-	// the command layer so that this package does not depend on it). nil: not available.
-	Recover func(ctx context.Context, name string, kickstart []byte, out io.Writer) error
+	// the command layer so that this package does not depend on it) and returns what the
+	// kickstart says to do afterwards: "reboot", "poweroff" or "shell" ("" = the menu).
+	// nil: not available.
+	Recover func(ctx context.Context, name string, kickstart []byte, out io.Writer, env Env) (then string, err error)
 }
+
+// Env is what the boot environment offers a recovery it starts.
+type Env struct {
+	// MountUSB mounts the removable disk that holds path (a repository on a USB drive) read-write
+	// and returns path's local path.
+	MountUSB func(ctx context.Context, path string) (string, error)
+}
+
+// AutoKickstart is the file name looked for at the top of USB disks when the kernel command line
+// names no kickstart.
+const AutoKickstart = "cauldron.ks"
 
 // Run is the boot environment's main loop. It never returns: every path ends in the menu, whose
 // only exits are reboot and power off.
@@ -92,6 +105,15 @@ func (b *booter) start(ctx context.Context) {
 			go b.network(ctx) // a convenience for the technician: do not hold up the menu
 		}
 	}
+	if b.cmdline.Kickstart == "" && !b.cmdline.Shell {
+		// A technician's USB stick with a cauldron.ks at its top starts an unattended recovery
+		// without editing the boot menu (the kickstart still needs its own confirm line to
+		// write anything).
+		if _, dev, err := ReadFromMedia("usb", "/"+AutoKickstart, b.mods); err == nil {
+			b.printf("cauldron: found %s on %s\n", AutoKickstart, dev)
+			b.cmdline.Kickstart = "usb:/" + AutoKickstart
+		}
+	}
 	if b.cmdline.Kickstart != "" {
 		b.kickstart(ctx)
 	}
@@ -137,7 +159,9 @@ func (b *booter) network(ctx context.Context) {
 }
 
 func (b *booter) kickstart(ctx context.Context) {
-	name, data, err := FetchKickstart(ctx, b.cmdline.Kickstart, b.mods)
+	name, data, err := FetchKickstart(ctx, b.cmdline.Kickstart, b.mods, func(f string, a ...any) {
+		b.printf("cauldron: kickstart: "+f+"\n", a...)
+	})
 	if err != nil {
 		b.printf("cauldron: kickstart: %v\n", err)
 		return
@@ -147,8 +171,26 @@ func (b *booter) kickstart(ctx context.Context) {
 		b.printf("cauldron: this build has no recovery engine; the kickstart was not run\n")
 		return
 	}
-	if err := b.o.Recover(ctx, name, data, b.out); err != nil {
+	env := Env{MountUSB: func(_ context.Context, path string) (string, error) {
+		local, dev, err := MountMedia("usb", path, b.mods)
+		if err == nil {
+			b.printf("cauldron: %s from %s mounted at %s\n", path, dev, local)
+		}
+		return local, err
+	}}
+	then, err := b.o.Recover(ctx, name, data, b.out, env)
+	if err != nil {
 		b.printf("cauldron: recovery failed: %v\n", err)
+	} else {
+		b.printf("cauldron: recovery finished\n")
+	}
+	switch then {
+	case "reboot":
+		powerDown(b.out, unix.LINUX_REBOOT_CMD_RESTART)
+	case "poweroff":
+		powerDown(b.out, unix.LINUX_REBOOT_CMD_POWER_OFF)
+	case "shell":
+		b.shell()
 	}
 }
 
@@ -221,6 +263,9 @@ func powerDown(out io.Writer, how int) {
 func mountEarly() {
 	_ = os.MkdirAll("/run", 0o755)
 	_ = unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755")
+	// Scratch space for volumes that must shrink before they fit (RAM: the boot environment
+	// has no disk of its own).
+	_ = os.MkdirAll("/run/cauldron/scratch", 0o700)
 	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
 		_ = unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 	}

@@ -28,9 +28,36 @@ var fsModules = map[string][]string{
 // mount). Each candidate is mounted read-only under /run/cauldron/media and unmounted again. It
 // returns the data and the device it came from.
 func ReadFromMedia(kind, path string, mods *Modules) ([]byte, string, error) {
+	var data []byte
+	dev, err := onMedia(kind, path, mods, false, func(p string) error {
+		var err error
+		data, err = os.ReadFile(p)
+		return err
+	})
+	return data, dev, err
+}
+
+// MountMedia finds the medium of the given kind that holds path (a file or a folder: a
+// repository on a USB disk), mounts it read-write under /run/cauldron/media and leaves it
+// mounted. It returns the local path of path and the device.
+func MountMedia(kind, path string, mods *Modules) (string, string, error) {
+	var local string
+	dev, err := onMedia(kind, path, mods, true, func(p string) error {
+		if _, err := os.Stat(p); err != nil {
+			return err
+		}
+		local = p
+		return nil
+	})
+	return local, dev, err
+}
+
+// onMedia mounts each candidate device of kind in turn and calls fn with path on it, until fn
+// succeeds; keep leaves that device mounted (read-write) instead of unmounting it.
+func onMedia(kind, path string, mods *Modules, keep bool, fn func(string) error) (string, error) {
 	disks, err := ListDisks("/sys")
 	if err != nil {
-		return nil, "", err
+		return "", err
 	}
 	var devs []string
 	var types []string
@@ -51,10 +78,10 @@ func ReadFromMedia(kind, path string, mods *Modules) ([]byte, string, error) {
 			}
 		}
 	default:
-		return nil, "", fmt.Errorf("unknown medium %q (want cdrom or usb)", kind)
+		return "", fmt.Errorf("unknown medium %q (want cdrom or usb)", kind)
 	}
 	if len(devs) == 0 {
-		return nil, "", fmt.Errorf("no %s device found", kind)
+		return "", fmt.Errorf("no %s device found", kind)
 	}
 	for _, t := range types {
 		for _, m := range fsModules[t] {
@@ -65,13 +92,15 @@ func ReadFromMedia(kind, path string, mods *Modules) ([]byte, string, error) {
 	}
 	var tried []string
 	for _, dev := range devs {
-		data, err := readFromDevice("/dev/"+dev, types, path)
+		err := withDevice("/dev/"+dev, types, keep, func(root string) error {
+			return fn(filepath.Join(root, filepath.Clean("/"+path)))
+		})
 		if err == nil {
-			return data, "/dev/" + dev, nil
+			return "/dev/" + dev, nil
 		}
 		tried = append(tried, fmt.Sprintf("%s: %v", dev, err))
 	}
-	return nil, "", fmt.Errorf("%s not found on any %s device (%s)", path, kind, strings.Join(tried, "; "))
+	return "", fmt.Errorf("%s not found on any %s device (%s)", path, kind, strings.Join(tried, "; "))
 }
 
 func partitionsOf(disk string) []string {
@@ -86,16 +115,21 @@ func partitionsOf(disk string) []string {
 	return out
 }
 
-func readFromDevice(dev string, types []string, path string) ([]byte, error) {
+// withDevice mounts dev (trying each filesystem type) and calls fn with the mount point; keep
+// mounts read-write and leaves it mounted when fn succeeds.
+func withDevice(dev string, types []string, keep bool, fn func(root string) error) error {
 	dir := filepath.Join("/run/cauldron/media", filepath.Base(dev))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+		return err
 	}
-	defer os.Remove(dir)
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if !keep {
+		flags |= unix.MS_RDONLY
+	}
 	var mounted bool
 	var errs []string
 	for _, t := range types {
-		if err := unix.Mount(dev, dir, t, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err == nil {
+		if err := unix.Mount(dev, dir, t, flags, ""); err == nil {
 			mounted = true
 			break
 		} else if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENODEV) {
@@ -103,12 +137,16 @@ func readFromDevice(dev string, types []string, path string) ([]byte, error) {
 		}
 	}
 	if !mounted {
+		os.Remove(dir)
 		if len(errs) == 0 {
-			return nil, errors.New("no known filesystem")
+			return errors.New("no known filesystem")
 		}
-		return nil, errors.New(strings.Join(errs, ", "))
+		return errors.New(strings.Join(errs, ", "))
 	}
-	defer unix.Unmount(dir, 0)
-	rel := filepath.Clean("/" + path)
-	return os.ReadFile(filepath.Join(dir, rel))
+	err := fn(dir)
+	if err != nil || !keep {
+		unix.Unmount(dir, 0)
+		os.Remove(dir)
+	}
+	return err
 }

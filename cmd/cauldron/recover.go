@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/cauldron-dr/cauldron/restore"
+	"github.com/cauldron-dr/cauldron/restore/kickstart"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+func newRecover() *cobra.Command {
+	var ksPath, scratch string
+	var dryRun, yes, asJSON bool
+	c := &cobra.Command{
+		Use:   "recover --kickstart FILE [--dry-run] [--yes]",
+		Short: "Recover a machine from the repository as a kickstart file says",
+		Long: `recover brings a machine back from a generation in the repository onto this machine's disks or
+onto image files, unattended, as a kickstart file describes (docs/kickstart.md): it freezes the
+machine's replication, writes the layouts, restores every volume, verifies it against the
+generation, makes the restored system boot here, and saves a report in the repository.
+
+The plan is printed first. Nothing is written without consent: the kickstart's
+"confirm --destroy-data-on-targets" line, --yes, or the machine's name typed at the prompt.
+--dry-run prints the plan and stops. A recovery that is interrupted resumes when it is run again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ksPath == "" {
+				return errors.New("--kickstart FILE is required")
+			}
+			var data []byte
+			var err error
+			name := ksPath
+			if ksPath == "-" {
+				name = "stdin"
+				data, err = io.ReadAll(os.Stdin)
+			} else {
+				data, err = os.ReadFile(ksPath)
+			}
+			if err != nil {
+				return err
+			}
+			_, err = recoverKickstart(cmd.Context(), name, data, recoverOptions{
+				out: os.Stdout, dryRun: dryRun, yes: yes, json: asJSON, scratch: scratch,
+				confirm: promptConfirm,
+			})
+			return err
+		},
+	}
+	c.Flags().StringVar(&ksPath, "kickstart", "", "the kickstart file (- for standard input)")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and write nothing")
+	c.Flags().BoolVar(&yes, "yes", false, "consent to overwriting the target disks without a prompt")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the plan (with --dry-run) or the report as JSON")
+	c.Flags().StringVar(&scratch, "scratch", "", "directory for volumes that must be shrunk before they fit (default: the temporary directory)")
+	return c
+}
+
+type recoverOptions struct {
+	out     io.Writer
+	dryRun  bool
+	yes     bool
+	json    bool
+	scratch string
+	// confirm asks for consent when neither --yes nor the kickstart gives it; nil: refuse.
+	confirm func(p *restore.Plan) error
+	// candidates overrides the machine's disks (tests); nil: SystemDisks.
+	candidates []string
+	inoculate  func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) ([]string, error)
+	mountUSB   func(ctx context.Context, path string) (string, error)
+}
+
+// recoverKickstart is `cauldron recover` and the boot environment's unattended recovery: parse,
+// plan, consent, run, report. It returns the parsed kickstart (nil if it did not parse) so that
+// the boot environment can follow its on-success / on-failure.
+func recoverKickstart(ctx context.Context, name string, data []byte, o recoverOptions) (*kickstart.Kickstart, error) {
+	ks, err := kickstart.Parse(name, strings.NewReader(string(data)))
+	if err != nil {
+		return nil, err
+	}
+	req, err := restore.FromKickstart(ctx, ks, restore.KickstartOptions{Candidates: o.candidates, Scratch: o.scratch, MountUSB: o.mountUSB})
+	if err != nil {
+		return ks, err
+	}
+	plan, err := restore.Prepare(ctx, *req)
+	if err != nil {
+		return ks, err
+	}
+	if o.json && o.dryRun {
+		e := json.NewEncoder(o.out)
+		e.SetIndent("", "  ")
+		return ks, e.Encode(plan)
+	}
+	plan.WriteText(o.out)
+	if o.dryRun {
+		fmt.Fprintln(o.out, "dry run: nothing written")
+		return ks, nil
+	}
+	switch {
+	case o.yes || ks.ConsentError() == nil:
+	case o.confirm != nil:
+		if err := o.confirm(plan); err != nil {
+			return ks, err
+		}
+	default:
+		return ks, ks.ConsentError()
+	}
+	rep, runErr := restore.Run(ctx, plan, restore.RunOptions{
+		Events: func(e restore.Event) {
+			if !o.json {
+				fmt.Fprintln(o.out, e)
+			}
+		},
+		Inoculate: o.inoculate,
+	})
+	if rep != nil {
+		if o.json {
+			e := json.NewEncoder(o.out)
+			e.SetIndent("", "  ")
+			e.Encode(rep)
+		} else {
+			fmt.Fprintln(o.out)
+			rep.WriteText(o.out)
+		}
+	}
+	return ks, runErr
+}
+
+// promptConfirm asks the technician to type the machine's name: a yes/no is answered by reflex.
+func promptConfirm(p *restore.Plan) error {
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return fmt.Errorf("%w; or pass --yes", kickstart.ErrNoConsent)
+	}
+	var targets []string
+	for _, d := range p.Disks {
+		targets = append(targets, d.Target)
+	}
+	fmt.Fprintf(os.Stderr, "Everything on %s will be overwritten.\nType the machine's name (%s) to go on: ", strings.Join(targets, ", "), p.Machine)
+	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	if strings.TrimSpace(line) != p.Machine {
+		return errors.New("not confirmed: nothing was written")
+	}
+	return nil
+}

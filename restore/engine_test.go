@@ -1,0 +1,243 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/testenv"
+
+	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/tib/backend/local"
+)
+
+var ctx = context.Background()
+
+func sh(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// sourceDisk makes a 64 MiB GPT disk image with one ext4 partition full of files.
+func sourceDisk(t *testing.T, dir string) string {
+	t.Helper()
+	testenv.NeedTools(t, "sfdisk", "mke2fs", "e2fsck")
+	files := filepath.Join(dir, "files")
+	os.MkdirAll(filepath.Join(files, "etc"), 0o755)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range 40 {
+		b := make([]byte, 1000+rng.IntN(200000))
+		for j := range b {
+			b[j] = byte('a' + rng.IntN(20))
+		}
+		os.WriteFile(filepath.Join(files, fmt.Sprintf("f%02d.txt", i)), b, 0o644)
+	}
+	os.WriteFile(filepath.Join(files, "etc", "marker"), []byte("cauldron restore engine test\n"), 0o644)
+	img := filepath.Join(dir, "source.img")
+	f, _ := os.Create(img)
+	f.Truncate(64 << 20)
+	f.Close()
+	cmd := exec.Command("sfdisk", "--quiet", img)
+	cmd.Stdin = strings.NewReader("label: gpt\nstart=2048, size=126976, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v %s", err, out)
+	}
+	sh(t, "mke2fs", "-q", "-F", "-t", "ext4", "-d", files, "-E", "offset=1048576", img, "63488K")
+	return img
+}
+
+func newRepo(t *testing.T, dir string) (*tib.Repository, string) {
+	t.Helper()
+	path := filepath.Join(dir, "repo")
+	r, err := tib.Init(ctx, local.New(path), tib.InitOptions{Password: []byte("pw"), ChunkSize: 128 << 10, PackSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, path
+}
+
+func captured(t *testing.T) (dir string, r *tib.Repository, repoPath, src string, gen *tib.Generation) {
+	t.Helper()
+	dir = t.TempDir()
+	src = sourceDisk(t, dir)
+	r, repoPath = newRepo(t, dir)
+	gen, err := r.Capture(ctx, tib.CaptureOptions{Machine: "web01", Sources: []string{src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, r, repoPath, src, gen
+}
+
+func equalFiles(t *testing.T, a, b string) {
+	t.Helper()
+	x, _ := os.ReadFile(a)
+	y, _ := os.ReadFile(b)
+	if !bytes.Equal(x, y) {
+		t.Fatalf("%s and %s differ", a, b)
+	}
+}
+
+func TestRecoverOntoNewImage(t *testing.T) {
+	dir, r, repoPath, src, gen := captured(t)
+	target := filepath.Join(dir, "target.img")
+	var events []Event
+	req := Request{Name: "test", Repo: r, RepoPath: repoPath, Machine: "web01", Candidates: []string{},
+		Disks: []DiskRequest{{Source: "disk0", Target: target}}, Freeze: true, Release: tib.ReleaseResume, Inoculate: Inoculation{Skip: true}}
+	p, err := Prepare(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Generation != gen.ID.String() || len(p.Disks) != 1 || !p.Disks[0].Image || p.Disks[0].Layout != nil {
+		t.Fatalf("plan: %+v", p)
+	}
+	var text strings.Builder
+	p.WriteText(&text)
+	if !strings.Contains(text.String(), "disk disk0 → "+target+" (image file): byte for byte") {
+		t.Fatalf("dry run:\n%s", text.String())
+	}
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("Prepare created the target")
+	}
+	rep, err := Run(ctx, p, RunOptions{Events: func(e Event) { events = append(events, e) }})
+	if err != nil {
+		t.Fatalf("%v\n%+v", err, rep)
+	}
+	equalFiles(t, src, target)
+	if !rep.OK || rep.Disks[0].Verified == 0 || rep.ID == "" || rep.Runs != 1 {
+		t.Fatalf("report: %+v", rep)
+	}
+	var stages []string
+	for _, s := range rep.Stages {
+		stages = append(stages, s.Name+":"+s.Status)
+	}
+	if got := strings.Join(stages, " "); got != "freeze:done check:done restore:done verify:done inoculate:skipped finalize:done release:done" {
+		t.Fatalf("stages: %s", got)
+	}
+	if s, _ := r.Session(ctx, "web01"); s == nil || s.State != tib.SessionActive {
+		t.Fatalf("session after a resume release: %+v", s)
+	}
+	if _, err := os.Stat(target + ".cauldron-journal"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("journal left after success")
+	}
+	ids, _ := r.Reports(ctx)
+	if len(ids) != 1 || ids[0].String() != rep.ID {
+		t.Fatalf("reports in the repository: %v", ids)
+	}
+	var sum strings.Builder
+	rep.WriteText(&sum)
+	if !strings.Contains(sum.String(), "succeeded") || !strings.Contains(sum.String(), "verified by hash") {
+		t.Fatalf("summary:\n%s", sum.String())
+	}
+	// Progress events came with totals.
+	sawProgress := false
+	for _, e := range events {
+		sawProgress = sawProgress || (e.Kind == EventProgress && e.Stage == StageRestore && e.Total > 0)
+	}
+	if !sawProgress {
+		t.Fatal("no restore progress events")
+	}
+
+	// Verification catches a changed byte inside restored data.
+	f, _ := os.OpenFile(target, os.O_RDWR, 0)
+	data, _ := os.ReadFile(filepath.Join(dir, "files", "f00.txt"))
+	all, _ := os.ReadFile(target)
+	at := bytes.Index(all, data[:4096])
+	if at < 0 {
+		t.Fatal("file data not found in the target")
+	}
+	f.WriteAt([]byte{data[100] ^ 0xff}, int64(at+100))
+	f.Close()
+	_, err = r.VerifyTarget(ctx, tib.VerifyTargetOptions{Generation: gen, Disk: "disk0", Target: target})
+	var me *tib.MismatchError
+	if !errors.As(err, &me) || len(me.Ranges) != 1 || me.Ranges[0][0] > int64(at+100) || me.Ranges[0][1] <= int64(at+100) {
+		t.Fatalf("verify of a changed target: %v", err)
+	}
+}
+
+func TestRecoverResumesAfterInterruption(t *testing.T) {
+	dir, r, repoPath, src, _ := captured(t)
+	target := filepath.Join(dir, "target.img")
+	req := Request{Name: "resume", Repo: r, RepoPath: repoPath, Machine: "web01", Candidates: []string{},
+		Disks: []DiskRequest{{Source: "disk0", Target: target}}, Freeze: true, Inoculate: Inoculation{Skip: true}}
+	p, err := Prepare(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(ctx, p, RunOptions{failAfter: "restore:disk0"})
+	if err == nil || !strings.Contains(err.Error(), "stopped after restore:disk0") {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	if _, err := os.Stat(target + ".cauldron-journal"); err != nil {
+		t.Fatalf("no journal after an interruption: %v", err)
+	}
+	// The machine stays frozen until the recovery ends: a capture is refused.
+	if _, err := r.Capture(ctx, tib.CaptureOptions{Machine: "web01", Sources: []string{src}}); !errors.Is(err, tib.ErrFrozen) {
+		t.Fatalf("capture during an interrupted recovery: %v", err)
+	}
+	// The second run: same request, resumes, ends with the same result, verified.
+	p2, err := Prepare(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(ctx, p2, RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalFiles(t, src, target)
+	if rep.Runs != 2 || rep.Stages[0].Status != "resumed" || !strings.Contains(rep.Stages[2].Message, "1 disk(s) restored in an earlier run") || rep.Stages[3].Status != "done" || rep.Disks[0].Verified == 0 {
+		t.Fatalf("resumed report: %+v", rep.Stages)
+	}
+	if s, _ := r.Session(ctx, "web01"); s != nil {
+		t.Fatalf("session not removed at the end of a failover: %+v", s)
+	}
+
+	// A journal of another recovery at the same place is refused, naming it.
+	p3, _ := Prepare(ctx, req)
+	FileJournal(target+".cauldron-journal").Save(ctx, []byte(`{"fingerprint":"other","plan":{"machine":"db01","generation":"0123456789abcdef"}}`))
+	if _, err := Run(ctx, p3, RunOptions{}); err == nil || !strings.Contains(err.Error(), "belongs to another recovery (of db01") {
+		t.Fatalf("foreign journal: %v", err)
+	}
+}
+
+func TestPrepareRefuses(t *testing.T) {
+	dir, r, repoPath, _, _ := captured(t)
+	small := filepath.Join(dir, "small.img")
+	os.WriteFile(small, nil, 0o644)
+	os.Truncate(small, 8<<20)
+	before, _ := os.ReadFile(small)
+	inRepo := filepath.Join(repoPath, "x.img")
+	for _, c := range []struct {
+		req  Request
+		want string
+	}{
+		{Request{Machine: "nosuch"}, `unknown machine "nosuch"`},
+		{Request{Machine: "web01", Generation: "ffffffff"}, `"ffffffff"`},
+		{Request{Machine: "web01", Disks: []DiskRequest{{Source: "disk7", Target: small}}}, `has no disk "disk7"`},
+		{Request{Machine: "web01", Disks: []DiskRequest{{Source: "disk0", Target: small, Resize: partition.ResizeKeep}}}, "disk0 → " + small},
+		{Request{Machine: "web01", Disks: []DiskRequest{{Source: "disk0", Target: inRepo}}}, "must never be written"},
+		{Request{Machine: "web01", Disks: []DiskRequest{{Source: "disk0", Target: filepath.Join(dir, "nodir", "x.img")}}}, "does not exist"},
+		{Request{Machine: "web01", Disks: []DiskRequest{{Source: "disk0", Target: small}}, Exclude: []string{small}}, "is excluded"},
+	} {
+		c.req.Repo, c.req.RepoPath, c.req.Candidates = r, repoPath, []string{}
+		_, err := Prepare(ctx, c.req)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: got %v, want %q", c.req.Disks, err, c.want)
+		}
+	}
+	after, _ := os.ReadFile(small)
+	if !bytes.Equal(before, after) {
+		t.Fatal("a refused plan wrote to the target")
+	}
+}

@@ -1,0 +1,205 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/restore/kickstart"
+	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/tib/backend/local"
+)
+
+// KickstartOptions are what FromKickstart needs beside the kickstart.
+type KickstartOptions struct {
+	// Candidates are the disks selectors choose from; nil means SystemDisks().
+	Candidates []string
+	// MountUSB makes a usb:/PATH location reachable and returns the local path (the boot
+	// environment mounts the stick); nil refuses usb: locations.
+	MountUSB func(ctx context.Context, path string) (string, error)
+	// Scratch is passed on to the Request.
+	Scratch string
+}
+
+// FromKickstart opens the kickstart's repository and turns the kickstart into a Request. Every
+// error names the kickstart line it comes from.
+func FromKickstart(ctx context.Context, ks *kickstart.Kickstart, o KickstartOptions) (*Request, error) {
+	at := func(p kickstart.Pos, format string, args ...any) error {
+		return fmt.Errorf("%s: %s", p, fmt.Sprintf(format, args...))
+	}
+	repo := ks.Repository
+	var dir string
+	switch repo.Location.Kind {
+	case kickstart.LocationPath:
+		dir = repo.Location.Path
+	case kickstart.LocationUSB:
+		if o.MountUSB == nil {
+			return nil, at(repo.Pos, "repository %s: usb: locations work only in the boot environment", repo.Location)
+		}
+		p, err := o.MountUSB(ctx, repo.Location.Path)
+		if err != nil {
+			return nil, at(repo.Pos, "repository %s: %v", repo.Location, err)
+		}
+		dir = p
+	default:
+		// The archive has one backend so far (a directory: local disk, USB, NFS or SMB mount).
+		return nil, at(repo.Pos, "repository %s: %s repositories are not supported yet; use a directory (a local disk, a USB stick, or an NFS/SMB mount)", repo.Location, repo.Location.Kind)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, at(repo.Pos, "repository %s: %v", dir, errOr(err, "not a directory"))
+	}
+	password := func() ([]byte, error) {
+		switch {
+		case repo.PasswordFile != "":
+			b, err := os.ReadFile(repo.PasswordFile)
+			if err != nil {
+				return nil, at(repo.Pos, "--password-file: %v", err)
+			}
+			return bytes.TrimRight(b, "\r\n"), nil
+		case repo.PasswordEnv != "":
+			v, ok := os.LookupEnv(repo.PasswordEnv)
+			if !ok {
+				return nil, at(repo.Pos, "--password-env: $%s is not set", repo.PasswordEnv)
+			}
+			return []byte(v), nil
+		}
+		return []byte(os.Getenv("CAULDRON_PASSWORD")), nil
+	}
+	r, err := tib.Open(ctx, local.New(dir), password)
+	if err != nil {
+		return nil, at(repo.Pos, "repository %s: %v", dir, err)
+	}
+
+	req := &Request{Name: ks.File, Repo: r, RepoPath: dir, Machine: ks.Machine.Name,
+		AutoResize: ks.AutoResize, AutoIdentity: ks.AutoIdentity, Scratch: o.Scratch, Candidates: o.Candidates}
+	switch ks.Machine.Generation.Kind {
+	case kickstart.GenerationID:
+		req.Generation = ks.Machine.Generation.ID
+	case kickstart.GenerationTime:
+		req.At = ks.Machine.Generation.Time
+	}
+	if ks.Replication != nil {
+		req.Freeze = true
+		req.Release = tib.ReleaseMode(ks.Replication.Release)
+	}
+	in := ks.Inoculate
+	req.Inoculate = Inoculation{Skip: in.Skip, Hardware: string(in.Hardware), Drivers: in.Drivers, EnableInbox: in.EnableInbox, DisableServices: in.DisableServices}
+
+	cands := o.Candidates
+	if cands == nil {
+		if cands, err = SystemDisks(); err != nil {
+			return nil, err
+		}
+	}
+	var info []candidate
+	for _, c := range cands {
+		if d, err := partition.ReadTarget(c); err == nil {
+			info = append(info, candidate{c, d})
+		}
+	}
+	if ks.IgnoreDisk != nil {
+		for _, sel := range ks.IgnoreDisk.Drives {
+			paths, err := selectDisks(sel, info)
+			if err != nil {
+				return nil, at(ks.IgnoreDisk.Pos, "ignoredisk %s: %v", sel, err)
+			}
+			req.Exclude = append(req.Exclude, paths...)
+		}
+	}
+	excluded := map[string]bool{}
+	for _, e := range req.Exclude {
+		excluded[canonical(e)] = true
+	}
+	var free []candidate
+	for _, c := range info {
+		if !excluded[canonical(c.path)] {
+			free = append(free, c)
+		}
+	}
+	for _, d := range ks.Disks {
+		dr := DiskRequest{Source: d.Source, Resize: d.Resize, Identity: d.Identity}
+		if d.Target.By != kickstart.SelectAuto {
+			paths, err := selectDisks(d.Target, free)
+			if err != nil {
+				return nil, at(d.Pos, "disk %s --target %s: %v", d.Source, d.Target, err)
+			}
+			if len(paths) != 1 {
+				return nil, at(d.Pos, "disk %s --target %s: %d disks match (%s); make the selector unambiguous", d.Source, d.Target, len(paths), strings.Join(paths, ", "))
+			}
+			dr.Target = paths[0]
+		}
+		req.Disks = append(req.Disks, dr)
+	}
+	return req, nil
+}
+
+type candidate struct {
+	path string
+	disk *partition.Disk
+}
+
+// selectDisks returns the candidates a selector picks (a path is taken as given).
+func selectDisks(sel kickstart.DiskSelector, cands []candidate) ([]string, error) {
+	var out []string
+	switch sel.By {
+	case kickstart.SelectPath:
+		return []string{sel.Value}, nil
+	case kickstart.SelectSerial, kickstart.SelectWWN:
+		for _, c := range cands {
+			v := c.disk.Serial
+			if sel.By == kickstart.SelectWWN {
+				v = c.disk.WWN
+			}
+			if v != "" && strings.EqualFold(strings.TrimSpace(v), sel.Value) {
+				out = append(out, c.path)
+			}
+		}
+	case kickstart.SelectBiggest, kickstart.SelectSmallest:
+		if len(cands) == 0 {
+			break
+		}
+		s := append([]candidate(nil), cands...)
+		sort.SliceStable(s, func(i, j int) bool { return s[i].disk.Size > s[j].disk.Size })
+		pick := s[0]
+		if sel.By == kickstart.SelectSmallest {
+			pick = s[len(s)-1]
+		}
+		for _, c := range s {
+			if c.disk.Size == pick.disk.Size {
+				out = append(out, c.path)
+			}
+		}
+	case kickstart.SelectSize:
+		for _, c := range cands {
+			if c.disk.Size >= sel.Min && c.disk.Size <= sel.Max {
+				out = append(out, c.path)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("unknown selector %q", sel.By)
+	}
+	if len(out) == 0 {
+		var have []string
+		for _, c := range cands {
+			have = append(have, fmt.Sprintf("%s (%s, serial %q, WWN %q)", filepath.Base(c.path), HumanBytes(c.disk.Size), c.disk.Serial, c.disk.WWN))
+		}
+		if len(have) == 0 {
+			return nil, errors.New("no disk matches: this machine has no candidate disks")
+		}
+		return nil, fmt.Errorf("no disk matches; the disks are: %s", strings.Join(have, "; "))
+	}
+	return out, nil
+}
+
+func errOr(err error, s string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return s
+}

@@ -1,0 +1,421 @@
+package restore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/tib"
+)
+
+// Request is what to recover, before it is checked against the repository and the disks.
+type Request struct {
+	// Name identifies the request in messages and the report (the kickstart file, "wizard").
+	Name string
+	Repo *tib.Repository
+	// RepoPath is the repository's local directory, if it has one: its disk is protected.
+	RepoPath string
+
+	Machine string
+	// Generation is "latest" (or empty), or a unique prefix of a generation ID; At, when not
+	// zero, chooses instead the newest generation taken at or before it.
+	Generation string
+	At         time.Time
+
+	// Disks say where source disks go. A source disk of the generation that no entry names is
+	// mapped automatically (WWN, serial, then size) onto Candidates, with AutoResize and
+	// AutoIdentity.
+	Disks        []DiskRequest
+	AutoResize   partition.ResizeMode
+	AutoIdentity partition.IdentityMode
+	// Candidates are the disks automatic mapping may choose; nil means this machine's disks
+	// (SystemDisks) except Exclude and boot media.
+	Candidates []string
+	// Exclude are disks never to touch (ignoredisk): never mapped onto, and refused if named.
+	Exclude []string
+	// Protect are more paths whose disks must never be written (beside the repository and the
+	// boot media, which are always protected).
+	Protect []string
+
+	// Freeze freezes the machine's replication session for the recovery and Release says what
+	// happens to it at the end. Without Freeze the session is left alone.
+	Freeze  bool
+	Release tib.ReleaseMode
+
+	Inoculate Inoculation
+	// Scratch is where volumes that must shrink are rebuilt (tib.RestoreOptions.Scratch).
+	Scratch string
+}
+
+// DiskRequest is one source disk and its target.
+type DiskRequest struct {
+	Source   string                 `json:"source"`           // disk0, disk1, …
+	Target   string                 `json:"target,omitempty"` // a device or image path; "" = automatic
+	Resize   partition.ResizeMode   `json:"resize,omitempty"`
+	Identity partition.IdentityMode `json:"identity,omitempty"`
+}
+
+// Inoculation says how the restored system is made to boot on the target.
+type Inoculation struct {
+	Skip            bool     `json:"skip,omitempty"`
+	Hardware        string   `json:"hardware,omitempty"` // detect, kvm-virtio-blk, …, nvme
+	Drivers         []string `json:"drivers,omitempty"`
+	EnableInbox     []string `json:"enableInbox,omitempty"`
+	DisableServices []string `json:"disableServices,omitempty"`
+}
+
+// Plan is a validated recovery: everything Run will do, decided before anything is written.
+type Plan struct {
+	Name           string          `json:"name"`
+	Repository     string          `json:"repository"`
+	Machine        string          `json:"machine"`
+	Generation     string          `json:"generation"`
+	GenerationTime time.Time       `json:"generationTime"`
+	Disks          []DiskPlan      `json:"disks"`
+	Freeze         bool            `json:"freeze"`
+	Release        tib.ReleaseMode `json:"release,omitempty"`
+	Inoculate      Inoculation     `json:"inoculate"`
+	Scratch        string          `json:"scratch,omitempty"`
+	Protect        []string        `json:"protect"`
+	Warnings       []string        `json:"warnings,omitempty"`
+	// Fingerprint identifies the request this plan was made from, so that a journal is only
+	// resumed by the same recovery.
+	Fingerprint string `json:"fingerprint"`
+
+	repo *tib.Repository
+	gen  *tib.Generation
+}
+
+// DiskPlan is one source disk's way onto its target.
+type DiskPlan struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+	// Image is true when the target is an image file (created if missing) rather than a device.
+	Image bool `json:"image"`
+	// Layout is the layout plan when the target differs from the source (size, sector size,
+	// identities); nil means the disk is restored byte for byte at the source's offsets.
+	Layout *partition.LayoutPlan `json:"layout,omitempty"`
+	// Bytes is how much data the restore writes (the generation's used bytes of this disk).
+	Bytes int64 `json:"bytes"`
+}
+
+// PlanError lists everything that makes a request impossible, each naming what and where.
+type PlanError struct{ Problems []string }
+
+func (e *PlanError) Error() string {
+	if len(e.Problems) == 1 {
+		return "recovery plan: " + e.Problems[0]
+	}
+	return "recovery plan:\n  - " + strings.Join(e.Problems, "\n  - ")
+}
+
+// Prepare checks a request against the repository and the disks and returns the plan. It writes
+// nothing (a missing image target is not created here).
+func Prepare(ctx context.Context, req Request) (*Plan, error) {
+	if req.Repo == nil {
+		return nil, errors.New("recovery plan: no repository")
+	}
+	gen, err := findGeneration(ctx, req.Repo, req.Machine, req.Generation, req.At)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Repo.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
+	p := &Plan{Name: req.Name, Repository: req.Repo.Location(), Machine: gen.Machine, Generation: gen.ID.String(),
+		GenerationTime: gen.Time, Freeze: req.Freeze, Release: req.Release, Inoculate: req.Inoculate,
+		Scratch: req.Scratch, repo: req.Repo, gen: gen}
+	if p.Freeze && p.Release == "" {
+		p.Release = tib.ReleaseRemove
+	}
+	var problems []string
+	fail := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	system := req.Candidates == nil
+	cands := req.Candidates
+	if system {
+		if cands, err = SystemDisks(); err != nil {
+			return nil, fmt.Errorf("listing this machine's disks: %w", err)
+		}
+	}
+	boot := BootMedia(cands)
+	p.Protect = append(append([]string{}, req.Protect...), boot...)
+	if req.RepoPath != "" {
+		p.Protect = append(p.Protect, req.RepoPath)
+	}
+	if exe, err := os.Executable(); err == nil {
+		p.Protect = append(p.Protect, exe)
+	}
+	excluded := map[string]bool{}
+	for _, e := range append(append([]string{}, req.Exclude...), boot...) {
+		excluded[canonical(e)] = true
+	}
+
+	// Explicit targets first, then automatic mapping of the rest.
+	explicit := map[string]string{}
+	byName := map[string]DiskRequest{}
+	for _, d := range req.Disks {
+		if _, err := gen.Disk(d.Source); err != nil {
+			fail("%v", err)
+			continue
+		}
+		if _, dup := byName[d.Source]; dup {
+			fail("disk %s is given twice", d.Source)
+			continue
+		}
+		byName[d.Source] = d
+		if d.Target != "" {
+			if excluded[canonical(d.Target)] {
+				fail("disk %s: target %s is excluded (ignoredisk, or it holds the boot medium)", d.Source, d.Target)
+				continue
+			}
+			explicit[d.Source] = d.Target
+		}
+	}
+	var sources []partition.SourceDisk
+	for i := range gen.Disks {
+		sources = append(sources, partition.SourceDisk{Name: gen.Disks[i].Name, Layout: &gen.Disks[i].Layout})
+	}
+	var targets []partition.TargetCandidate
+	seen := map[string]bool{}
+	for _, c := range cands {
+		if excluded[canonical(c)] || seen[canonical(c)] {
+			continue
+		}
+		seen[canonical(c)] = true
+		if l, err := partition.ReadTarget(c); err == nil {
+			targets = append(targets, partition.TargetCandidate{Path: c, Layout: l})
+		}
+	}
+	for src, t := range explicit {
+		if !seen[canonical(t)] {
+			// An explicit target need not be a candidate (an image file, a disk given by path).
+			l, err := partition.ReadTarget(t)
+			if errors.Is(err, os.ErrNotExist) {
+				l = &partition.Disk{Table: partition.TableNone, Size: 0} // a new image file
+			} else if err != nil {
+				fail("disk %s: target %s: %v", src, t, err)
+				continue
+			}
+			seen[canonical(t)] = true
+			targets = append(targets, partition.TargetCandidate{Path: t, Layout: l})
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &PlanError{problems}
+	}
+	mapping, err := partition.MapDisks(sources, targets, explicit)
+	if err != nil {
+		return nil, &PlanError{[]string{err.Error()}}
+	}
+
+	for i := range gen.Disks {
+		d := &gen.Disks[i]
+		dr := byName[d.Name]
+		if dr.Resize == "" {
+			dr.Resize = req.AutoResize
+		}
+		if dr.Identity == "" {
+			dr.Identity = req.AutoIdentity
+		}
+		dp, err := planDisk(ctx, req, p, d, mapping[d.Name], dr)
+		if err != nil {
+			fail("disk %s → %s: %v", d.Name, mapping[d.Name], err)
+			continue
+		}
+		p.Disks = append(p.Disks, *dp)
+	}
+	if len(problems) > 0 {
+		return nil, &PlanError{problems}
+	}
+	sort.Slice(p.Disks, func(i, j int) bool { return p.Disks[i].Source < p.Disks[j].Source })
+	p.Fingerprint = fingerprint(p)
+	return p, nil
+}
+
+// planDisk decides how one disk is restored and checks it can be.
+func planDisk(ctx context.Context, req Request, p *Plan, d *tib.Disk, target string, dr DiskRequest) (*DiskPlan, error) {
+	dp := &DiskPlan{Source: d.Name, Target: target}
+	for i := range d.Regions {
+		dp.Bytes += d.Regions[i].UsedBytes()
+	}
+	fi, err := os.Stat(target)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		// A new image file: it gets the source's layout and size exactly.
+		dp.Image = true
+		dir := filepath.Dir(target)
+		if !isDir(dir) {
+			return nil, fmt.Errorf("the folder %s does not exist", dir)
+		}
+		for _, pr := range p.Protect {
+			if isDir(pr) && strings.HasPrefix(canonical(dir)+"/", canonical(pr)+"/") {
+				return nil, fmt.Errorf("a new image inside %s, which must never be written", pr)
+			}
+		}
+		return dp, nil
+	case err != nil:
+		return nil, err
+	}
+	dp.Image = fi.Mode().IsRegular()
+	if err := partition.CheckTarget(target, p.Protect); err != nil {
+		return nil, err
+	}
+	cur, err := partition.ReadTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	src := d.Layout
+	same := cur.Size == src.Size && cur.LogicalSectorSize == src.LogicalSectorSize &&
+		dr.Identity != partition.IdentityRenew && (dr.Resize == "" || dr.Resize == partition.ResizeKeep || dp.Image)
+	if same || (dp.Image && cur.Size < src.Size && dr.Resize == "" && dr.Identity != partition.IdentityRenew) {
+		// Byte for byte at the source's offsets (an image file smaller than the source is
+		// extended by the restore).
+		if !dp.Image && cur.Size < src.Size {
+			return nil, fmt.Errorf("target is %d bytes, the source %d", cur.Size, src.Size)
+		}
+		return dp, nil
+	}
+	lp, err := partition.Plan(&src, cur, partition.PlanOptions{Resize: dr.Resize, Identity: dr.Identity, Used: d.UsedByPartition()})
+	if err != nil {
+		return nil, err
+	}
+	if failed := lp.Failed(); len(failed) > 0 {
+		var s []string
+		for _, c := range failed {
+			s = append(s, c.Name+": "+c.Detail)
+		}
+		return nil, errors.New(strings.Join(s, "; "))
+	}
+	lp.Target.Path = target
+	warnings, err := p.repo.CheckRestorePlan(ctx, p.gen, d.Name, lp, req.Scratch)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range append(lp.Warnings, warnings...) {
+		p.Warnings = append(p.Warnings, d.Name+": "+w)
+	}
+	dp.Layout = lp
+	return dp, nil
+}
+
+// findGeneration chooses the generation: by time when at is set, else latest or an ID prefix.
+func findGeneration(ctx context.Context, r *tib.Repository, machine, ref string, at time.Time) (*tib.Generation, error) {
+	if at.IsZero() {
+		return r.FindGeneration(ctx, machine, ref)
+	}
+	gens, err := r.Generations(ctx, machine)
+	if err != nil {
+		return nil, err
+	}
+	if len(gens) == 0 {
+		return r.FindGeneration(ctx, machine, "latest") // its error names the machines there are
+	}
+	var best *tib.Generation
+	for _, g := range gens {
+		if !g.Time.After(at) && (best == nil || g.Time.After(best.Time)) {
+			best = g
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("%w: machine %q has no generation taken at or before %s (the first is from %s)",
+			tib.ErrUnknownGeneration, machine, at.Format(time.RFC3339), gens[0].Time.Format(time.RFC3339))
+	}
+	return best, nil
+}
+
+// fingerprint hashes what identifies a recovery: source, targets and choices, not the plan's
+// details (renewed identities are random, and a resumed run must find the same journal).
+func fingerprint(p *Plan) string {
+	type disk struct{ Source, Target string }
+	v := struct {
+		Machine, Generation string
+		Disks               []disk
+		Inoculate           Inoculation
+		Freeze              bool
+		Release             tib.ReleaseMode
+	}{Machine: p.Machine, Generation: p.Generation, Inoculate: p.Inoculate, Freeze: p.Freeze, Release: p.Release}
+	for _, d := range p.Disks {
+		v.Disks = append(v.Disks, disk{d.Source, canonical(d.Target)})
+	}
+	b, _ := json.Marshal(v)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:16])
+}
+
+// WriteText prints the plan as the dry run shows it.
+func (p *Plan) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "Recovery plan %s\n", p.Name)
+	fmt.Fprintf(w, "  source:     %s, machine %s, generation %s (%s)\n", p.Repository, p.Machine, p.Generation[:12], p.GenerationTime.Local().Format(time.RFC3339))
+	for _, d := range p.Disks {
+		kind := "device"
+		if d.Image {
+			kind = "image file"
+		}
+		how := "byte for byte at the source's offsets"
+		if d.Layout != nil {
+			how = fmt.Sprintf("new layout (resize %s, identities %s)", d.Layout.Resize, d.Layout.IdentityOpt)
+		}
+		fmt.Fprintf(w, "  disk %s → %s (%s): %s, %s of data\n", d.Source, d.Target, kind, how, HumanBytes(d.Bytes))
+		if d.Layout != nil {
+			for _, m := range d.Layout.Moves {
+				fmt.Fprintf(w, "      partition %d %-6s start %d → %d, size %d → %d\n", m.Number, m.Filesystem, m.OldStart, m.NewStart, m.OldSize, m.NewSize)
+			}
+			for _, f := range d.Layout.Filesystems {
+				fmt.Fprintf(w, "      %s partition %d (%s): %d → %d bytes\n", f.Action, f.Partition, f.Type, f.OldSize, f.NewSize)
+			}
+			for _, id := range d.Layout.Identities {
+				if id.Old != id.New {
+					fmt.Fprintf(w, "      %s %s → %s\n", id.What, id.Old, id.New)
+				}
+			}
+		}
+	}
+	switch {
+	case !p.Freeze:
+		fmt.Fprintf(w, "  replication: left as it is\n")
+	default:
+		fmt.Fprintf(w, "  replication: frozen during the recovery, then %s\n", p.Release)
+	}
+	if p.Inoculate.Skip {
+		fmt.Fprintf(w, "  inoculation: skipped\n")
+	} else {
+		fmt.Fprintf(w, "  inoculation: for hardware %s\n", orDefault(p.Inoculate.Hardware, "detect"))
+	}
+	fmt.Fprintf(w, "  never written: %s\n", strings.Join(p.Protect, ", "))
+	for _, warn := range p.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func canonical(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		p = real
+	}
+	return p
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
