@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cauldron-dr/cauldron/restore"
 	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
 	"github.com/spf13/cobra"
@@ -86,18 +87,7 @@ func (f *repoFlags) open(cmd *cobra.Command) (*tib.Repository, error) {
 }
 
 // human formats a byte count.
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func human(n int64) string { return restore.HumanBytes(n) }
 
 func rate(n int64, seconds float64) string {
 	if seconds <= 0 {

@@ -11,18 +11,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cauldron-dr/cauldron/internal/testenv"
+
 	"github.com/cauldron-dr/cauldron/internal/corpus"
 
 	"github.com/cauldron-dr/cauldron/inoculate/regf"
 	"github.com/cauldron-dr/cauldron/partition"
 )
-
-func needTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Fatalf("%s is missing: install it with make deps (APT_PACKAGES)", name)
-	}
-}
 
 // v2vStore builds a BCD store from the Windows 11 BCD .reg text of virt-v2v's test data: a real
 // 1.3 store (windeploy's UEFI template) with its objects replaced by the .reg's through our
@@ -60,7 +55,7 @@ func v2vStore(t testing.TB) string {
 // upper-cased key path and value name.
 func exportValues(t testing.TB, hive string) map[string]regf.RegOp {
 	t.Helper()
-	needTool(t, "hivexregedit")
+	testenv.NeedTools(t, "hivexregedit")
 	var stderr bytes.Buffer
 	cmd := exec.Command("hivexregedit", "--export", hive, `\`)
 	cmd.Stderr = &stderr
@@ -89,7 +84,7 @@ var regedEmptyValue = regexp.MustCompile(`(=hex\([0-9a-f]+\):)"`)
 // regedValues runs chntpw's reged -x on the hive and returns the values it reads.
 func regedValues(t testing.TB, hive string) map[string]regf.RegOp {
 	t.Helper()
-	needTool(t, "reged")
+	testenv.NeedTools(t, "reged")
 	out := hive + ".reged.reg"
 	cmd := exec.Command("reged", "-x", hive, `HKLM\BCD`, `\`, out)
 	if b, err := cmd.CombinedOutput(); err != nil {

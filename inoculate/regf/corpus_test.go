@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cauldron-dr/cauldron/internal/testenv"
+
 	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
 
@@ -32,17 +34,10 @@ func copyHive(t testing.TB, src string) string {
 	return dst
 }
 
-func needTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Fatalf("%s is missing: install it with make deps (APT_PACKAGES)", name)
-	}
-}
-
 // hivexExport runs hivexregedit --export on a hive.
 func hivexExport(t testing.TB, hive, key string) []byte {
 	t.Helper()
-	needTool(t, "hivexregedit")
+	testenv.NeedTools(t, "hivexregedit")
 	var stderr bytes.Buffer
 	cmd := exec.Command("hivexregedit", "--export", hive, key)
 	cmd.Stderr = &stderr

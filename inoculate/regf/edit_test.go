@@ -11,6 +11,8 @@ import (
 	"testing"
 	"unicode/utf16"
 
+	"github.com/cauldron-dr/cauldron/internal/testenv"
+
 	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
 
@@ -129,7 +131,7 @@ func verifyOps(t testing.TB, h *Hive, ops []setOp) {
 // regedExport runs chntpw's reged -x on the whole hive and parses its text.
 func regedExport(t testing.TB, hive string) map[string]map[string]RegOp {
 	t.Helper()
-	needTool(t, "reged")
+	testenv.NeedTools(t, "reged")
 	out := hive + ".reged.reg"
 	cmd := exec.Command("reged", "-x", hive, `HKLM\X`, `\`, out)
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -165,7 +167,7 @@ func regedExport(t testing.TB, hive string) map[string]map[string]RegOp {
 
 func hivexget(t testing.TB, hive, key, value string) string {
 	t.Helper()
-	needTool(t, "hivexget")
+	testenv.NeedTools(t, "hivexget")
 	out, err := exec.Command("hivexget", hive, key, value).CombinedOutput()
 	if err != nil {
 		t.Fatalf("hivexget %s %q: %v\n%s", key, value, err, out)
@@ -410,7 +412,7 @@ func TestHivexTightBigDataSegment(t *testing.T) {
 // reged (chntpw) aborts when a value name is stored as UTF-16 (any character above U+00FF) and
 // the value is not a REG_DWORD; hivex reads the same hive.
 func TestRegedAbortsOnUTF16ValueName(t *testing.T) {
-	needTool(t, "reged")
+	testenv.NeedTools(t, "reged")
 	path := copyHive(t, corpus.File(t, "hives/hivex-minimal"))
 	h, err := Open(path)
 	if err != nil {

@@ -8,13 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cauldron-dr/cauldron/internal/testenv"
+
 	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
 
 // virt-v2v's .reg fixtures merged by us and by hivexregedit --merge into the same minimal hive
 // must read back the same (hivexregedit --export of both files).
 func TestImportMatchesHivexMerge(t *testing.T) {
-	needTool(t, "hivexregedit")
+	testenv.NeedTools(t, "hivexregedit")
 	dir, _ := corpus.Dir()
 	files, _ := filepath.Glob(filepath.Join(dir, "reg", "v2v-*.reg"))
 	if len(files) == 0 {
@@ -175,7 +177,7 @@ func TestParseRegForms(t *testing.T) {
 // hash then miss the key), and it orders Cyrillic names by their UTF-8 bytes ("Г" before "в",
 // where Windows' upper-casing gives В < Г). The same .reg text imported by us passes the checker.
 func TestHivexMergeBreaksWindowsRules(t *testing.T) {
-	needTool(t, "hivexregedit")
+	testenv.NeedTools(t, "hivexregedit")
 	reg := filepath.Join(t.TempDir(), "names.reg")
 	text := "Windows Registry Editor Version 5.00\n\n[\\x]\n\n[\\x\\в]\n\n[\\x\\Г]\n\n[\\x\\ä]\n\n[\\x\\B]\n\n"
 	if err := os.WriteFile(reg, []byte(text), 0o644); err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cauldron-dr/cauldron/internal/testenv"
+
 	"github.com/cauldron-dr/cauldron/internal/corpus"
 )
 
@@ -86,7 +88,7 @@ func TestWriterRulesByVersion(t *testing.T) {
 				t.Fatalf("20000-byte value stored as db: %v, want %v", isDB, c.bigAsDB)
 			}
 			// hivexsh lists every key of the ri.
-			needTool(t, "hivexsh")
+			testenv.NeedTools(t, "hivexsh")
 			cmd := exec.Command("hivexsh", path)
 			cmd.Stdin = strings.NewReader("cd many\nls\n")
 			out, err := cmd.CombinedOutput()

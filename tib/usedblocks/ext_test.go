@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/testenv"
 )
 
 // extCase is one way of making an ext filesystem with the real mke2fs.
@@ -105,7 +106,7 @@ func populateByMount(t *testing.T, img, tree string) {
 	t.Helper()
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		skipOrFail(t, fmt.Sprintf("cannot loop-mount here: %v %s", err, out))
+		testenv.SkipOrFail(t, "cannot loop-mount here: %v %s", err, out)
 	}
 	mounted := true
 	defer func() {
@@ -175,7 +176,7 @@ func TestExtMountedImage(t *testing.T) {
 	run(t, "mkfs.ext4", "-q", "-F", img)
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		skipOrFail(t, fmt.Sprintf("cannot loop-mount here: %v %s", err, out))
+		testenv.SkipOrFail(t, "cannot loop-mount here: %v %s", err, out)
 	}
 	defer exec.Command("umount", mnt).Run()
 	if err := os.WriteFile(filepath.Join(mnt, "f"), []byte("live"), 0o644); err != nil {

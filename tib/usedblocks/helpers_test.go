@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/testenv"
 )
 
 // toolPackages names the Debian package providing each external tool the tests drive.
@@ -33,19 +35,9 @@ func needTools(t testing.TB, names ...string) {
 	t.Helper()
 	for _, name := range names {
 		if _, err := exec.LookPath(name); err != nil {
-			skipOrFail(t, fmt.Sprintf("%s not found: install %s (make deps)", name, toolPackages[name]))
+			testenv.SkipOrFail(t, "%s not found: install %s (make deps)", name, toolPackages[name])
 		}
 	}
-}
-
-// skipOrFail skips on a developer machine that lacks something, and fails where the environment
-// is promised (CI, or a corpus run): there it is a broken environment and must fail loudly.
-func skipOrFail(t testing.TB, msg string) {
-	t.Helper()
-	if os.Getenv("CI") != "" || os.Getenv("CAULDRON_CORPUS") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
 }
 
 // run runs a command and returns its combined output, failing the test if it does not succeed.

@@ -6,13 +6,14 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/testenv"
 
 	ntfs "www.velocidex.com/golang/go-ntfs/parser"
 )
@@ -120,7 +121,7 @@ func populateNTFSMount(t *testing.T, img, tree string) {
 	needTools(t, "ntfs-3g")
 	mnt := t.TempDir()
 	if out, err := exec.Command("ntfs-3g", img, mnt).CombinedOutput(); err != nil {
-		skipOrFail(t, fmt.Sprintf("cannot mount with ntfs-3g here: %v %s", err, out))
+		testenv.SkipOrFail(t, "cannot mount with ntfs-3g here: %v %s", err, out)
 	}
 	mounted := true
 	defer func() {
