@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/cauldron-dr/cauldron/internal/atomicfile"
 
 	"github.com/cauldron-dr/cauldron/tib"
 )
@@ -56,30 +57,7 @@ func (f FileJournal) Load(context.Context) ([]byte, error) {
 }
 
 func (f FileJournal) Save(_ context.Context, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(string(f)), filepath.Base(string(f))+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), string(f)); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(string(f))); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(string(f), data, nil)
 }
 
 func (f FileJournal) Remove(context.Context) error {

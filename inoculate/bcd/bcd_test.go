@@ -19,6 +19,13 @@ import (
 	"github.com/cauldron-dr/cauldron/partition"
 )
 
+// TestMain removes the corpus files decompressed for the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	corpus.Cleanup()
+	os.Exit(code)
+}
+
 // v2vStore builds a BCD store from the Windows 11 BCD .reg text of virt-v2v's test data: a real
 // 1.3 store (windeploy's UEFI template) with its objects replaced by the .reg's through our
 // importer.

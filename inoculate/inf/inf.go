@@ -1,12 +1,14 @@
 package inf
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 )
 
 // Options control how a file is read.
@@ -79,6 +81,24 @@ type File struct {
 	strs     map[string]string
 	opts     Options
 	raw      []byte
+	stamped  string // the text after template substitution, for templates only
+}
+
+// Contents returns the file as it goes onto a target system: its bytes as read for a stamped
+// INF, and for a template (.inx, or an INF never stamped) the text with its variables replaced,
+// as UTF-16LE with a byte-order mark, an encoding every Windows reads INFs in, since a template's
+// $ARCH$ or INX_ names would make the copy unusable for Windows' own installer.
+func (f *File) Contents() []byte {
+	if len(f.Template) == 0 {
+		return f.raw
+	}
+	u := utf16.Encode([]rune(f.stamped))
+	b := make([]byte, 2+2*len(u))
+	b[0], b[1] = 0xFF, 0xFE
+	for i, c := range u {
+		binary.LittleEndian.PutUint16(b[2+2*i:], c)
+	}
+	return b
 }
 
 // Version is the [Version] section.
@@ -141,6 +161,7 @@ func Parse(name string, b []byte, opts Options) (*File, error) {
 	if isTemplate(text) {
 		text, f.Template = substituteTemplate(text, infArchName(arch), opts.TemplateVars)
 		f.Arch = arch
+		f.stamped = text
 	}
 	toks, err := tokenize(name, text)
 	if err != nil {

@@ -655,3 +655,32 @@ func TestScanVirtioTree(t *testing.T) {
 		t.Error("scanning a missing folder should fail")
 	}
 }
+
+// TestContentsStamped: a template's copy for a target is the stamped text (no $ARCH$ left), and it
+// parses back to the same sections; a stamped INF is copied byte for byte.
+func TestContentsStamped(t *testing.T) {
+	tmpl := "[Version]\r\nSignature=\"$Windows NT$\"\r\n[Manufacturer]\r\nX=M,NT$ARCH$\r\n[M.NT$ARCH$]\r\nD=inst,PCI\\VEN_1AF4&DEV_1001\r\n"
+	f, err := Parse("t.inx", []byte(tmpl), Options{Arch: "x86"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.Contents()
+	g, err := Parse("t.inf", c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Template) != 0 || g.Encoding != "UTF-16LE" {
+		t.Fatalf("stamped copy still a template (%v) or encoded %s", g.Template, g.Encoding)
+	}
+	if _, ok := g.Section("M.NTx86"); !ok {
+		t.Fatalf("stamped copy lacks [M.NTx86]: %v", g.Sections())
+	}
+	plain := []byte("[Version]\nSignature=\"$Windows NT$\"\n")
+	p, err := Parse("p.inf", plain, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(p.Contents()) != string(plain) {
+		t.Fatal("a stamped INF's contents changed")
+	}
+}

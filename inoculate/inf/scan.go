@@ -179,11 +179,12 @@ func (s *Scan) Best(t Target, ids []string) ([]Candidate, error) {
 		out = append(out, cands...)
 	}
 	if len(out) == 0 {
-		msg := fmt.Sprintf("%v for %s on %s Windows %s among %d INF files", ErrNoDriver, strings.Join(ids, ", "), arch, t.Version, len(s.Found))
+		// The error starts with ErrNoDriver's text and wraps it, so it reads once.
+		detail := ""
 		if len(skipped) > 0 {
-			msg += " (not applicable: " + strings.Join(skipped, "; ") + ")"
+			detail = " (not applicable: " + strings.Join(skipped, "; ") + ")"
 		}
-		return nil, fmt.Errorf("%s: %w", msg, ErrNoDriver)
+		return nil, fmt.Errorf("%w for %s on %s Windows %s among %d INF files%s", ErrNoDriver, strings.Join(ids, ", "), arch, t.Version, len(s.Found), detail)
 	}
 	SortCandidates(out)
 	return out, nil

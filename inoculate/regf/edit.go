@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 	"unicode/utf16"
+
+	"github.com/cauldron-dr/cauldron/internal/atomicfile"
 )
 
 // Windows' limits on subkey leaves (CmpMaxIndexPerHblock): a leaf that would reach 1013 entries
@@ -642,29 +643,8 @@ func (h *Hive) Save(path string) error {
 	put64(h.buf[12:], toFiletime(now()))
 	h.buf = h.buf[:baseBlockSize+h.binsEnd]
 	h.touch()
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+	if err := atomicfile.Write(path, h.buf, nil); err != nil {
 		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(h.buf)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	for _, ext := range []string{".LOG1", ".LOG2", ".LOG"} {
 		if _, err := os.Stat(path + ext); err == nil {
