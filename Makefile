@@ -6,19 +6,21 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Tools the tests and the demo use as independent judges and yardsticks.
 APT_PACKAGES := e2fsprogs dosfstools ntfs-3g partclone gdisk fdisk mtools zstd util-linux mount time jq \
 	xfsprogs btrfs-progs exfatprogs cryptsetup-bin lvm2 xorriso grub-pc-bin syslinux-common isolinux \
-	libhivex-bin libwin-hivex-perl chntpw xz-utils
+	libhivex-bin libwin-hivex-perl chntpw xz-utils \
+	pxelinux shim-signed grub-efi-amd64-signed grub-efi-amd64-bin cpio kmod \
+	efibootmgr kexec-tools dmsetup qemu-system-x86 ovmf
 CAULDRON_CORPUS ?= $(abspath ../shared/corpus)
 export CAULDRON_CORPUS
 FUZZTIME ?= 30s
 
-.PHONY: all build deps test demo bench fuzz vet clean
+.PHONY: all build deps test demo bench fuzz vet clean media
 
 all: build
 
 build: $(BIN)
 
 $(BIN): $(shell find . -name '*.go' -not -path './bin/*') go.mod go.sum
-	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cauldron
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -buildid= -X main.version=$(VERSION)" -o $(BIN) ./cmd/cauldron
 
 # deps installs the Debian packages that are missing and downloads the pinned Go modules.
 deps:
@@ -51,6 +53,12 @@ fuzz: deps
 			echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+# media builds the boot media (ISO, kernel, initramfs, pxe/) into MEDIA_OUT; the kernel package and
+# the u-root build are cached in /var/tmp/cauldron-cache.
+MEDIA_OUT ?= bin/media
+media: deps build
+	./$(BIN) build-media --out $(MEDIA_OUT)
 
 clean:
 	rm -rf bin

@@ -94,6 +94,7 @@ func (b *booter) start(ctx context.Context) {
 		mods.Settle(300*time.Millisecond, 6*time.Second)
 		logLine(fmt.Sprintf("coldplug: %d modules", n))
 	}
+	mountEFIVars(b.mods)
 	b.printf("%s\n", firmwareLine())
 	b.listHardware()
 	b.printf("cauldron: ready uptime=%ss\n", uptime())
@@ -266,9 +267,18 @@ func mountEarly() {
 	// Scratch space for volumes that must shrink before they fit (RAM: the boot environment
 	// has no disk of its own).
 	_ = os.MkdirAll("/run/cauldron/scratch", 0o700)
-	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
-		_ = unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+}
+
+// mountEFIVars mounts efivarfs on UEFI machines (Debian builds it as a module): the firmware line
+// reads Secure Boot's state there, and Linux inoculation writes boot entries there.
+func mountEFIVars(mods *Modules) {
+	if _, err := os.Stat("/sys/firmware/efi"); err != nil {
+		return
 	}
+	if mods != nil {
+		mods.Load("efivarfs")
+	}
+	_ = unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 }
 
 // firmwareLine says how the machine booted: UEFI (and whether Secure Boot is on) or BIOS.

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cauldron-dr/cauldron/initramfs"
+	"github.com/spf13/cobra"
+)
+
+func newBuildMedia() *cobra.Command {
+	var o initramfs.Options
+	c := &cobra.Command{
+		Use:   "build-media --out DIR",
+		Short: "Build the boot media: a BIOS/UEFI (Secure Boot) hybrid ISO, a kernel and initramfs, and a PXE folder",
+		Long: `build-media builds Cauldron's boot environment from the Debian kernel package (downloaded into
+the cache, never installed) and u-root, with this cauldron binary (or --cauldron) as the program
+that starts at boot. It writes DIR/cauldron.iso (CD, USB stick written raw, BIOS and UEFI with
+Secure Boot), DIR/vmlinuz, DIR/initrd.img and DIR/pxe/ (serve as a TFTP or HTTP root).
+The same inputs give byte-identical files; SOURCE_DATE_EPOCH sets the time stamps.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.OutDir == "" {
+				return fmt.Errorf("--out is required")
+			}
+			o.Log = cmd.ErrOrStderr()
+			m, err := initramfs.Build(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "ISO        %s  %d bytes\n", m.ISO, m.ISOSize)
+			fmt.Fprintf(out, "kernel     %s  %d bytes  (%s, %s)\n", m.Kernel, m.KernelSize, m.KernelVersion, m.KernelPackage)
+			fmt.Fprintf(out, "initramfs  %s  %d bytes  (%s; %d bytes as cpio)\n", m.Initramfs, m.InitramfsSize, m.Compression, m.InitramfsUncompressed)
+			fmt.Fprintf(out, "PXE        %s\n", m.PXEDir)
+			fmt.Fprintf(out, "built in   %s\n", m.Duration.Round(100*time.Millisecond))
+			if len(m.MissingFirmware) > 0 {
+				fmt.Fprintf(out, "firmware   %d files the drivers may ask for are not in Debian main (non-free-firmware)\n", len(m.MissingFirmware))
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&o.OutDir, "out", "", "output directory (required)")
+	c.Flags().StringVar(&o.CacheDir, "cache", "", "cache for downloaded packages and the u-root build (default /var/tmp/cauldron-cache)")
+	c.Flags().StringVar(&o.Cauldron, "cauldron", "", "static cauldron binary to put in the image (default: this one)")
+	c.Flags().StringVar(&o.Compression, "compression", "zstd", "initramfs compression: zstd, gzip, xz or none")
+	return c
+}

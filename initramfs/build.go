@@ -1,0 +1,240 @@
+// Package initramfs builds Cauldron's boot environment: a u-root initramfs that starts
+// `cauldron boot` as uinit, with the Debian kernel's storage, network and filesystem modules, the
+// firmware Debian main has for them and the host tools the recovery needs (ntfs-3g, e2fsprogs, …);
+// and the media that boot it: a hybrid BIOS/UEFI (Secure Boot) ISO that also works written raw to a
+// USB stick, and a folder a DHCP/TFTP or HTTP server can serve for PXE.
+//
+// Build is the one entry point. Everything it produces is reproducible: the same inputs (kernel
+// package, host tools, cauldron binary, Go toolchain, u-root version) give byte-identical files.
+package initramfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Options says what Build builds and where.
+type Options struct {
+	// OutDir receives cauldron.iso, the kernel (vmlinuz), the initramfs (initrd.img) and pxe/.
+	// Required; created if missing.
+	OutDir string
+	// CacheDir keeps downloaded .deb files, unpacked trees and the u-root busybox between builds.
+	// "" = /var/tmp/cauldron-cache.
+	CacheDir string
+	// Cauldron is the path of the STATIC cauldron binary embedded as /bin/cauldron and started as
+	// uinit (`/bin/cauldron boot`). "" = os.Executable().
+	Cauldron string
+	// Log receives progress lines; nil = discard.
+	Log io.Writer
+
+	// SourceDateEpoch is the time stamped on every file of the initramfs, the ISO and the EFI image
+	// (seconds since 1970). 0 = $SOURCE_DATE_EPOCH if set, else the kernel package's build time.
+	SourceDateEpoch int64
+	// Compression of the initramfs: "zstd" (the default), "gzip", "xz" or "none".
+	Compression string
+	// KernelPackage is the Debian kernel package to use; "" = what linux-image-amd64 depends on.
+	KernelPackage string
+}
+
+// Media describes what Build wrote.
+type Media struct {
+	ISO, Kernel, Initramfs, PXEDir string // absolute paths in OutDir
+
+	KernelVersion string // e.g. 6.1.0-56-amd64
+	KernelPackage string // e.g. linux-image-6.1.0-56-amd64 6.1.192-2
+
+	ISOSize, KernelSize, InitramfsSize int64 // bytes
+	InitramfsUncompressed              int64 // bytes of the cpio before compression
+	Compression                        string
+
+	Modules         []string // module names in the image (dependencies included)
+	Firmware        []string // firmware files included, relative to /lib/firmware
+	MissingFirmware []string // firmware the included modules may ask for that Debian main lacks
+	Tools           []string // host tools included (paths in the image)
+
+	SourceDateEpoch int64
+	Duration        time.Duration // how long Build took
+}
+
+const defaultCacheDir = "/var/tmp/cauldron-cache"
+
+// Build builds the initramfs and the media into o.OutDir.
+func Build(ctx context.Context, o Options) (*Media, error) {
+	start := time.Now()
+	b, err := newBuilder(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(b.work)
+	m, err := b.run()
+	if err != nil {
+		return nil, err
+	}
+	m.Duration = time.Since(start)
+	b.logf("done in %s: ISO %s, kernel %s, initramfs %s (%s, %s uncompressed)",
+		m.Duration.Round(100*time.Millisecond), mib(m.ISOSize), mib(m.KernelSize), mib(m.InitramfsSize),
+		m.Compression, mib(m.InitramfsUncompressed))
+	return m, nil
+}
+
+// builder carries one build's state.
+type builder struct {
+	ctx      context.Context
+	o        Options
+	out      string // absolute OutDir
+	cache    string // absolute CacheDir
+	cauldron string // absolute path of the cauldron binary
+	work     string // scratch directory, removed at the end
+	log      io.Writer
+	epoch    int64
+}
+
+func newBuilder(ctx context.Context, o Options) (*builder, error) {
+	b := &builder{ctx: ctx, o: o, log: o.Log}
+	if b.log == nil {
+		b.log = io.Discard
+	}
+	if o.OutDir == "" {
+		return nil, errors.New("no output directory given (--out)")
+	}
+	out, err := filepath.Abs(o.OutDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	if err := checkWritable(out); err != nil {
+		return nil, fmt.Errorf("output directory %s is not writable: %w", out, err)
+	}
+	b.out = out
+
+	cache := o.CacheDir
+	if cache == "" {
+		cache = defaultCacheDir
+	}
+	if cache, err = filepath.Abs(cache); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, fmt.Errorf("cache directory: %w", err)
+	}
+	if err := checkWritable(cache); err != nil {
+		return nil, fmt.Errorf("cache directory %s is not writable: %w", cache, err)
+	}
+	b.cache = cache
+
+	c := o.Cauldron
+	if c == "" {
+		if c, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("finding the cauldron binary: %w (give --cauldron)", err)
+		}
+	}
+	if c, err = filepath.Abs(c); err != nil {
+		return nil, err
+	}
+	if err := checkStatic(c); err != nil {
+		return nil, err
+	}
+	b.cauldron = c
+
+	switch o.Compression {
+	case "":
+		b.o.Compression = "zstd"
+	case "zstd", "gzip", "xz", "none":
+	default:
+		return nil, fmt.Errorf("unknown initramfs compression %q (zstd, gzip, xz or none)", o.Compression)
+	}
+
+	b.epoch = o.SourceDateEpoch
+	if b.epoch == 0 {
+		if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+			if b.epoch, err = strconv.ParseInt(s, 10, 64); err != nil || b.epoch <= 0 {
+				return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a positive number of seconds", s)
+			}
+		}
+	}
+
+	if b.work, err = os.MkdirTemp(cache, "work-"); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *builder) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, format+"\n", args...)
+}
+
+func (b *builder) run() (*Media, error) {
+	m := &Media{Compression: b.o.Compression}
+
+	k, err := b.kernel()
+	if err != nil {
+		return nil, err
+	}
+	m.KernelVersion, m.KernelPackage = k.version, k.pkg+" "+k.pkgVersion
+	if b.epoch == 0 {
+		b.epoch = k.buildTime
+	}
+	m.SourceDateEpoch = b.epoch
+	b.logf("kernel %s from %s %s; timestamps %s", k.version, k.pkg, k.pkgVersion,
+		time.Unix(b.epoch, 0).UTC().Format(time.RFC3339))
+
+	tree := newTree()
+	if err := b.addModules(tree, k, m); err != nil {
+		return nil, err
+	}
+	if err := b.addTools(tree, m); err != nil {
+		return nil, err
+	}
+	if err := b.addCauldron(tree); err != nil {
+		return nil, err
+	}
+	if err := b.addURoot(tree); err != nil {
+		return nil, err
+	}
+
+	m.Kernel = filepath.Join(b.out, "vmlinuz")
+	m.Initramfs = filepath.Join(b.out, "initrd.img")
+	if err := copyFile(k.vmlinuz, m.Kernel, 0o644, b.epoch); err != nil {
+		return nil, err
+	}
+	if m.InitramfsUncompressed, err = b.writeInitramfs(tree, m.Initramfs); err != nil {
+		return nil, err
+	}
+	if m.PXEDir, err = b.writePXE(m); err != nil {
+		return nil, err
+	}
+	if m.ISO, err = b.writeISO(m); err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		path string
+		size *int64
+	}{{m.ISO, &m.ISOSize}, {m.Kernel, &m.KernelSize}, {m.Initramfs, &m.InitramfsSize}} {
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			return nil, err
+		}
+		*f.size = fi.Size()
+	}
+	return m, nil
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".cauldron-write-test-")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
