@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -43,6 +44,26 @@ func blockDeviceName(fi os.FileInfo, path string) string {
 	}
 	if p, err := filepath.EvalSymlinks(path); err == nil {
 		return filepath.Base(p)
+	}
+	return ""
+}
+
+// ControllerDriver names the driver of the controller a disk hangs off (ahci, nvme, virtio_blk,
+// megaraid_sas, usb-storage, …), found by walking up the disk's sysfs device path (the resolved
+// /sys/block/NAME) to the first ancestor bound to a driver that is not a disk-level one. It is
+// what a restored system's initramfs must carry to find its root on this machine.
+func ControllerDriver(devicePath string) string {
+	for p := filepath.Dir(devicePath); p != "/" && p != "." && strings.Contains(p, "/devices/"); p = filepath.Dir(p) {
+		drv, err := os.Readlink(filepath.Join(p, "driver"))
+		if err != nil || strings.HasPrefix(filepath.Base(p), "target") {
+			continue
+		}
+		switch name := filepath.Base(drv); name {
+		case "sd", "sr", "nvme-core":
+			continue
+		default:
+			return name
+		}
 	}
 	return ""
 }

@@ -286,6 +286,12 @@ func planDisk(ctx context.Context, req Request, p *Plan, d *tib.Disk, target str
 		}
 		return dp, nil
 	}
+	if src.Table == partition.TableNone && cur.Size >= src.Size && dr.Identity != partition.IdentityRenew {
+		// A disk without a partition table (one filesystem on the whole disk) has nothing to
+		// lay out: it is restored byte for byte, and a bigger target keeps its extra space free.
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%s: no partition table: restored whole at the start of the %s target", d.Name, HumanBytes(cur.Size)))
+		return dp, nil
+	}
 	lp, err := partition.Plan(&src, cur, partition.PlanOptions{Resize: dr.Resize, Identity: dr.Identity, Used: d.UsedByPartition()})
 	if err != nil {
 		return nil, err

@@ -28,7 +28,7 @@ It never exits: outside the boot image it would keep the terminal until reboot o
 			if os.Getppid() != 1 || !strings.HasPrefix(string(init), "/init") {
 				return errors.New("boot runs only as the boot image's uinit (its parent must be /init, PID 1)")
 			}
-			boot.Run(cmd.Context(), boot.Options{Version: version, Out: cmd.OutOrStdout(), Recover: bootRecover})
+			boot.Run(cmd.Context(), boot.Options{Version: version, Out: cmd.OutOrStdout(), Recover: bootRecover, Wizard: bootWizard})
 			return nil
 		},
 	}

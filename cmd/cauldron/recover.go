@@ -72,8 +72,9 @@ type recoverOptions struct {
 	confirm func(p *restore.Plan) error
 	// candidates overrides the machine's disks (tests); nil: SystemDisks.
 	candidates []string
-	inoculate  func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) ([]string, error)
-	mountUSB   func(ctx context.Context, path string) (string, error)
+	// inoculate overrides the inoculation (tests); nil: restore.Inoculate.
+	inoculate func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) ([]string, error)
+	mountUSB  func(ctx context.Context, path string) (string, error)
 }
 
 // recoverKickstart is `cauldron recover` and the boot environment's unattended recovery: parse,
@@ -110,6 +111,9 @@ func recoverKickstart(ctx context.Context, name string, data []byte, o recoverOp
 		}
 	default:
 		return ks, ks.ConsentError()
+	}
+	if o.inoculate == nil {
+		o.inoculate = restore.Inoculate
 	}
 	rep, runErr := restore.Run(ctx, plan, restore.RunOptions{
 		Events: func(e restore.Event) {

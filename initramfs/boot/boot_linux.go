@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -23,6 +24,9 @@ type Options struct {
 	// kickstart says to do afterwards: "reboot", "poweroff" or "shell" ("" = the menu).
 	// nil: not available.
 	Recover func(ctx context.Context, name string, kickstart []byte, out io.Writer, env Env) (then string, err error)
+	// Wizard runs the interactive recovery wizard on the console and returns what to do next:
+	// "reboot", "poweroff" or "shell" ("" = the menu). nil: the menu only.
+	Wizard func(ctx context.Context, out io.Writer) (then string, err error)
 }
 
 // Env is what the boot environment offers a recovery it starts.
@@ -63,6 +67,7 @@ type booter struct {
 	cmdline Cmdline
 	mods    *Modules
 	nics    []NIC
+	shown   map[string]bool // disks already listed on the console
 }
 
 func (b *booter) printf(format string, args ...any) { fmt.Fprintf(b.out, format, args...) }
@@ -99,7 +104,7 @@ func (b *booter) start(ctx context.Context) {
 	b.listHardware()
 	b.printf("cauldron: ready uptime=%ss\n", uptime())
 
-	if b.cmdline.Static != nil || b.cmdline.DHCP() {
+	if len(b.nics) > 0 && (b.cmdline.Static != nil || b.cmdline.DHCP()) {
 		if b.cmdline.Kickstart != "" && isURL(b.cmdline.Kickstart) || b.cmdline.Static != nil {
 			b.network(ctx) // the kickstart needs it now
 		} else {
@@ -110,16 +115,74 @@ func (b *booter) start(ctx context.Context) {
 		// A technician's USB stick with a cauldron.ks at its top starts an unattended recovery
 		// without editing the boot menu (the kickstart still needs its own confirm line to
 		// write anything).
-		if _, dev, err := ReadFromMedia("usb", "/"+AutoKickstart, b.mods); err == nil {
+		if dev, ok := b.findAutoKickstart(); ok {
 			b.printf("cauldron: found %s on %s\n", AutoKickstart, dev)
 			b.cmdline.Kickstart = "usb:/" + AutoKickstart
 		}
 	}
 	if b.cmdline.Kickstart != "" {
 		b.kickstart(ctx)
+	} else if !b.cmdline.Shell {
+		b.wizard(ctx)
 	}
 	if b.cmdline.Shell {
 		b.shell()
+	}
+}
+
+// wizard runs the recovery wizard and does what it returns.
+func (b *booter) wizard(ctx context.Context) {
+	if b.o.Wizard == nil {
+		return
+	}
+	then, err := b.o.Wizard(ctx, b.out)
+	if err != nil {
+		b.printf("cauldron: wizard: %v\n", err)
+	}
+	b.then(then)
+}
+
+// then does what a recovery or the wizard asked for at its end.
+func (b *booter) then(action string) {
+	switch action {
+	case "reboot":
+		powerDown(b.out, unix.LINUX_REBOOT_CMD_RESTART)
+	case "poweroff":
+		powerDown(b.out, unix.LINUX_REBOOT_CMD_POWER_OFF)
+	case "shell":
+		b.shell()
+	}
+}
+
+// findAutoKickstart looks for AutoKickstart on USB disks. USB sticks appear seconds after the
+// controller's driver loads (port reset, enumeration, the SCSI scan), often after "ready": while
+// the machine has a USB controller and no USB disk has shown up yet, it keeps looking for a while,
+// and lists the disks that appeared meanwhile.
+func (b *booter) findAutoKickstart() (string, bool) {
+	usbHosts, _ := filepath.Glob("/sys/bus/usb/devices/usb*")
+	deadline := time.Now().Add(6 * time.Second)
+	for {
+		_, dev, err := ReadFromMedia("usb", "/"+AutoKickstart, b.mods)
+		if err == nil {
+			b.listNewDisks()
+			return dev, true
+		}
+		if len(usbHosts) == 0 || time.Now().After(deadline) || !strings.Contains(err.Error(), "no usb device found") {
+			b.listNewDisks()
+			return "", false
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// listNewDisks prints the disks that appeared since the hardware was listed.
+func (b *booter) listNewDisks() {
+	disks, _ := ListDisks("/sys")
+	for _, d := range disks {
+		if !b.shown[d.Name] {
+			b.shown[d.Name] = true
+			b.printf("%s (appeared after ready)\n", d.Line())
+		}
 	}
 }
 
@@ -128,7 +191,11 @@ func (b *booter) listHardware() {
 	if err != nil {
 		b.printf("cauldron: %v\n", err)
 	}
+	if b.shown == nil {
+		b.shown = map[string]bool{}
+	}
 	for _, d := range disks {
+		b.shown[d.Name] = true
 		b.printf("%s\n", d.Line())
 	}
 	if len(disks) == 0 {
@@ -185,24 +252,21 @@ func (b *booter) kickstart(ctx context.Context) {
 	} else {
 		b.printf("cauldron: recovery finished\n")
 	}
-	switch then {
-	case "reboot":
-		powerDown(b.out, unix.LINUX_REBOOT_CMD_RESTART)
-	case "poweroff":
-		powerDown(b.out, unix.LINUX_REBOOT_CMD_POWER_OFF)
-	case "shell":
-		b.shell()
-	}
+	b.then(then)
 }
 
 // menu asks the technician what to do, once.
 func (b *booter) menu(ctx context.Context) {
-	b.printf("\nCauldron recovery environment. Choose:\n" +
-		"  d  list disks and network interfaces again\n" +
-		"  n  bring up the network (DHCP)\n" +
-		"  s  shell\n" +
-		"  r  reboot\n" +
-		"  p  power off\n> ")
+	wiz := ""
+	if b.o.Wizard != nil {
+		wiz = "  w  recovery wizard\n"
+	}
+	b.printf("\nCauldron recovery environment. Choose:\n%s"+
+		"  d  list disks and network interfaces again\n"+
+		"  n  bring up the network (DHCP)\n"+
+		"  s  shell\n"+
+		"  r  reboot\n"+
+		"  p  power off\n> ", wiz)
 	line, err := readConsoleLine()
 	if err != nil {
 		// No console to read from (serial without input, or a closed one): stay alive and
@@ -211,6 +275,10 @@ func (b *booter) menu(ctx context.Context) {
 		return
 	}
 	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "w":
+		if b.o.Wizard != nil {
+			b.wizard(ctx)
+		}
 	case "d":
 		b.listHardware()
 	case "n":

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/cauldron-dr/cauldron/partition"
 )
 
 // Disk is a block device the technician may restore onto (or read from), as sysfs describes it.
@@ -60,7 +62,7 @@ func ListDisks(sysroot string) ([]Disk, error) {
 		d.WWN = firstNonEmpty(readAttr(dir, "wwid"), readAttr(dir, "device/wwid"))
 		real, _ := filepath.EvalSymlinks(dir)
 		d.Bus = busOf(real)
-		d.Driver = controllerDriver(real)
+		d.Driver = partition.ControllerDriver(real)
 		if d.Model == "" && d.Bus == "virtio" {
 			d.Model = "VirtIO block device"
 		}
@@ -148,27 +150,6 @@ func busOf(path string) string {
 		return "scsi"
 	}
 	return "other"
-}
-
-// controllerDriver walks up from the block device to the first ancestor bound to a driver that
-// is a controller (a PCI, virtio, USB or platform device), skipping the disk-level drivers.
-func controllerDriver(path string) string {
-	for p := filepath.Dir(path); p != "/" && p != "." && strings.Contains(p, "/devices/"); p = filepath.Dir(p) {
-		drv, err := os.Readlink(filepath.Join(p, "driver"))
-		if err != nil {
-			continue
-		}
-		switch name := filepath.Base(drv); name {
-		case "sd", "sr", "usb-storage-disk", "nvme-core":
-			continue
-		default:
-			if strings.HasPrefix(filepath.Base(p), "target") {
-				continue
-			}
-			return name
-		}
-	}
-	return ""
 }
 
 // vpdSerial reads the unit serial number from SCSI VPD page 0x80 (SATA and SCSI disks put it there).
