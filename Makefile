@@ -8,12 +8,12 @@ APT_PACKAGES := e2fsprogs dosfstools ntfs-3g partclone gdisk fdisk mtools zstd u
 	xfsprogs btrfs-progs exfatprogs cryptsetup-bin lvm2 xorriso grub-pc-bin syslinux-common isolinux \
 	libhivex-bin libwin-hivex-perl chntpw xz-utils \
 	pxelinux shim-signed grub-efi-amd64-signed grub-efi-amd64-bin cpio kmod \
-	efibootmgr kexec-tools dmsetup qemu-system-x86 ovmf
+	efibootmgr kexec-tools dmsetup qemu-system-x86 ovmf ipxe-qemu debootstrap tmux
 CAULDRON_CORPUS ?= $(abspath ../shared/corpus)
 export CAULDRON_CORPUS
 FUZZTIME ?= 30s
 
-.PHONY: all build deps test demo bench fuzz vet clean media
+.PHONY: all build deps test demo bench bench-boot fuzz vet clean media
 
 all: build
 
@@ -39,11 +39,17 @@ vet:
 test: deps vet
 	$(GO) test -count=1 -timeout 25m ./...
 
-demo: deps build
-	./scripts/demo.sh
+# demo is the whole product on emulated machines (demo/main.go); it needs root.
+demo: deps
+	$(GO) run ./demo
 
 bench: deps build
 	./scripts/bench.sh
+
+# bench-boot measures the boot media: ISO size, guest uptime until the recovery is ready per boot
+# path under TCG, build time (its section of docs/benchmarks.md).
+bench-boot: deps build
+	./scripts/bench-boot.sh
 
 # fuzz runs every Go fuzz target for FUZZTIME each.
 fuzz: deps

@@ -30,7 +30,7 @@ var Modules = map[string][]string{
 		"nvme", "virtio_blk", "virtio_scsi", "virtio_pci", "sd_mod", "sr_mod", "sg",
 		"megaraid_sas", "mpt3sas", "mpi3mr", "mptspi", "mptsas", "hpsa", "aacraid", "smartpqi",
 		"vmw_pvscsi", "hv_storvsc", "xen_blkfront", "isci", "mvsas", "pm80xx", "arcmsr",
-		"3w_9xxx", "3w_sas",
+		"3w_9xxx", "3w_sas", "sym53c8xx",
 		"usb_storage", "uas", "xhci_pci", "xhci_hcd", "ehci_pci", "ehci_hcd", "ohci_pci",
 		"ohci_hcd", "uhci_hcd", "mmc_block", "sdhci_pci", "sdhci_acpi", "rtsx_pci_sdmmc",
 		"nbd", "loop",

@@ -34,6 +34,7 @@ var Tools = []Tool{
 	{"mkfs.exfat", "exfatprogs", true}, {"fsck.exfat", "exfatprogs", true},
 	{"mkswap", "util-linux", false}, {"sfdisk", "fdisk", false}, {"partx", "util-linux", false},
 	{"blkid", "util-linux", false}, {"wipefs", "util-linux", false}, {"sgdisk", "gdisk", false},
+	{"losetup", "util-linux", false}, {"mount", "mount", false}, {"umount", "mount", false},
 	{"cryptsetup", "cryptsetup-bin", false},
 	{"lvm", "lvm2", false}, {"dmsetup", "dmsetup", false}, {"pvs", "lvm2", true}, {"vgs", "lvm2", true},
 	{"lvs", "lvm2", true}, {"pvcreate", "lvm2", true}, {"vgcreate", "lvm2", true}, {"lvcreate", "lvm2", true},

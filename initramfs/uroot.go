@@ -23,21 +23,23 @@ const URootVersion = "v0.16.0"
 const urootModule = "github.com/u-root/u-root"
 
 // URootCommands are the u-root commands compiled into the busybox: init, the gosh shell and what
-// a technician needs at a prompt. Host tools (blkid, kmod's modprobe/insmod/lsmod, kexec) take
-// precedence over u-root's namesakes, so those are left out.
+// a technician needs at a prompt. Host tools (blkid, kmod's modprobe/insmod/lsmod, kexec, and
+// util-linux's mount, umount and losetup, whose options the recovery and the resize tools use:
+// --offset, --sizelimit, --find --show, -t) take precedence over u-root's namesakes, so those are
+// left out.
 var URootCommands = []string{
 	"core/init", "core/gosh",
 	"core/basename", "core/base64", "core/cat", "core/chmod", "core/cmp", "core/cp", "core/cpio",
 	"core/date", "core/dd", "core/df", "core/dhclient", "core/dirname", "core/dmesg", "core/du",
 	"core/echo", "core/false", "core/find", "core/free", "core/grep", "core/gzip", "core/head",
 	"core/hexdump", "core/hostname", "core/hwclock", "core/id", "core/ip", "core/kill", "core/ln",
-	"core/losetup", "core/ls", "core/lsdrivers", "core/md5sum", "core/mkdir", "core/mknod",
-	"core/mktemp", "core/more", "core/mount", "core/mv", "core/netcat", "core/netstat", "core/pci",
+	"core/ls", "core/lsdrivers", "core/md5sum", "core/mkdir", "core/mknod",
+	"core/mktemp", "core/more", "core/mv", "core/netcat", "core/netstat", "core/pci",
 	"core/ping", "core/poweroff", "core/printenv", "core/ps", "core/pwd", "core/readlink",
 	"core/realpath", "core/rm", "core/seq", "core/shasum", "core/shutdown", "core/sleep",
 	"core/sort", "core/strings", "core/stty", "core/sync", "core/tail", "core/tar", "core/tee",
 	"core/time", "core/timeout", "core/touch", "core/tr", "core/true", "core/truncate", "core/tty",
-	"core/umount", "core/uname", "core/uniq", "core/uptime", "core/wc", "core/wget", "core/which",
+	"core/uname", "core/uniq", "core/uptime", "core/wc", "core/wget", "core/which",
 	"core/xargs", "core/yes",
 	"exp/dmidecode", "exp/watch",
 }

@@ -340,7 +340,7 @@ func (x *run) verify(ctx context.Context) (string, error) {
 			if !needs && !moved || m.Filesystem == "" {
 				continue
 			}
-			if err := checkVolume(d.Target, m.NewStart, m.NewSize, m.Filesystem); err != nil {
+			if err := checkVolume(d, m.Number, m.NewStart, m.NewSize, m.Filesystem); err != nil {
 				return "", fmt.Errorf("%s partition %d (%s): %w", d.Source, m.Number, m.Filesystem, err)
 			}
 			dr.Checked = append(dr.Checked, fmt.Sprintf("partition %d (%s): filesystem check clean", m.Number, m.Filesystem))

@@ -30,10 +30,20 @@ var hardwareDrivers = map[string][]string{
 	"nvme":            {"nvme", "nvme_core"},
 }
 
-// Inoculate is RunOptions.Inoculate for this machine: for every restored disk, the Linux root
+// Inoculate is RunOptions.Inoculate on an ordinary host: for every restored disk, the Linux root
 // and the Windows system volume (if any) are inoculated for the target's storage controller,
-// identities and firmware.
+// identities and firmware, assuming the disks will run on other hardware than this machine's.
 func Inoculate(ctx context.Context, p *Plan, emit func(Event)) ([]string, error) {
+	return inoculate(ctx, p, emit, false)
+}
+
+// InoculateOnTarget is Inoculate in the boot environment on the machine being recovered: its
+// device targets run on this very hardware, so host-only initramfs settings stay as they are.
+func InoculateOnTarget(ctx context.Context, p *Plan, emit func(Event)) ([]string, error) {
+	return inoculate(ctx, p, emit, true)
+}
+
+func inoculate(ctx context.Context, p *Plan, emit func(Event), onTarget bool) ([]string, error) {
 	var changes []string
 	found := 0
 	mapping, err := bcdMapping(p)
@@ -49,7 +59,7 @@ func Inoculate(ctx context.Context, p *Plan, emit func(Event)) ([]string, error)
 		if err != nil {
 			return changes, fmt.Errorf("%s: %w", d.Source, err)
 		}
-		c, ok, err := inoculateLinuxOn(ctx, p, d, layout, att, info)
+		c, ok, err := inoculateLinuxOn(ctx, p, d, layout, att, onTarget && !d.Image, info)
 		changes = append(changes, c...)
 		if err == nil {
 			var w []string
@@ -125,7 +135,7 @@ func attachDisk(d DiskPlan) (attached, error) {
 var linuxRootTypes = map[string]bool{"ext2": true, "ext3": true, "ext4": true, "xfs": true, "btrfs": true}
 
 // inoculateLinuxOn looks for a Linux root among the disk's partitions and inoculates it.
-func inoculateLinuxOn(ctx context.Context, p *Plan, d DiskPlan, layout *partition.Disk, att attached, info func(string, ...any)) ([]string, bool, error) {
+func inoculateLinuxOn(ctx context.Context, p *Plan, d DiskPlan, layout *partition.Disk, att attached, onTarget bool, info func(string, ...any)) ([]string, bool, error) {
 	if layout == nil {
 		return nil, false, nil
 	}
@@ -145,7 +155,7 @@ func inoculateLinuxOn(ctx context.Context, p *Plan, d DiskPlan, layout *partitio
 			os.Remove(dir)
 			return nil, false, fmt.Errorf("mounting partition %d (%s) at %s: %w", part.Number, dev, dir, err)
 		}
-		changes, ok, err := inoculateLinuxRoot(ctx, p, d, layout, att, part.Number, dir, info)
+		changes, ok, err := inoculateLinuxRoot(ctx, p, d, layout, att, part.Number, dir, onTarget, info)
 		if uerr := unix.Unmount(dir, 0); uerr != nil && err == nil {
 			err = fmt.Errorf("unmounting %s: %w", dir, uerr)
 		}
@@ -157,7 +167,7 @@ func inoculateLinuxOn(ctx context.Context, p *Plan, d DiskPlan, layout *partitio
 	return nil, false, nil
 }
 
-func inoculateLinuxRoot(ctx context.Context, p *Plan, d DiskPlan, layout *partition.Disk, att attached, number int, root string, info func(string, ...any)) ([]string, bool, error) {
+func inoculateLinuxRoot(ctx context.Context, p *Plan, d DiskPlan, layout *partition.Disk, att attached, number int, root string, onTarget bool, info func(string, ...any)) ([]string, bool, error) {
 	sys, err := linux.Detect(root)
 	if errors.Is(err, linux.ErrNoLinux) {
 		return nil, false, nil
@@ -166,7 +176,7 @@ func inoculateLinuxRoot(ctx context.Context, p *Plan, d DiskPlan, layout *partit
 		return nil, false, err
 	}
 	info("partition %d holds %s", number, sys.PrettyName)
-	o := linux.Options{Root: root, Log: func(s string) { info("%s", s) }}
+	o := linux.Options{Root: root, OnTarget: onTarget, Log: func(s string) { info("%s", s) }}
 	o.Drivers, err = targetDrivers(p.Inoculate.Hardware, d, att)
 	if err != nil {
 		return nil, true, err

@@ -96,7 +96,7 @@ func wizardEnded(out io.Writer, res tui.Result, err error) error {
 // details were logged.
 func bootWizard(ctx context.Context, out io.Writer) (string, error) {
 	env := tui.Env{Network: &bootNetwork{}, Actions: []string{"reboot", "poweroff", "shell"}, ExportDir: "/run",
-		Controllers: bootControllers, Inoculate: restore.Inoculate}
+		Controllers: bootControllers, Inoculate: restore.InoculateOnTarget}
 	res, err := tui.Run(ctx, env, tui.Console{LogDir: "/run"})
 	if err != nil {
 		return "shell", err

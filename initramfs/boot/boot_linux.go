@@ -96,7 +96,17 @@ func (b *booter) start(ctx context.Context) {
 		n := mods.Coldplug()
 		// Drivers loaded by coldplug find devices (disks behind a controller, sticks behind a
 		// USB hub) whose own drivers hot-plug loads; wait for that to calm down.
-		mods.Settle(300*time.Millisecond, 6*time.Second)
+		// USB enumeration goes in steps (port reset, descriptors, the driver, the SCSI scan),
+		// each a few hundred milliseconds apart: with a USB controller, quiet must last longer.
+		quiet := 300 * time.Millisecond
+		if hubs, _ := filepath.Glob("/sys/bus/usb/devices/usb*"); len(hubs) > 0 {
+			quiet = 800 * time.Millisecond
+		}
+		mods.Settle(quiet, 6*time.Second)
+		for deadline := time.Now().Add(5 * time.Second); PendingUSBStorage("/sys") > 0 && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+		mods.Settle(200*time.Millisecond, 2*time.Second)
 		logLine(fmt.Sprintf("coldplug: %d modules", n))
 	}
 	mountEFIVars(b.mods)

@@ -57,11 +57,18 @@ func ListDisks(sysroot string) ([]Disk, error) {
 		}
 		d.Removable = readAttr(dir, "removable") == "1"
 		d.ReadOnly = readAttr(dir, "ro") == "1"
-		d.Model = strings.Join(strings.Fields(readAttr(dir, "device/vendor")+" "+readAttr(dir, "device/model")), " ")
+		vendor := readAttr(dir, "device/vendor")
+		if strings.HasPrefix(vendor, "0x") {
+			vendor = "" // a virtio device's PCI vendor number, not a name
+		}
+		d.Model = strings.Join(strings.Fields(vendor+" "+readAttr(dir, "device/model")), " ")
 		d.Serial = firstNonEmpty(readAttr(dir, "serial"), readAttr(dir, "device/serial"), vpdSerial(dir))
 		d.WWN = firstNonEmpty(readAttr(dir, "wwid"), readAttr(dir, "device/wwid"))
 		real, _ := filepath.EvalSymlinks(dir)
 		d.Bus = busOf(real)
+		if d.Serial == "" && d.Bus == "usb" {
+			d.Serial = usbSerial(real)
+		}
 		d.Driver = partition.ControllerDriver(real)
 		if d.Model == "" && d.Bus == "virtio" {
 			d.Model = "VirtIO block device"
@@ -150,6 +157,36 @@ func busOf(path string) string {
 		return "scsi"
 	}
 	return "other"
+}
+
+// usbSerial is the serial number of the USB device a disk belongs to: USB sticks report it in
+// their device descriptor (sysfs' serial beside idVendor, a few levels above the disk), and many
+// return no SCSI VPD page.
+func usbSerial(path string) string {
+	for p := filepath.Dir(path); strings.Contains(p, "/usb"); p = filepath.Dir(p) {
+		if _, err := os.Stat(filepath.Join(p, "idVendor")); err == nil {
+			return readAttr(p, "serial")
+		}
+	}
+	return ""
+}
+
+// PendingUSBStorage counts the USB mass-storage interfaces under sysroot whose disk has not
+// appeared yet: a stick is enumerated, bound to usb-storage and scanned in steps that each come
+// a little later, so "no uevent for a while" does not mean it is there.
+func PendingUSBStorage(sysroot string) int {
+	ifaces, _ := filepath.Glob(filepath.Join(sysroot, "bus/usb/devices/*/bInterfaceClass"))
+	n := 0
+	for _, f := range ifaces {
+		if readAttr(filepath.Dir(f), "bInterfaceClass") != "08" {
+			continue
+		}
+		disks, _ := filepath.Glob(filepath.Join(filepath.Dir(f), "host*/target*/*/block/*"))
+		if len(disks) == 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // vpdSerial reads the unit serial number from SCSI VPD page 0x80 (SATA and SCSI disks put it there).

@@ -3,11 +3,13 @@ package boot
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/cauldron-dr/cauldron/partition"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,6 +128,19 @@ func withDevice(dev string, types []string, keep bool, fn func(root string) erro
 	if !keep {
 		flags |= unix.MS_RDONLY
 	}
+	// Mount only with the type the volume's signature names: trying each type in turn fills the
+	// console with the kernel's complaints about the ones it is not.
+	if t := detectType(dev); t != "" {
+		ok := false
+		for _, want := range types {
+			ok = ok || want == t
+		}
+		if !ok {
+			os.Remove(dir)
+			return fmt.Errorf("%s is not one of %s", t, strings.Join(types, ", "))
+		}
+		types = []string{t}
+	}
 	var mounted bool
 	var errs []string
 	for _, t := range types {
@@ -149,4 +164,22 @@ func withDevice(dev string, types []string, keep bool, fn func(root string) erro
 		os.Remove(dir)
 	}
 	return err
+}
+
+// detectType names the mount type of the filesystem on dev, or "" when unknown.
+func detectType(dev string) string {
+	f, err := os.Open(dev)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil || size == 0 {
+		return ""
+	}
+	fs := partition.DetectFilesystem(f, 0, size)
+	if fs == nil || fs.Type == "unknown" {
+		return ""
+	}
+	return fs.Type
 }

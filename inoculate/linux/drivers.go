@@ -200,7 +200,7 @@ func initramfsToolsModules(root string) (string, string, error) {
 }
 
 // planDriverConfig plans the configuration changes that put drivers into every future initramfs.
-func planDriverConfig(s *System, drivers []string) ([]*fileEdit, []string, error) {
+func planDriverConfig(s *System, drivers []string, onTarget bool) ([]*fileEdit, []string, error) {
 	var edits []*fileEdit
 	var notes []string
 	add := func(e *fileEdit, err error) error {
@@ -248,12 +248,18 @@ func planDriverConfig(s *System, drivers []string) ([]*fileEdit, []string, error
 		if err != nil {
 			return nil, nil, err
 		}
-		if mode == "dep" {
+		switch {
+		case mode == "dep" && onTarget:
+			// Running on the target itself, MODULES=dep finds the target's controller from the
+			// root filesystem's device, as it will at every later rebuild here: the system's
+			// own choice stands (and the target's drivers are named in modules as well).
+			notes = append(notes, fmt.Sprintf("initramfs-tools MODULES=dep (from %s) kept: this machine is the target", where))
+		case mode == "dep":
 			if err := add(planEdit(s.Root, "/etc/initramfs-tools/conf.d/zz-cauldron", []byte(whyNotDep+"MODULES=most\n"),
 				"MODULES=dep (set in "+where+") would build only the recovery environment's drivers")); err != nil {
 				return nil, nil, err
 			}
-		} else {
+		default:
 			notes = append(notes, fmt.Sprintf("initramfs-tools MODULES=%s (from %s) kept", mode, where))
 		}
 	case Dracut:
@@ -283,6 +289,10 @@ func planDriverConfig(s *System, drivers []string) ([]*fileEdit, []string, error
 			}
 		}
 		text := whyNotDep + fmt.Sprintf("add_drivers+=\" %s \"\nhostonly=\"no\"\n", strings.Join(list, " "))
+		if onTarget {
+			// On the target itself a host-only image is the right one: keep the system's choice.
+			text = addedByCauldron + fmt.Sprintf("\nadd_drivers+=\" %s \"\n", strings.Join(list, " "))
+		}
 		if err := add(planEdit(s.Root, f, []byte(text), "put the target's storage drivers into every initramfs dracut builds")); err != nil {
 			return nil, nil, err
 		}

@@ -43,6 +43,10 @@ type Options struct {
 	Root string
 	// Drivers are the kernel modules the target's storage needs (nvme, ahci, virtio_scsi, …).
 	Drivers []string
+	// OnTarget says that this machine is the target (the boot environment on the machine being
+	// recovered): host-only initramfs settings (initramfs-tools MODULES=dep, dracut hostonly)
+	// then pick the right drivers and are kept; otherwise they are switched to generic images.
+	OnTarget bool
 	// Renames are identities and device names that changed, old → new.
 	Renames []Rename
 	// Firmware is the target's: BIOS reinstalls GRUB into BootDisk's MBR (and its embedding area),
@@ -220,7 +224,7 @@ func Inoculate(ctx context.Context, o Options) (rep *Report, err error) {
 
 	// Plan every file change and command before doing any, so that bad input stops the run
 	// before the first write.
-	edits, notes, err := planDriverConfig(s, drivers)
+	edits, notes, err := planDriverConfig(s, drivers, o.OnTarget)
 	if err != nil {
 		return rep, fmt.Errorf("%s: %w", root, err)
 	}

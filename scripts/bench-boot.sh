@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# bench-boot: the boot environment's figures (issue 4, "Performance"), run by `make bench-boot`.
+#   - build time of the media with a cold cache (a fresh --cache: every .deb downloaded, u-root
+#     built) and with that cache warm;
+#   - the size of the ISO (goal: 64 MB at most) and of the kernel and initramfs;
+#   - for each boot path (BIOS/UEFI/Secure Boot CD, USB stick on BIOS/UEFI, PXE over TFTP/HTTP),
+#     RUNS boots under TCG, one at a time, through the boot tests in initramfs/media_qemu_test.go,
+#     reading the guest's uptime from the recovery program's "cauldron: ready uptime=…s" line
+#     (goal: 5 s at most) and the wall time from starting QEMU to that line.
+# The figures replace the text between <!-- bench-boot:start --> and <!-- bench-boot:end --> in
+# docs/benchmarks.md (the markers are added at the end if missing; other sections are left alone).
+#
+# Environment: RUNS (boots per path, default 3), BOOT_PATHS (comma-separated subset of the test's
+# boot paths), COLD=0 to skip the cold-cache build (its line then says so), KEEP=1 to keep the
+# work folder (printed), DOC to write another file than docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+RUNS=${RUNS:-3}
+COLD=${COLD:-1}
+DOC=${DOC:-docs/benchmarks.md}
+GO=${GO:-go}
+
+WORK=$(mktemp -d /var/tmp/cauldron-bench-boot.XXXXXX)
+cleanup() { if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+secs() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+echo "== building a static cauldron"
+CGO_ENABLED=0 $GO build -trimpath -o "$WORK/cauldron" ./cmd/cauldron
+
+cold_s="not measured (COLD=0)"
+if [ "$COLD" = 1 ]; then
+	echo "== build-media, cold cache ($WORK/cache)"
+	t0=$(secs)
+	"$WORK/cauldron" build-media --out "$WORK/cold" --cache "$WORK/cache" --cauldron "$WORK/cauldron" >"$WORK/cold.out" 2>"$WORK/cold.log" ||
+		{ cat "$WORK/cold.log" >&2; exit 1; }
+	cold_s="$(elapsed "$t0" "$(secs)") s"
+	warm_cache=$WORK/cache
+else
+	warm_cache=${CAULDRON_CACHE:-/var/tmp/cauldron-cache}
+	echo "== warming $warm_cache"
+	"$WORK/cauldron" build-media --out "$WORK/prewarm" --cache "$warm_cache" --cauldron "$WORK/cauldron" >/dev/null 2>"$WORK/prewarm.log" ||
+		{ cat "$WORK/prewarm.log" >&2; exit 1; }
+fi
+echo "== build-media, warm cache"
+t0=$(secs)
+"$WORK/cauldron" build-media --out "$WORK/media" --cache "$warm_cache" --cauldron "$WORK/cauldron" >"$WORK/warm.out" 2>"$WORK/warm.log" ||
+	{ cat "$WORK/warm.log" >&2; exit 1; }
+warm_s="$(elapsed "$t0" "$(secs)") s"
+rm -rf "$WORK/cold" "$WORK/prewarm"
+
+size() { stat -c %s "$1"; }
+iso=$(size "$WORK/media/cauldron.iso")
+kernel=$(size "$WORK/media/vmlinuz")
+initrd=$(size "$WORK/media/initrd.img")
+fmt_size() { awk -v n="$1" 'BEGIN { printf "%.1f MB (%.1f MiB)", n / 1e6, n / 1048576 }'; }
+iso_goal=$(awk -v n="$iso" 'BEGIN { print (n <= 64e6 ? "met" : "**missed**") }')
+echo "ISO $(fmt_size "$iso") — goal ≤ 64 MB $iso_goal; cold $cold_s, warm $warm_s"
+
+echo "== booting each path $RUNS times under TCG (one VM at a time)"
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+t0=$(secs)
+set +e
+CAULDRON_MEDIA="$WORK/media" CAULDRON_BOOT_RUNS="$RUNS" CAULDRON_BOOT_PARALLEL=1 \
+	CAULDRON_BOOT_PATHS="${BOOT_PATHS:-}" CAULDRON_QEMU_KVM= \
+	$GO test -count=1 -timeout 120m -run '^TestMediaBoot$' -v ./initramfs/ >"$WORK/boot.log" 2>&1
+rc=$?
+set -e
+boot_s=$(elapsed "$t0" "$(secs)")
+grep -a -o 'BOOT path=[^ ]* run=[0-9]* wall=[0-9.]*s uptime=[0-9.]*s' "$WORK/boot.log" >"$WORK/boots" || true
+if [ ! -s "$WORK/boots" ]; then
+	tail -50 "$WORK/boot.log" >&2
+	echo "bench-boot: no boot reached the ready line" >&2
+	exit 1
+fi
+failed=$(grep -a -o -- '--- FAIL: TestMediaBoot/[^ ]*' "$WORK/boot.log" | sed 's|.*/||' | sort -u | tr '\n' ' ' || true)
+# What the checks said, one line per kind of problem: missing disks grouped by controller, any
+# other message as it is (without the per-run disk listing).
+problems=$(grep -a -E '^\s+media_qemu_test.go:[0-9]+: ' "$WORK/boot.log" | grep -a -v 'BOOT path=' |
+	sed -E 's/^\s+media_qemu_test.go:[0-9]+: //; s/; listed: .*//' | awk '
+	match($0, /^[^:]+: no disk with serial [^ ]+ \(bus [^)]+\)/) {
+		path = $0; sub(/:.*/, "", path)
+		bus = $0; sub(/.*\(bus /, "", bus); sub(/\).*/, "", bus)
+		if (!((bus, path) in seen)) { seen[bus, path] = 1; paths[bus] = paths[bus] (paths[bus] == "" ? "" : ", ") path }
+		if (!(bus in order)) { order[bus] = ++nb; byorder[nb] = bus }
+		next
+	}
+	!($0 in other) { other[$0] = 1; others[++no] = $0 }
+	END {
+		for (i = 1; i <= nb; i++) printf "no disk on the %s controller listed at ready: %s\n", byorder[i], paths[byorder[i]]
+		for (i = 1; i <= no && i <= 10; i++) print others[i]
+	}' || true)
+
+# One table row per path: runs, median / min / max of the guest uptime, median wall time.
+table=$(awk '
+	{
+		split($2, p, "="); split($4, w, "="); split($5, u, "=")
+		path = p[2]; sub(/s$/, "", w[2]); sub(/s$/, "", u[2])
+		if (!(path in n)) order[++paths] = path
+		n[path]++; up[path, n[path]] = u[2] + 0; wall[path, n[path]] = w[2] + 0
+	}
+	function median(a, path, k,    i, j, t, v) {
+		for (i = 1; i <= k; i++) v[i] = a[path, i]
+		for (i = 2; i <= k; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+		return k % 2 ? v[(k+1)/2] : (v[k/2] + v[k/2+1]) / 2
+	}
+	END {
+		for (i = 1; i <= paths; i++) {
+			path = order[i]; k = n[path]; lo = hi = up[path, 1]
+			for (j = 2; j <= k; j++) { if (up[path, j] < lo) lo = up[path, j]; if (up[path, j] > hi) hi = up[path, j] }
+			m = median(up, path, k)
+			printf "| %s | %d | %.2f s | %.2f–%.2f s | %.1f s | %s |\n", path, k, m, lo, hi, median(wall, path, k), (m <= 5 ? "met" : "**missed**")
+		}
+	}' "$WORK/boots")
+# Rows in the order the test defines its boot paths.
+order=$(grep -o '{name: "[^"]*"' initramfs/media_qemu_test.go | sed 's/.*"\(.*\)"/\1/')
+table=$(for p in $order; do printf '%s\n' "$table" | grep -F "| $p |" || true; done)
+echo "$table"
+
+rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
+qemu_v=$(qemu-system-x86_64 --version | head -1 | sed 's/QEMU emulator version //')
+section=$(
+	cat <<EOF
+<!-- bench-boot:start -->
+## Boot environment (\`make bench-boot\`)
+
+Produced by \`RUNS=$RUNS${BOOT_PATHS:+ BOOT_PATHS=$BOOT_PATHS} scripts/bench-boot.sh\` at $rev on $(date -u +%Y-%m-%d) — $(nproc) cores
+(load average $load at the start of the boots), QEMU $qemu_v, TCG (no KVM), kernel $(sed -n 's/^kernel .*(\([^,]*\),.*/\1/p' "$WORK/warm.out").
+
+| media | figure | goal |
+|---|---|---|
+| build-media, cold cache (every .deb downloaded, u-root built; Go's build cache warm) | $cold_s | |
+| build-media, warm cache | $warm_s | |
+| ISO | $(fmt_size "$iso") | ≤ 64 MB: $iso_goal |
+| kernel / initramfs | $(fmt_size "$kernel") / $(fmt_size "$initrd") | |
+
+Each boot: 1 GiB RAM, 1 vCPU, a virtio-net NIC and one disk on each controller the harness knows
+(virtio-blk, AHCI, NVMe, virtio-scsi, MegaRAID SAS, LSI 53C895A, PIIX IDE, USB); BIOS boots on
+QEMU's pc machine, UEFI on q35. Uptime is the guest's own clock (\`cauldron: ready uptime=\`); wall
+is from starting QEMU to that line, firmware and boot loader included. The Secure Boot path picks
+GRUB's "verbose kernel messages" entry (so the kernel's "Secure boot enabled" reaches the console
+for the test to see); the others boot the default entry. All boots took ${boot_s} s.
+
+| boot path | runs | guest uptime at ready, median | min–max | wall, median | goal ≤ 5 s |
+|---|---|---|---|---|---|
+$table
+$(if [ "$rc" != 0 ]; then
+		echo
+		echo "The boot tests' checks failed for: ${failed:-(see the log)}— the figures above are still"
+		echo "the guests' own. What the tests reported:"
+		echo
+		echo "$problems" | sed 's/^/- /'
+	fi)
+<!-- bench-boot:end -->
+EOF
+)
+
+touch "$DOC"
+if ! grep -q '<!-- bench-boot:start -->' "$DOC" || ! grep -q '<!-- bench-boot:end -->' "$DOC"; then
+	printf '\n<!-- bench-boot:start -->\n<!-- bench-boot:end -->\n' >>"$DOC"
+fi
+SECTION="$section" awk '
+	/<!-- bench-boot:start -->/ { print ENVIRON["SECTION"]; skip = 1; next }
+	/<!-- bench-boot:end -->/ { skip = 0; next }
+	!skip { print }' "$DOC" >"$DOC.tmp"
+mv "$DOC.tmp" "$DOC"
+echo "== wrote the bench-boot section of $DOC"
