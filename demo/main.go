@@ -222,7 +222,7 @@ func run(ctx context.Context, out io.Writer, work string) error {
 			return "", err
 		}
 		// The quotes split the word, so that the echo of the typed line does not match.
-		vm.Send("echo \"cauldron-\"\"marker: $(cat /root/cauldron-marker) root=$(findmnt -no SOURCE /)\"\n")
+		vm.Send("echo \"cauldron-\"\"marker: $(cat /root/cauldron-marker) root=$(findmnt -no SOURCE /) report=$(ls /var/log/cauldron/*.txt)\"\n")
 		m, err := vm.Expect(`cauldron-marker: (\S.*)`, time.Minute)
 		if err != nil {
 			return "", err

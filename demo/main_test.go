@@ -25,7 +25,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "cauldron-marker:") || !strings.Contains(out.String(), "root=/dev/nvme0n1") {
+	if !strings.Contains(out.String(), "cauldron-marker:") || !strings.Contains(out.String(), "root=/dev/nvme0n1") || !strings.Contains(out.String(), "report=/var/log/cauldron/recovery-") {
 		t.Fatalf("the recovered machine did not show its marker on NVMe")
 	}
 }

@@ -77,6 +77,9 @@ type run struct {
 	rep     *Report
 	mu      sync.Mutex // events and the report
 	started time.Time
+	// verifiedEarly are the disks compared with the generation during their restore (before
+	// their filesystems grew).
+	verifiedEarly map[string]bool
 }
 
 // Run carries out a plan. It returns the report (also when it fails) and the first error.
@@ -84,7 +87,7 @@ func Run(ctx context.Context, p *Plan, o RunOptions) (*Report, error) {
 	if p.repo == nil || p.gen == nil {
 		return nil, errors.New("restore: the plan was not made by Prepare")
 	}
-	x := &run{p: p, o: o, j: o.Journal, started: time.Now()}
+	x := &run{p: p, o: o, j: o.Journal, started: time.Now(), verifiedEarly: map[string]bool{}}
 	if x.j == nil {
 		x.j = JournalFor(p)
 	}
@@ -271,8 +274,26 @@ func (x *run) restoreDisk(ctx context.Context, i int) error {
 	start := time.Now()
 	var last time.Time
 	x.emit(Event{Stage: StageRestore, Kind: EventStart, Disk: d.Source, Message: "→ " + d.Target})
+	var beforeGrow func() error
+	if d.Layout != nil {
+		// Compare with the generation before the filesystems are grown: afterwards their
+		// metadata differs from the captured bytes and only a checker can judge them.
+		beforeGrow = func() error {
+			x.emit(Event{Stage: StageRestore, Kind: EventInfo, Disk: d.Source, Message: "comparing the restored volumes with the generation before growing them"})
+			st, err := x.p.repo.VerifyTarget(ctx, tib.VerifyTargetOptions{Generation: x.p.gen, Disk: d.Source, Target: d.Target, Plan: d.Layout, BeforeGrow: true})
+			if err != nil {
+				return fmt.Errorf("verifying before the filesystems grow: %w", err)
+			}
+			x.mu.Lock()
+			x.rep.Disks[i].Verified, x.rep.Disks[i].Skipped = st.Bytes, st.Skipped
+			x.verifiedEarly[d.Source] = true
+			x.mu.Unlock()
+			return nil
+		}
+	}
 	st, err := x.p.repo.RestoreDisk(ctx, tib.RestoreOptions{
 		Generation: x.p.gen, Disk: d.Source, Target: d.Target, Plan: d.Layout, Scratch: x.p.Scratch, Protect: x.p.Protect,
+		BeforeGrow: beforeGrow,
 		Progress: func(p tib.RestoreProgress) {
 			if time.Since(last) < time.Second && p.Written < p.Total {
 				return
@@ -312,6 +333,15 @@ func progressEvent(stage, disk string, done, total int64, start time.Time) Event
 func (x *run) verify(ctx context.Context) (string, error) {
 	var verified int64
 	for i, d := range x.p.Disks {
+		dr := &x.rep.Disks[i]
+		if x.verifiedEarly[d.Source] {
+			verified += dr.Verified
+			x.emit(Event{Stage: StageVerify, Kind: EventInfo, Disk: d.Source, Message: fmt.Sprintf("%s compared with the generation during the restore, before the filesystems grew", HumanBytes(dr.Verified))})
+			if err := x.checkResized(d, dr); err != nil {
+				return "", err
+			}
+			continue
+		}
 		start := time.Now()
 		var last time.Time
 		st, err := x.p.repo.VerifyTarget(ctx, tib.VerifyTargetOptions{Generation: x.p.gen, Disk: d.Source, Target: d.Target, Plan: d.Layout,
@@ -325,29 +355,37 @@ func (x *run) verify(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", d.Source, err)
 		}
-		dr := &x.rep.Disks[i]
 		dr.Verified, dr.Skipped = st.Bytes, st.Skipped
 		verified += st.Bytes
-		if d.Layout == nil {
-			continue
-		}
-		for _, m := range d.Layout.Moves {
-			needs := false
-			for _, f := range d.Layout.Filesystems {
-				needs = needs || f.Partition == m.Number
-			}
-			moved := m.NewStart != m.OldStart && (m.Filesystem == "vfat" || m.Filesystem == "ntfs")
-			if !needs && !moved || m.Filesystem == "" {
-				continue
-			}
-			if err := checkVolume(d, m.Number, m.NewStart, m.NewSize, m.Filesystem); err != nil {
-				return "", fmt.Errorf("%s partition %d (%s): %w", d.Source, m.Number, m.Filesystem, err)
-			}
-			dr.Checked = append(dr.Checked, fmt.Sprintf("partition %d (%s): filesystem check clean", m.Number, m.Filesystem))
-			x.emit(Event{Stage: StageVerify, Kind: EventInfo, Disk: d.Source, Message: dr.Checked[len(dr.Checked)-1]})
+		if err := x.checkResized(d, dr); err != nil {
+			return "", err
 		}
 	}
 	return fmt.Sprintf("%s compared with the generation's chunk hashes", HumanBytes(verified)), nil
+}
+
+// checkResized runs the filesystem checkers on the volumes of a planned disk that a byte
+// comparison cannot judge: resized ones, and moved FAT and NTFS (their boot sectors changed).
+func (x *run) checkResized(d DiskPlan, dr *DiskReport) error {
+	if d.Layout == nil {
+		return nil
+	}
+	for _, m := range d.Layout.Moves {
+		needs := false
+		for _, f := range d.Layout.Filesystems {
+			needs = needs || f.Partition == m.Number
+		}
+		moved := m.NewStart != m.OldStart && (m.Filesystem == "vfat" || m.Filesystem == "ntfs")
+		if !needs && !moved || m.Filesystem == "" {
+			continue
+		}
+		if err := checkVolume(d, m.Number, m.NewStart, m.NewSize, m.Filesystem); err != nil {
+			return fmt.Errorf("%s partition %d (%s): %w", d.Source, m.Number, m.Filesystem, err)
+		}
+		dr.Checked = append(dr.Checked, fmt.Sprintf("partition %d (%s): filesystem check clean", m.Number, m.Filesystem))
+		x.emit(Event{Stage: StageVerify, Kind: EventInfo, Disk: d.Source, Message: dr.Checked[len(dr.Checked)-1]})
+	}
+	return nil
 }
 
 func (x *run) inoculate(ctx context.Context) (string, error) {
@@ -416,6 +454,17 @@ func (x *run) finish(ctx context.Context, runErr error) (*Report, error) {
 		rep.Warnings = append(rep.Warnings, "the report could not be saved: "+err.Error())
 	} else {
 		x.emit(Event{Stage: StageReport, Kind: EventDone, Message: "saved as report " + rep.ID[:12]})
+	}
+	// And onto the restored systems, so that the recovered machine itself says what was done.
+	if len(x.p.systems) > 0 && b != nil {
+		where, cerr := copyReport(x.p, rep, b)
+		for _, w := range where {
+			x.emit(Event{Stage: StageReport, Kind: EventInfo, Message: "copied to " + w})
+		}
+		if cerr != nil {
+			x.emit(Event{Stage: StageReport, Kind: EventError, Message: cerr.Error()})
+			rep.Warnings = append(rep.Warnings, cerr.Error())
+		}
 	}
 	if runErr == nil && x.j != nil {
 		if err := x.j.Remove(context.WithoutCancel(ctx)); err != nil {

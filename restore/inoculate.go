@@ -176,6 +176,7 @@ func inoculateLinuxRoot(ctx context.Context, p *Plan, d DiskPlan, layout *partit
 		return nil, false, err
 	}
 	info("partition %d holds %s", number, sys.PrettyName)
+	p.systems = append(p.systems, restoredSystem{disk: d, partition: number, fsType: layoutFS(layout, number), dir: "var/log/cauldron"})
 	o := linux.Options{Root: root, OnTarget: onTarget, Log: func(s string) { info("%s", s) }}
 	o.Drivers, err = targetDrivers(p.Inoculate.Hardware, d, att)
 	if err != nil {

@@ -69,6 +69,7 @@ func inoculateWindowsOn(ctx context.Context, p *Plan, d DiskPlan, layout *partit
 			continue
 		}
 		info("partition %d holds Windows", part.Number)
+		p.systems = append(p.systems, restoredSystem{disk: d, partition: part.Number, fsType: "ntfs", dir: "Windows/Cauldron"})
 		o := windows.Options{Root: root, Drivers: p.Inoculate.Drivers, Hardware: orDefault(p.Inoculate.Hardware, "detect"),
 			EnableInbox: p.Inoculate.EnableInbox, DisableServices: p.Inoculate.DisableServices, Mapping: mapping,
 			Log: func(s string) { info("%s", s) }}

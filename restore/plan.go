@@ -94,6 +94,8 @@ type Plan struct {
 
 	repo *tib.Repository
 	gen  *tib.Generation
+	// systems are the operating systems inoculation found, where the report is copied to.
+	systems []restoredSystem
 }
 
 // DiskPlan is one source disk's way onto its target.

@@ -38,6 +38,10 @@ type RestoreOptions struct {
 	Protect []string
 	// Log receives one line per step of a plan-aware restore; nil: silent.
 	Log func(string)
+	// BeforeGrow, when set, is called in a plan-aware restore once every volume is written and
+	// before filesystems are grown in place: a verification against the generation (VerifyTarget
+	// with BeforeGrow) still finds the captured bytes then. Its error stops the restore.
+	BeforeGrow func() error
 }
 
 // RestoreProgress reports bytes written out of the total.

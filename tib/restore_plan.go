@@ -456,6 +456,12 @@ func (r *Repository) restorePlanned(ctx context.Context, o RestoreOptions, gen *
 		return st, fmt.Errorf("syncing %s: %w", o.Target, err)
 	}
 	t.f.Close()
+	if o.BeforeGrow != nil {
+		// The restored bytes are still the captured ones: the last moment to compare them.
+		if err := o.BeforeGrow(); err != nil {
+			return st, err
+		}
+	}
 
 	// Grow in place (and remake swap areas whose size changed).
 	for _, j := range pr.jobs {

@@ -27,6 +27,9 @@ type VerifyTargetOptions struct {
 	Disk       string
 	Target     string
 	Plan       *partition.LayoutPlan // as given to RestoreDisk; nil for a byte-for-byte restore
+	// BeforeGrow compares as RestoreOptions.BeforeGrow sees the target: volumes the plan grows in
+	// their partition (all but FAT, which is rebuilt) are still as captured and are compared.
+	BeforeGrow bool
 	Workers    int
 	Progress   func(RestoreProgress)
 }
@@ -85,6 +88,9 @@ func (r *Repository) VerifyTarget(ctx context.Context, o VerifyTargetOptions) (V
 	moves := map[int]partition.Move{}
 	if o.Plan != nil {
 		for _, fs := range o.Plan.Filesystems {
+			if o.BeforeGrow && fs.Action == "grow" && fs.Type != "vfat" {
+				continue // not grown yet
+			}
 			resized[fs.Partition] = true
 		}
 		for _, m := range o.Plan.Moves {

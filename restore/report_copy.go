@@ -1,0 +1,90 @@
+package restore
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cauldron-dr/cauldron/internal/atomicfile"
+	"github.com/cauldron-dr/cauldron/partition"
+	"golang.org/x/sys/unix"
+)
+
+// restoredSystem is an operating system inoculation found on a restored disk: where the report
+// and the log are copied, so that whoever runs the recovered machine can read what was done to it
+// (/var/log/cauldron on Linux, \Windows\Cauldron on Windows).
+type restoredSystem struct {
+	disk      DiskPlan
+	partition int
+	fsType    string
+	dir       string // inside the filesystem
+}
+
+func layoutFS(d *partition.Disk, number int) string {
+	for _, p := range d.Partitions {
+		if p.Number == number && p.Filesystem != nil {
+			return p.Filesystem.Type
+		}
+	}
+	return ""
+}
+
+// copyReport writes the report (JSON and text) into every restored system and returns where.
+func copyReport(p *Plan, rep *Report, jsonText []byte) ([]string, error) {
+	var text strings.Builder
+	rep.WriteText(&text)
+	name := "recovery-" + rep.Started.Format("20060102T150405Z")
+	var where []string
+	for _, s := range p.systems {
+		att, err := attachDisk(s.disk)
+		if err != nil {
+			return where, err
+		}
+		err = func() error {
+			defer att.close()
+			dev := att.partition(s.partition)
+			if err := waitFor(dev, 5*time.Second); err != nil {
+				return err
+			}
+			var root string
+			var unmount func() error
+			if s.fsType == "ntfs" {
+				root, unmount, err = mountNTFS(dev)
+				if err != nil {
+					return err
+				}
+			} else {
+				root, err = os.MkdirTemp("", "cauldron-report-")
+				if err != nil {
+					return err
+				}
+				if err := unix.Mount(dev, root, s.fsType, 0, ""); err != nil {
+					os.Remove(root)
+					return fmt.Errorf("mounting %s: %w", dev, err)
+				}
+				unmount = func() error { defer os.Remove(root); return unix.Unmount(root, 0) }
+			}
+			dir := filepath.Join(root, s.dir)
+			werr := os.MkdirAll(dir, 0o755)
+			if werr == nil {
+				werr = atomicfile.Write(filepath.Join(dir, name+".json"), jsonText, nil)
+			}
+			if werr == nil {
+				werr = atomicfile.Write(filepath.Join(dir, name+".txt"), []byte(text.String()), nil)
+			}
+			if uerr := unmount(); werr == nil {
+				werr = uerr
+			}
+			if werr == nil {
+				where = append(where, fmt.Sprintf("%s partition %d: /%s/%s.json", s.disk.Source, s.partition, s.dir, name))
+			}
+			return werr
+		}()
+		if err != nil {
+			return where, fmt.Errorf("copying the report onto %s partition %d: %w", s.disk.Source, s.partition, err)
+		}
+	}
+	return where, nil
+}
