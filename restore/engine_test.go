@@ -218,6 +218,13 @@ func TestPrepareRefuses(t *testing.T) {
 	os.Truncate(small, 8<<20)
 	before, _ := os.ReadFile(small)
 	inRepo := filepath.Join(repoPath, "x.img")
+	// A USB stick written from the Cauldron ISO: ISO 9660, volume ID CAULDRON.
+	stick := filepath.Join(dir, "stick.img")
+	pvd := make([]byte, 40<<10)
+	copy(pvd[16*2048:], "\x01CD001\x01")
+	copy(pvd[16*2048+40:], "CAULDRON                        ")
+	os.WriteFile(stick, pvd, 0o644)
+	os.Truncate(stick, 128<<20)
 	for _, c := range []struct {
 		req  Request
 		want string
@@ -229,8 +236,13 @@ func TestPrepareRefuses(t *testing.T) {
 		{Request{Machine: "web01", Disks: []DiskRequest{{Source: "disk0", Target: inRepo}}}, "must never be written"},
 		{Request{Machine: "web01", Disks: []DiskRequest{{Source: "disk0", Target: filepath.Join(dir, "nodir", "x.img")}}}, "does not exist"},
 		{Request{Machine: "web01", Disks: []DiskRequest{{Source: "disk0", Target: small}}, Exclude: []string{small}}, "is excluded"},
+		{Request{Machine: "web01", Disks: []DiskRequest{{Source: "disk0", Target: stick}}, Candidates: []string{stick, small}}, "holds the boot medium"},
+		{Request{Machine: "web01", Candidates: []string{stick}}, "disk0"},
 	} {
-		c.req.Repo, c.req.RepoPath, c.req.Candidates = r, repoPath, []string{}
+		c.req.Repo, c.req.RepoPath = r, repoPath
+		if c.req.Candidates == nil {
+			c.req.Candidates = []string{}
+		}
 		_, err := Prepare(ctx, c.req)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: got %v, want %q", c.req.Disks, err, c.want)

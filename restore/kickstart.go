@@ -76,8 +76,16 @@ func FromKickstart(ctx context.Context, ks *kickstart.Kickstart, o KickstartOpti
 		return nil, at(repo.Pos, "repository %s: %v", dir, err)
 	}
 
+	if ks.Target.Kind == kickstart.TargetVM {
+		return nil, at(ks.Target.Pos, "target vm: writing virtual disk images and registering them with a hypervisor is not supported yet; use target physical (disks or image files)")
+	}
 	req := &Request{Name: ks.File, Repo: r, RepoPath: dir, Machine: ks.Machine.Name,
 		AutoResize: ks.AutoResize, AutoIdentity: ks.AutoIdentity, Scratch: o.Scratch, Candidates: o.Candidates}
+	for _, n := range ks.Networks {
+		// Parsed and validated, but not yet written into the restored system: say so in the
+		// plan rather than drop it silently.
+		req.Notes = append(req.Notes, fmt.Sprintf("%s: network settings are not applied to the restored system yet (it keeps its own)", n.Pos))
+	}
 	switch ks.Machine.Generation.Kind {
 	case kickstart.GenerationID:
 		req.Generation = ks.Machine.Generation.ID

@@ -55,6 +55,8 @@ type Request struct {
 	Inoculate Inoculation
 	// Scratch is where volumes that must shrink are rebuilt (tib.RestoreOptions.Scratch).
 	Scratch string
+	// Notes are warnings the request's maker has for the plan (shown in the dry run).
+	Notes []string
 }
 
 // DiskRequest is one source disk and its target.
@@ -136,7 +138,7 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 	}
 	p := &Plan{Name: req.Name, Repository: req.Repo.Location(), Machine: gen.Machine, Generation: gen.ID.String(),
 		GenerationTime: gen.Time, Freeze: req.Freeze, Release: req.Release, Inoculate: req.Inoculate,
-		Scratch: req.Scratch, repo: req.Repo, gen: gen}
+		Scratch: req.Scratch, Warnings: append([]string(nil), req.Notes...), repo: req.Repo, gen: gen}
 	if p.Freeze && p.Release == "" {
 		p.Release = tib.ReleaseRemove
 	}

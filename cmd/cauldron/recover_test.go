@@ -60,6 +60,21 @@ func TestRecoverKickstart(t *testing.T) {
 	if code == 0 || !strings.Contains(errs, `unknown machine "db09"`) {
 		t.Fatalf("unknown machine: exit %d\n%s", code, errs)
 	}
+	// A vm target is refused, naming its line; a network command is reported as not applied.
+	os.WriteFile(ks, []byte("repository "+repo+"\nmachine web01\ntarget vm --output-dir "+dir+"\n"), 0o644)
+	if _, errs, code := cauldron(t, env, "recover", "--kickstart", ks, "--dry-run"); code == 0 || !strings.Contains(errs, ks+":3:") || !strings.Contains(errs, "not supported yet") {
+		t.Fatalf("target vm: exit %d\n%s", code, errs)
+	}
+	os.WriteFile(ks, []byte("repository "+repo+"\nmachine web01\ndisk disk0 --target "+target+"\nnetwork --hostname web01-dr\n"), 0o644)
+	if out := ok(t, env, "recover", "--kickstart", ks, "--dry-run"); !strings.Contains(out, ks+":4:1: network settings are not applied") {
+		t.Fatalf("network: %s", out)
+	}
+	// An unreachable repository names the repository line.
+	os.WriteFile(ks, []byte("# archive on a disk that is not there\nrepository "+filepath.Join(dir, "gone")+"\nmachine web01\n"), 0o644)
+	_, errs, code = cauldron(t, env, "recover", "--kickstart", ks, "--dry-run")
+	if code == 0 || !strings.Contains(errs, ks+":2:") || !strings.Contains(errs, "gone") {
+		t.Fatalf("unreachable repository: exit %d\n%s", code, errs)
+	}
 	// A wrong password names the repository line.
 	os.WriteFile(ks, []byte("repository "+repo+"\nmachine web01\n"), 0o644)
 	_, errs, code = cauldron(t, []string{"CAULDRON_PASSWORD=wrong"}, "recover", "--kickstart", ks, "--dry-run")
