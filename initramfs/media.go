@@ -12,12 +12,8 @@ import (
 // program writes: the serial port by default (QEMU tests and headless servers), the screen with
 // the "VGA console" entry. Both show the kernel's messages.
 const (
-	cmdlineDefault = "console=tty0 console=ttyS0,115200n8 quiet" + cmdlineScan
-	cmdlineVGA     = "console=ttyS0,115200n8 console=tty0 quiet" + cmdlineScan
-	// cmdlineScan makes SCSI hosts scan their buses before their driver's load returns, so that
-	// every disk is there when the boot program lists them (module options on the kernel
-	// command line apply when the module loads).
-	cmdlineScan = " scsi_mod.scan=sync"
+	cmdlineDefault = "console=tty0 console=ttyS0,115200n8 quiet"
+	cmdlineVGA     = "console=ttyS0,115200n8 console=tty0 quiet"
 	// MenuTimeout is how long the boot menus wait before booting the default entry, in seconds.
 	MenuTimeout = 2
 	// VolumeID is the ISO's volume label.
@@ -34,7 +30,7 @@ var menuEntries = []menuEntry{
 	{"cauldron", "Cauldron recovery", cmdlineDefault},
 	{"shell", "Cauldron recovery: shell", cmdlineDefault + " cauldron.shell"},
 	{"vga", "Cauldron recovery: VGA console primary", cmdlineVGA},
-	{"verbose", "Cauldron recovery: verbose kernel messages", "console=tty0 console=ttyS0,115200n8" + cmdlineScan},
+	{"verbose", "Cauldron recovery: verbose kernel messages", "console=tty0 console=ttyS0,115200n8"},
 }
 
 // Boot loader files from the host's Debian packages.

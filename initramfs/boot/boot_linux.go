@@ -100,7 +100,7 @@ func (b *booter) start(ctx context.Context) {
 		// each a few hundred milliseconds apart: with a USB controller, quiet must last longer.
 		quiet := 300 * time.Millisecond
 		if hubs, _ := filepath.Glob("/sys/bus/usb/devices/usb*"); len(hubs) > 0 {
-			quiet = 800 * time.Millisecond
+			quiet = 500 * time.Millisecond
 		}
 		mods.Settle(quiet, 6*time.Second)
 		for deadline := time.Now().Add(5 * time.Second); PendingUSBStorage("/sys") > 0 && time.Now().Before(deadline); {
