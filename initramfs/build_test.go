@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -58,6 +59,9 @@ func main() {
 		}
 	}
 	fmt.Println("SMOKE DONE")
+	// init copies uinit's output to the consoles through a pipe: give it the time to pass the
+	// last line on before the power goes.
+	time.Sleep(500 * time.Millisecond)
 	syscall.Sync()
 	syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
 }

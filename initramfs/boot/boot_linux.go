@@ -333,6 +333,9 @@ func (b *booter) shell() {
 func powerDown(out io.Writer, how int) {
 	fmt.Fprintln(out, "cauldron: syncing disks")
 	unix.Sync()
+	// u-root's init copies this program's output to the consoles through a pipe: let the last
+	// lines reach the technician before the machine goes.
+	time.Sleep(300 * time.Millisecond)
 	if err := unix.Reboot(how); err != nil {
 		fmt.Fprintf(out, "cauldron: reboot(2): %v\n", err)
 	}
