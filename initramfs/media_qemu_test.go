@@ -24,6 +24,8 @@ import (
 
 	"github.com/cauldron-dr/cauldron/initramfs"
 	"github.com/cauldron-dr/cauldron/qemu"
+	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/tib/backend/local"
 )
 
 // bootPath is one way of booting the media.
@@ -242,9 +244,20 @@ func bootAndCheck(t *testing.T, p bootPath, iso, pxeDir string) (time.Duration, 
 // sent over it (help opens).
 func TestWizardOnSerial(t *testing.T) {
 	qemu.Require(t, qemu.BIOS, false)
-	iso, _ := testMedia(t, t.TempDir())
+	dir := t.TempDir()
+	iso, _ := testMedia(t, dir)
+	// A USB stick holding an (empty) repository: the boot environment mounts it for the wizard,
+	// whose archive screen must offer it.
+	stickDir := filepath.Join(dir, "stick")
+	if _, err := tib.Init(t.Context(), local.New(filepath.Join(stickDir, "archive")), tib.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stick := filepath.Join(dir, "stick.img")
+	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-d", stickDir, stick, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v %s", err, out)
+	}
 	v := qemu.StartT(t, qemu.Config{Name: "wizard-serial", CDROM: iso, Timeout: bootTimeout,
-		Disks: []qemu.Disk{{Bus: qemu.Virtio, Size: 64 << 20, Serial: "WIZ-DISK"}}})
+		Disks: []qemu.Disk{{Bus: qemu.Virtio, Size: 64 << 20, Serial: "WIZ-DISK"}, {Bus: qemu.USB, Path: stick, Serial: "WIZ-STICK"}}})
 	m, err := v.Expect(`cauldron: ready uptime=([0-9.]+)s`, bootTimeout)
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +274,13 @@ func TestWizardOnSerial(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := v.ExpectPartial(`Keys on every screen`, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Leave the help, go past the network screen: the archive screen lists the stick's archive.
+	v.Send("?")
+	time.Sleep(time.Second)
+	v.Send("\r")
+	if _, err := v.ExpectPartial(`/run/cauldron/media/sd[a-z]+/archive`, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 }

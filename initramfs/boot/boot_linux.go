@@ -145,6 +145,9 @@ func (b *booter) wizard(ctx context.Context) {
 	if b.o.Wizard == nil {
 		return
 	}
+	for _, m := range MountRemovable(b.mods) {
+		b.printf("cauldron: removable disk mounted at %s\n", m)
+	}
 	then, err := b.o.Wizard(ctx, b.out)
 	if err != nil {
 		b.printf("cauldron: wizard: %v\n", err)

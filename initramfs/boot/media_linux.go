@@ -183,3 +183,37 @@ func detectType(dev string) string {
 	}
 	return fs.Type
 }
+
+// MountRemovable mounts, read-write under /run/cauldron/media, every filesystem found on USB and
+// removable disks (their partitions and the whole disk), so that the wizard finds archives on
+// them as it finds them on a host's mounted media. It returns the mount points.
+func MountRemovable(mods *Modules) []string {
+	disks, err := ListDisks("/sys")
+	if err != nil {
+		return nil
+	}
+	for _, t := range []string{"vfat", "exfat", "ext4", "xfs", "btrfs", "iso9660"} {
+		for _, m := range fsModules[t] {
+			if mods != nil {
+				mods.Load(m)
+			}
+		}
+	}
+	var out []string
+	for _, d := range disks {
+		if d.Optical || !(d.Removable || d.Bus == "usb") {
+			continue
+		}
+		for _, dev := range append(partitionsOf(d.Name), d.Name) {
+			t := detectType("/dev/" + dev)
+			if t == "" || fsModules[t] == nil {
+				continue
+			}
+			dir := ""
+			if err := withDevice("/dev/"+dev, []string{t}, true, func(root string) error { dir = root; return nil }); err == nil {
+				out = append(out, dir)
+			}
+		}
+	}
+	return out
+}
