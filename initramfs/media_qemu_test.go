@@ -10,6 +10,7 @@ package initramfs_test
 // line "BOOT path=… run=… wall=…s uptime=…s" is logged per boot for the benchmark to read.
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -282,5 +283,87 @@ func TestWizardOnSerial(t *testing.T) {
 	v.Send("\r")
 	if _, err := v.ExpectPartial(`/run/cauldron/media/sd[a-z]+/archive`, time.Minute); err != nil {
 		t.Fatal(err)
+	}
+	// Meanwhile the boot program took a DHCP lease from QEMU's user network in the background.
+	lease := regexp.MustCompile(`cauldron: network eth\d+ 10\.0\.2\.\d+/24 dhcp`)
+	for deadline := time.Now().Add(time.Minute); !lease.MatchString(v.Output()); time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatal("no DHCP lease line on the console")
+		}
+	}
+}
+
+// TestWizardRecoveryOverSerial drives a whole recovery through the wizard over the serial
+// console of a machine booted from the ISO: the archive on a USB stick, a blank NVMe disk as the
+// target, ERASE typed, the result screen; then the NVMe image must equal the captured disk.
+func TestWizardRecoveryOverSerial(t *testing.T) {
+	qemu.Require(t, qemu.BIOS, false)
+	dir := t.TempDir()
+	iso, _ := testMedia(t, dir)
+	// The source: 16 MiB with data and no partition table (restored byte for byte).
+	src := filepath.Join(dir, "source.img")
+	data := make([]byte, 16<<20)
+	for i := 1 << 20; i < 9<<20; i++ {
+		data[i] = byte(i*7 + i>>13)
+	}
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stickDir := filepath.Join(dir, "stick")
+	r, err := tib.Init(t.Context(), local.New(filepath.Join(stickDir, "archive")), tib.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Capture(t.Context(), tib.CaptureOptions{Machine: "serial01", Sources: []string{src}}); err != nil {
+		t.Fatal(err)
+	}
+	stick := filepath.Join(dir, "stick.img")
+	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-d", stickDir, stick, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v %s", err, out)
+	}
+	target := filepath.Join(dir, "nvme.img")
+	if err := os.WriteFile(target, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(target, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	v := qemu.StartT(t, qemu.Config{Name: "wizard-recovery", CDROM: iso, Timeout: bootTimeout + 4*time.Minute, MemoryMiB: 1024,
+		Disks: []qemu.Disk{{Bus: qemu.NVMe, Path: target, Serial: "SER-TARGET"}, {Bus: qemu.USB, Path: stick, Serial: "SER-STICK"}}})
+	step := func(pattern string, keys ...string) {
+		t.Helper()
+		if _, err := v.ExpectPartial(pattern, 2*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		// The wizard drops keys typed while it is busy: each screen is waited for first.
+		time.Sleep(500 * time.Millisecond)
+		for _, k := range keys {
+			if err := v.Send(k); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if _, err := v.Expect(`cauldron: ready uptime=`, bootTimeout); err != nil {
+		t.Fatal(err)
+	}
+	// In the plain look each new screen is drawn whole (tui's goTo), so its words can be waited for.
+	step(`step 1 of 8: Network`, "\r")
+	step(`/run/cauldron/media/sd[a-z]+/archive`, "\r")
+	step(`Machines in /run/cauldron`, "\r")
+	step(`Generations of serial01`, "\r")
+	step(`Where each disk of generation`, "\r")
+	step(`Inoculation \(make the restored`, "\r")
+	step(`Type ERASE and press Enter`, "E", "R", "A", "S", "E", "\r")
+	if _, err := v.ExpectPartial(`The recovery succeeded`, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	v.Quit()
+	got, err := os.ReadFile(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the NVMe disk recovered through the wizard differs from the captured disk")
 	}
 }

@@ -290,11 +290,17 @@ func (m *Model) focusedField() *field {
 	return nil
 }
 
-// goTo moves forward to a screen (remembered for Back).
+// goTo moves forward to a screen (remembered for Back). In the plain look (serial consoles) each
+// new screen is drawn whole: a redraw of only the changed characters leaves a terminal that
+// lost a byte, or a console log read by a script, with half-overwritten words.
 func (m *Model) goTo(s screenID) tea.Cmd {
 	m.history = append(m.history, m.screen)
 	m.message = ""
-	return m.enter(s)
+	cmd := m.enter(s)
+	if m.theme.ascii {
+		return tea.Batch(tea.ClearScreen, cmd)
+	}
+	return cmd
 }
 
 // back returns to the previous screen; on the first one it asks whether to leave.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/dhclient"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // LinksUp brings every NIC up (so that its carrier can be read) and waits up to wait for carriers.
@@ -61,6 +62,11 @@ func Configure(ctx context.Context, c Cmdline, nics []NIC) ([]string, error) {
 	}
 	// dhclient logs through the standard logger; the console has the summary lines instead.
 	log.SetOutput(io.Discard)
+	// DHCP transaction IDs come from crypto/rand, which fails its request instead of waiting
+	// while the kernel's random pool is not ready — seconds after boot on machines without
+	// RDRAND (and under emulation). Wait for the pool first.
+	var one [1]byte
+	_, _ = unix.Getrandom(one[:], 0)
 	var lines []string
 	var firstErr error
 	for r := range dhclient.SendRequests(ctx, links, true, false, dhclient.Config{Timeout: 4 * time.Second, Retries: 3}, 5*time.Second) {
