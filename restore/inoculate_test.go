@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cauldron-dr/cauldron/internal/hivefixture"
+
 	"github.com/cauldron-dr/cauldron/inoculate/bcd"
 	"github.com/cauldron-dr/cauldron/inoculate/regf"
 	"github.com/cauldron-dr/cauldron/internal/corpus"
@@ -96,7 +98,7 @@ func TestRecoverInoculatesWindows(t *testing.T) {
 		}
 	}
 	put("Windows/System32/config/SYSTEM", system)
-	put("Windows/System32/config/SOFTWARE", softwareHive(t, "reg/v2v-win7-32-software.reg"))
+	put("Windows/System32/config/SOFTWARE", hivefixture.Software(t, "reg/v2v-win7-32-software.reg"))
 	put("Windows/System32/drivers/msahci.sys", []byte("inbox AHCI driver stand-in"))
 	put("Boot/BCD", bcdFor(t, sig, cOff))
 	unmount()
@@ -215,40 +217,6 @@ func bcdFor(t *testing.T, sig uint32, off int64) []byte {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// softwareHive is a SOFTWARE hive: hivex's minimal hive with a virt-v2v .reg text imported (no
-// Linux tool creates a hive from nothing).
-func softwareHive(t *testing.T, regText string) []byte {
-	t.Helper()
-	min, err := os.ReadFile(corpus.File(t, "hives/hivex-minimal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := regf.Parse(min)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := os.ReadFile(corpus.File(t, regText))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ops, err := regf.ParseReg(bytes.NewReader(text), `HKEY_LOCAL_MACHINE\SOFTWARE`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Import(ops); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "SOFTWARE")
-	if err := h.Save(p); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cauldron-dr/cauldron/internal/hivefixture"
+
 	"github.com/cauldron-dr/cauldron/inoculate/inf"
 	"github.com/cauldron-dr/cauldron/inoculate/regf"
 	"github.com/cauldron-dr/cauldron/internal/corpus"
@@ -114,33 +116,6 @@ func readCorpus(t testing.TB, rel string) []byte {
 	return b
 }
 
-// softwareHive builds a SOFTWARE hive: the minimal hive from hivex's tests with one of
-// virt-v2v's phony-guest .reg texts imported by regf's importer (no tool on Linux can create a
-// hive from nothing).
-func softwareHive(t testing.TB, regText string, extra ...regf.RegOp) []byte {
-	t.Helper()
-	h, err := regf.Parse(append([]byte(nil), readCorpus(t, "hives/hivex-minimal")...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ops, err := regf.ParseReg(bytes.NewReader(readCorpus(t, regText)), `HKEY_LOCAL_MACHINE\SOFTWARE`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Import(append(ops, extra...)); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "SOFTWARE")
-	if err := h.Save(p); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // markClean makes a dirty hive's header clean: the secondary sequence number set to the primary
 // and the checksum recomputed. The corpus Windows 10 1709 SYSTEM hive is dirty and its logs were
 // not published; its primary file is consistent (regf's checker passes it), so marking it clean
@@ -213,7 +188,7 @@ func (v *volume) dummyDrivers(t testing.TB, names ...string) {
 // folders ("system32", "DRIVERS") to exercise case-insensitive lookups.
 func win7(t *testing.T, v *volume) {
 	v.put(t, `Windows\System32\config\SYSTEM`, readCorpus(t, "hives/regipy-SYSTEM.xz"))
-	v.put(t, `Windows\System32\config\SOFTWARE`, softwareHive(t, "reg/v2v-win7-32-software.reg"))
+	v.put(t, `Windows\System32\config\SOFTWARE`, hivefixture.Software(t, "reg/v2v-win7-32-software.reg"))
 	v.put(t, `Boot\BCD`, readCorpus(t, "bcd/windeploy-BCD-bios"))
 	v.dummyDrivers(t, "msahci", "pciide", "atapi", "intelide", "storvsc", "vmbus", "iaStorV")
 }
@@ -225,7 +200,7 @@ func win10(t *testing.T, v *volume) string {
 	sys := markClean(readCorpus(t, "hives/regipy-SYSTEM_WIN_10_1709.xz"))
 	v.put(t, `Windows\System32\config\SYSTEM`, sys)
 	v.put(t, `Windows\System32\config\DRIVERS`, driversHive(t, sys))
-	v.put(t, `Windows\System32\config\SOFTWARE`, softwareHive(t, "reg/v2v-win10-software.reg"))
+	v.put(t, `Windows\System32\config\SOFTWARE`, hivefixture.Software(t, "reg/v2v-win10-software.reg"))
 	v.put(t, `Windows\INF\oem11.inf`, []byte("; a published INF already there\r\n"))
 	v.dummyDrivers(t, "stornvme", "storahci", "pvscsi", "storvsc", "vmbus", "pciide", "intelide", "atapi")
 	esp := t.TempDir()

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cauldron-dr/cauldron/internal/hivefixture"
+
 	"github.com/cauldron-dr/cauldron/inoculate/bcd"
 	"github.com/cauldron-dr/cauldron/inoculate/regf"
 )
@@ -319,7 +321,7 @@ func TestInoculateDirtyWithLogs(t *testing.T) {
 	v.put(t, `Windows\System32\config\SYSTEM`, readCorpus(t, "hives/regipy-SYSTEM_B.xz"))
 	v.put(t, `Windows\System32\config\SYSTEM.LOG1`, readCorpus(t, "hives/regipy-SYSTEM_B.LOG1.xz"))
 	v.put(t, `Windows\System32\config\SYSTEM.LOG2`, readCorpus(t, "hives/regipy-SYSTEM_B.LOG2.xz"))
-	v.put(t, `Windows\System32\config\SOFTWARE`, softwareHive(t, "reg/v2v-win11-software.reg"))
+	v.put(t, `Windows\System32\config\SOFTWARE`, hivefixture.Software(t, "reg/v2v-win11-software.reg"))
 	v.dummyDrivers(t, "storahci", "stornvme")
 	// C: of this hive is GPT partition 09931f21-7faf-44a9-81d8-1e73c14b9eaf.
 	m := bcd.Mapping{Disks: []bcd.DiskMap{mustMap(t, []bcd.Identity{
@@ -446,7 +448,7 @@ func TestBadInput(t *testing.T) {
 func TestDetect(t *testing.T) {
 	v := newVolume(t, 64)
 	esp := win10(t, v)
-	v.put(t, `Windows\System32\config\SOFTWARE`, softwareHive(t, "reg/v2v-win10-software.reg", regfOps(t, `[HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Microsoft\Windows\DeviceInstall\Restrictions]
+	v.put(t, `Windows\System32\config\SOFTWARE`, hivefixture.Software(t, "reg/v2v-win10-software.reg", regfOps(t, `[HKEY_LOCAL_MACHINE\SOFTWARE\Policies\Microsoft\Windows\DeviceInstall\Restrictions]
 "DenyUnspecified"=dword:00000001
 `)...))
 	before := treeHash(t, v.mnt, esp)
