@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/corpus"
+	"github.com/cauldron-dr/cauldron/internal/testenv"
 )
 
 // The hive commands run in-process through newHive(), so they are tested whether or not the
@@ -32,28 +35,11 @@ func hiveOK(t *testing.T, args ...string) string {
 	return out
 }
 
-// corpusPath finds a shared corpus file (decompressing .xz into dir): a missing file fails the
-// test when CAULDRON_CORPUS is set, and skips it otherwise.
+// corpusPath copies a shared corpus file (decompressed) into dir, where the tests want it beside
+// others (a hive and its logs).
 func corpusPath(t *testing.T, rel, dir string) string {
 	t.Helper()
-	root, strict := os.Getenv("CAULDRON_CORPUS"), true
-	if root == "" {
-		root, strict = filepath.Join("..", "..", "..", "shared", "corpus"), false
-	}
-	p := filepath.Join(root, rel)
-	if _, err := os.Stat(p); err != nil {
-		if strict {
-			t.Fatalf("corpus file %s missing: %v", rel, err)
-		}
-		t.Skipf("corpus file %s missing: %v", rel, err)
-	}
-	var data []byte
-	var err error
-	if strings.HasSuffix(rel, ".xz") {
-		data, err = exec.Command("xz", "-dc", p).Output()
-	} else {
-		data, err = os.ReadFile(p)
-	}
+	data, err := os.ReadFile(corpus.File(t, rel))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,13 +48,6 @@ func corpusPath(t *testing.T, rel, dir string) string {
 		t.Fatal(err)
 	}
 	return dst
-}
-
-func needHivex(t *testing.T, tool string) {
-	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		t.Fatalf("%s is missing: install it with make deps", tool)
-	}
 }
 
 func TestHiveCheck(t *testing.T) {
@@ -91,7 +70,7 @@ func TestHiveCheck(t *testing.T) {
 }
 
 func TestHiveExportMatchesHivexregedit(t *testing.T) {
-	needHivex(t, "hivexregedit")
+	testenv.NeedTools(t, "hivexregedit")
 	dir := t.TempDir()
 	p := corpusPath(t, "bcd/regipy-BCD-uefi.xz", dir)
 	for _, key := range []string{`\`, `\Objects`} {
@@ -106,7 +85,7 @@ func TestHiveExportMatchesHivexregedit(t *testing.T) {
 }
 
 func TestHiveSetGetDelete(t *testing.T) {
-	needHivex(t, "hivexget")
+	testenv.NeedTools(t, "hivexget")
 	dir := t.TempDir()
 	p := corpusPath(t, "hives/hivex-minimal", dir)
 	svc := `ControlSet001\Services\viostor`

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cauldron-dr/cauldron/internal/testenv"
+
 	"github.com/cauldron-dr/cauldron/inoculate/regf"
 )
 
@@ -81,7 +83,7 @@ func dirHash(t *testing.T, root string) string {
 }
 
 func TestInoculateCommand(t *testing.T) {
-	needHivex(t, "hivexget")
+	testenv.NeedTools(t, "hivexget")
 	root := winVolume(t)
 	sys := filepath.Join(root, "Windows", "System32", "config", "SYSTEM")
 

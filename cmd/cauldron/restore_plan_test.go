@@ -9,23 +9,16 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/testenv"
 )
 
 // restore-disk plans by itself when the target differs from the captured disk: a bigger image
 // gets the layout planned, printed and applied and its ext4 grown; --dry-run writes nothing; a
 // target too small for the data is refused before anything is written.
 func TestRestoreDiskPlans(t *testing.T) {
-	for _, tool := range []string{"sgdisk", "e2fsck", "resize2fs", "dumpe2fs", "losetup"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is missing: install it (make deps)", tool)
-		}
-	}
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" || os.Getenv("CAULDRON_CORPUS") != "" {
-			t.Fatal("growing a restored filesystem in an image needs a loop device: run as root")
-		}
-		t.Skip("growing a restored filesystem in an image needs a loop device (root)")
-	}
+	testenv.NeedTools(t, "sgdisk", "e2fsck", "resize2fs", "dumpe2fs", "losetup")
+	testenv.NeedRoot(t) // growing a restored filesystem in an image needs a loop device
 	dir := t.TempDir()
 	img := makeDisk(t, dir, 24, 5)
 	repo := filepath.Join(dir, "repo")
