@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/tib/backend"
+	"github.com/cauldron-dr/cauldron/tib/backend/local"
+	"github.com/cauldron-dr/cauldron/tib/backend/rest"
+)
+
+// serveLines hands the command's output to the test line by line as it is written.
+type serveLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	ch  chan string
+}
+
+func (l *serveLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	for {
+		line, err := l.buf.ReadString('\n')
+		if err != nil {
+			l.buf.WriteString(line) // no newline yet: keep it for the next write
+			break
+		}
+		select {
+		case l.ch <- strings.TrimSpace(line):
+		default: // nobody is reading this many lines; the test looks only at the first ones
+		}
+	}
+	return len(p), nil
+}
+
+// startServe runs `cauldron serve` in-process with args and returns the URL it prints, a
+// buffer of its standard error, and a function that cancels it and returns its error.
+func startServe(t *testing.T, args ...string) (string, *serveLines, func() error) {
+	t.Helper()
+	out := &serveLines{ch: make(chan string, 16)}
+	errs := &serveLines{ch: make(chan string, 64)}
+	cmd := newServe()
+	cmd.SetOut(out)
+	cmd.SetErr(errs)
+	cmd.SetArgs(args)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	stop := func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			t.Fatal("cauldron serve did not stop after its context was cancelled")
+			return nil
+		}
+	}
+	select {
+	case line := <-out.ch:
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(line, "serving ") {
+			stop()
+			t.Fatalf("cauldron serve printed %q", line)
+		}
+		return f[len(f)-1], errs, stop
+	case err := <-done:
+		cancel()
+		t.Fatalf("cauldron serve %s: %v", strings.Join(args, " "), err)
+	case <-time.After(15 * time.Second):
+		stop()
+		t.Fatal("cauldron serve printed no URL")
+	}
+	return "", nil, nil
+}
+
+func serveInitRepo(t *testing.T) (string, *tib.Repository) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	r, err := tib.Init(context.Background(), local.New(dir), tib.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, r
+}
+
+func serveOpen(t *testing.T, url string, o rest.Options) (*tib.Repository, error) {
+	t.Helper()
+	be, err := rest.New(url, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	return tib.Open(context.Background(), be, nil)
+}
+
+func TestServe(t *testing.T) {
+	dir, made := serveInitRepo(t)
+	url, _, stop := startServe(t, "--repo", dir, "--listen", "127.0.0.1:0")
+	if !strings.HasPrefix(url, "http://127.0.0.1:") {
+		t.Fatalf("URL %q", url)
+	}
+	r, err := serveOpen(t, url, rest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Config().ID != made.Config().ID {
+		t.Fatalf("served repository %s, made %s", r.Config().ID, made.Config().ID)
+	}
+	// A read-write server takes the writes a capture makes.
+	if err := r.Backend().Save(context.Background(), backend.Handle{Type: backend.Lock, Name: "l1"}, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("serve ended with %v", err)
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
+	if c, err := net.DialTimeout("tcp", host, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s still accepts connections after serve stopped", host)
+	}
+}
+
+func TestServeAppendOnlyAndReadOnly(t *testing.T) {
+	dir, _ := serveInitRepo(t)
+	pack := backend.Handle{Type: backend.Pack, Name: "ab01"}
+	if err := local.New(dir).Save(context.Background(), pack, []byte("pack")); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"--append-only", "--read-only"} {
+		url, errs, stop := startServe(t, "--repo", dir, "--listen", "127.0.0.1:0", mode)
+		r, err := serveOpen(t, url, rest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.Backend().Remove(context.Background(), pack)
+		var se *rest.StatusError
+		if !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(err.Error(), strings.TrimPrefix(mode, "--")) {
+			t.Fatalf("%s: removing a pack: %v", mode, err)
+		}
+		lockErr := r.Backend().Save(context.Background(), backend.Handle{Type: backend.Lock, Name: "l" + mode[2:3]}, []byte("x"))
+		if mode == "--append-only" && lockErr != nil || mode == "--read-only" && lockErr == nil {
+			t.Fatalf("%s: saving a lock: %v", mode, lockErr)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		select { // the server's operator sees the refusal
+		case line := <-errs.ch:
+			if !strings.Contains(line, "refused") {
+				t.Errorf("%s: the server logged %q", mode, line)
+			}
+		default:
+			t.Errorf("%s: the server did not log the refusal", mode)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "ab", "ab01")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeTLS(t *testing.T) {
+	dir, made := serveInitRepo(t)
+	cert, key := serveSelfSigned(t)
+	url, _, stop := startServe(t, "--repo", dir, "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key)
+	defer stop()
+	if !strings.HasPrefix(url, "https://") {
+		t.Fatalf("URL %q", url)
+	}
+	r, err := serveOpen(t, url, rest.Options{InsecureTLS: true})
+	if err != nil || r.Config().ID != made.Config().ID {
+		t.Fatalf("over TLS: %v", err)
+	}
+	if _, err := serveOpen(t, url, rest.Options{Retries: -1}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a self-signed certificate was accepted without InsecureTLS: %v", err)
+	}
+}
+
+func TestServeRefusesBadFlags(t *testing.T) {
+	dir, _ := serveInitRepo(t)
+	cert, key := serveSelfSigned(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--repo", t.TempDir()}, "cauldron init"},
+		{[]string{"--repo", filepath.Join(t.TempDir(), "missing")}, "no repository"},
+		{[]string{"--repo", dir, "--append-only", "--read-only"}, "append-only"},
+		{[]string{"--repo", dir, "--tls-cert", cert}, "tls-key"},
+		{[]string{"--repo", dir, "--tls-cert", key, "--tls-key", cert}, "--tls-cert"},
+		{[]string{"--repo", dir, "--listen", "127.0.0.1:99999"}, "--listen"},
+	} {
+		cmd := newServe()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&out)
+		cmd.SetArgs(c.args)
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := cmd.ExecuteContext(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("serve %s: %v, want an error naming %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+}
+
+// serveSelfSigned writes a certificate for 127.0.0.1 and its key, as a lab server would have.
+func serveSelfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "cauldron test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
