@@ -285,7 +285,9 @@ func TestInitramfsContents(t *testing.T) {
 		"mmc_block", "sdhci_pci", "virtio_net", "e1000", "e1000e", "igb", "ixgbe", "i40e", "r8169", "tg3",
 		"vmxnet3", "hv_netvsc", "mlx5_core", "ext4", "xfs", "btrfs", "vfat", "nls_cp437", "nls_iso8859_1",
 		"nls_utf8", "isofs", "squashfs", "fuse", "dm_mod", "dm_crypt", "efivarfs", "loop",
-		"libahci", "libata", "scsi_mod", "jbd2", "crc32c_generic"} {
+		"libahci", "libata", "scsi_mod", "jbd2", "crc32c_generic",
+		"nfs", "nfsv3", "nfsv4", "sunrpc", "lockd", "cifs", "cifs_md4", "cifs_arc4", "dns_resolver",
+		"cmac", "gcm", "ccm", "ctr", "sha512_generic"} {
 		if _, ok := deps[want]; !ok {
 			t.Errorf("module %s not in the image's modules.dep", want)
 		}
@@ -295,7 +297,8 @@ func TestInitramfsContents(t *testing.T) {
 	}
 	alias := content(t, e[path.Join(kdir, "modules.alias")])
 	for _, re := range []string{`(?m)^alias virtio:d00000002v\* virtio_blk$`, `(?m)^alias fs-vfat vfat$`,
-		`(?m)^alias pci:v\*d\*sv\*sd\*bc01sc06i01\* ahci$`, `(?m)^alias virtio:d00000001v\* virtio_net$`} {
+		`(?m)^alias pci:v\*d\*sv\*sd\*bc01sc06i01\* ahci$`, `(?m)^alias virtio:d00000001v\* virtio_net$`,
+		`(?m)^alias fs-nfs4 nfs$`, `(?m)^alias fs-cifs cifs$`, `(?m)^alias crypto-cmac cmac$`} {
 		if !regexp.MustCompile(re).MatchString(alias) {
 			t.Errorf("modules.alias has no line matching %s", re)
 		}

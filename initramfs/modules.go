@@ -47,6 +47,16 @@ var Modules = map[string][]string{
 		"ext4", "xfs", "btrfs", "vfat", "msdos", "exfat", "nls_cp437", "nls_iso8859_1", "nls_utf8",
 		"nls_ascii", "isofs", "udf", "squashfs", "overlay", "fuse", "efivarfs",
 	},
+	// NFS and SMB clients, for archives on file servers (package restore/share). Besides what
+	// modules.dep and cifs's softdeps bring, the crypto the kernel asks /sbin/modprobe for at
+	// run time: SMB 3 signing (cmac(aes)) and encryption (gcm(aes) and ccm(aes), which load ctr
+	// and ghash when a mount starts), SMB 3.1.1's pre-authentication hash (sha512). Left out:
+	// Kerberos (rpcsec_gss_krb5, auth_rpcgss; cifs's upcalls), which needs daemons the image
+	// does not run.
+	"network-shares": {
+		"nfs", "nfsv3", "nfsv4", "cifs", "dns_resolver", "cmac", "sha512_generic", "gcm", "ccm",
+		"ctr", "ghash_generic", "ghash_clmulni_intel",
+	},
 	"device-mapper": {
 		"dm_mod", "dm_crypt", "dm_snapshot", "dm_mirror", "dm_thin_pool", "dm_zero", "dm_raid",
 		"md_mod", "raid0", "raid1", "raid10", "raid456", "linear",
@@ -116,7 +126,7 @@ func (b *builder) addModules(t *tree, k *kernel, m *Media) error {
 	sort.Strings(rels)
 	// The modules go in compressed (.ko.zst): the kernel then unpacks a much smaller initramfs
 	// at boot, which under TCG saves about a second, and only the modules a machine needs are
-	// ever decompressed (by kmodule or kmod, in user space; the signature inside stays valid).
+	// ever decompressed (by the boot program or kmod, in user space; the signature inside stays valid).
 	zst, err := b.compressModules(k, kdir, rels)
 	if err != nil {
 		return err
