@@ -11,9 +11,9 @@ import (
 	"strings"
 
 	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/restore/kickstart"
 	"github.com/cauldron-dr/cauldron/tib"
-	"github.com/cauldron-dr/cauldron/tib/backend/local"
 )
 
 // KickstartOptions are what FromKickstart needs beside the kickstart.
@@ -25,6 +25,8 @@ type KickstartOptions struct {
 	MountUSB func(ctx context.Context, path string) (string, error)
 	// Scratch is passed on to the Request.
 	Scratch string
+	// Log hears about share mounts that needed more than one attempt; nil discards.
+	Log func(string)
 }
 
 // FromKickstart opens the kickstart's repository and turns the kickstart into a Request. Every
@@ -34,10 +36,9 @@ func FromKickstart(ctx context.Context, ks *kickstart.Kickstart, o KickstartOpti
 		return fmt.Errorf("%s: %s", p, fmt.Sprintf(format, args...))
 	}
 	repo := ks.Repository
-	var dir string
+	spec := archive.Spec{Location: repo.Location.String(), Endpoint: repo.Endpoint,
+		InsecureTLS: repo.InsecureTLS, CredentialsFile: repo.CredentialsFile, Log: o.Log}
 	switch repo.Location.Kind {
-	case kickstart.LocationPath:
-		dir = repo.Location.Path
 	case kickstart.LocationUSB:
 		if o.MountUSB == nil {
 			return nil, at(repo.Pos, "repository %s: usb: locations work only in the boot environment", repo.Location)
@@ -46,14 +47,15 @@ func FromKickstart(ctx context.Context, ks *kickstart.Kickstart, o KickstartOpti
 		if err != nil {
 			return nil, at(repo.Pos, "repository %s: %v", repo.Location, err)
 		}
-		dir = p
-	default:
-		// The archive has one backend so far (a directory: local disk, USB, NFS or SMB mount).
-		return nil, at(repo.Pos, "repository %s: %s repositories are not supported yet; use a directory (a local disk, a USB stick, or an NFS/SMB mount)", repo.Location, repo.Location.Kind)
+		spec.Location = p
+	case kickstart.LocationS3:
+		spec.Location = "s3://" + repo.Location.Bucket + "/" + repo.Location.Path
 	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return nil, at(repo.Pos, "repository %s: %v", dir, errOr(err, "not a directory"))
+	opened, err := archive.Open(ctx, spec)
+	if err != nil {
+		return nil, at(repo.Pos, "repository %s: %v", repo.Location, err)
 	}
+	dir := opened.Dir
 	password := func() ([]byte, error) {
 		switch {
 		case repo.PasswordFile != "":
@@ -71,9 +73,10 @@ func FromKickstart(ctx context.Context, ks *kickstart.Kickstart, o KickstartOpti
 		}
 		return []byte(os.Getenv("CAULDRON_PASSWORD")), nil
 	}
-	r, err := tib.Open(ctx, local.New(dir), password)
+	r, err := tib.Open(ctx, opened, password)
 	if err != nil {
-		return nil, at(repo.Pos, "repository %s: %v", dir, err)
+		opened.Close()
+		return nil, at(repo.Pos, "repository %s: %v", repo.Location, err)
 	}
 
 	if ks.Target.Kind == kickstart.TargetVM {
@@ -203,11 +206,4 @@ func selectDisks(sel kickstart.DiskSelector, cands []candidate) ([]string, error
 		return nil, fmt.Errorf("no disk matches; the disks are: %s", strings.Join(have, "; "))
 	}
 	return out, nil
-}
-
-func errOr(err error, s string) string {
-	if err != nil {
-		return err.Error()
-	}
-	return s
 }

@@ -12,8 +12,8 @@ import (
 	"strings"
 
 	"github.com/cauldron-dr/cauldron/restore"
+	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/tib"
-	"github.com/cauldron-dr/cauldron/tib/backend/local"
 )
 
 // Env is what the wizard needs from the place it runs in: the boot environment and an ordinary
@@ -53,8 +53,10 @@ type Env struct {
 	Inoculate func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) ([]string, error)
 	// Run runs a plan; nil: restore.Run. Tests replace it to hold a run open.
 	Run func(ctx context.Context, p *restore.Plan, o restore.RunOptions) (*restore.Report, error)
-	// Open opens a repository directory; nil: tib.Open on a local backend.
-	Open func(ctx context.Context, dir string, password []byte) (*tib.Repository, error)
+	// Open opens a repository wherever sp says it is (a directory, HTTP(S), S3, an NFS or SMB
+	// share) and returns it with its directory on this machine ("" over HTTP and S3); nil:
+	// archive.Open then tib.Open.
+	Open func(ctx context.Context, sp archive.Spec, password []byte) (*tib.Repository, string, error)
 }
 
 // Archive is a place that may hold a repository.
@@ -260,13 +262,24 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// openLocal is the default Env.Open.
-func openLocal(ctx context.Context, dir string, password []byte) (*tib.Repository, error) {
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		if err == nil {
-			err = errors.New("not a directory")
+// openArchive is the default Env.Open.
+func openArchive(ctx context.Context, sp archive.Spec, password []byte) (*tib.Repository, string, error) {
+	if archive.KindOf(sp.Location) == archive.Dir {
+		if fi, err := os.Stat(sp.Location); err != nil || !fi.IsDir() {
+			if err == nil {
+				err = errors.New("not a directory")
+			}
+			return nil, "", fmt.Errorf("%s: %w", sp.Location, err)
 		}
-		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	return tib.Open(ctx, local.New(dir), func() ([]byte, error) { return password, nil })
+	be, err := archive.Open(ctx, sp)
+	if err != nil {
+		return nil, "", err
+	}
+	r, err := tib.Open(ctx, be, func() ([]byte, error) { return password, nil })
+	if err != nil {
+		be.Close() // unmounts a share mounted for it; the next attempt mounts it again
+		return nil, "", err
+	}
+	return r, be.Dir, nil
 }

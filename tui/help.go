@@ -24,9 +24,13 @@ On an ordinary host the host manages the network and nothing can be changed here
 An archive on local disks or USB sticks needs no network: press enter.`
 	case scrArchive:
 		s = `ARCHIVE
-Choose the repository: one found on attached media, or type its directory (a disk or
-USB stick mounted by the boot environment, or an NFS/SMB share mounted from the shell).
-HTTP(S) and S3 archives cannot be opened by this build.
+Choose the repository: one found on attached media, type its directory (a disk or USB
+stick mounted by the boot environment), or type a network location:
+  http(s)://SERVER:PORT/PATH     a server running cauldron serve
+  s3://BUCKET/PREFIX             then the endpoint (empty: Amazon S3) and the access keys
+  nfs://SERVER/EXPORT/PATH       mounted here (NFS 4.2 down to 3)
+  smb://SERVER/SHARE/PATH        mounted here, as the user asked for next (empty: a guest)
+Set up the network first (Back) when the archive is on another machine.
 An encrypted archive asks for its password; a wrong one can be typed again.
   r   look for archives on attached media again`
 	case scrMachine:

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cauldron-dr/cauldron/partition"
 	"github.com/cauldron-dr/cauldron/restore"
+	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/restore/kickstart"
 )
 
@@ -14,7 +15,7 @@ import (
 func (m *Model) Request() restore.Request {
 	o := &m.opt
 	req := restore.Request{
-		Name: "wizard", Repo: m.repo, RepoPath: m.repoPath,
+		Name: "wizard", Repo: m.repo, RepoPath: m.repoDir,
 		AutoResize: partition.ResizeProportional, AutoIdentity: partition.IdentityKeep,
 		Candidates: m.env.Targets, Scratch: m.env.Scratch,
 	}
@@ -61,7 +62,7 @@ func (m *Model) Kickstart(consent bool) *kickstart.Kickstart {
 	req := m.Request()
 	ks := &kickstart.Kickstart{
 		File:         "wizard",
-		Repository:   kickstart.Repository{Location: kickstart.Location{Kind: kickstart.LocationPath, Path: m.repoPath}},
+		Repository:   m.kickstartRepository(),
 		Machine:      kickstart.Machine{Name: req.Machine, Generation: kickstart.GenerationRef{Kind: kickstart.GenerationID, ID: req.Generation}},
 		AutoResize:   req.AutoResize,
 		AutoIdentity: req.AutoIdentity,
@@ -118,4 +119,26 @@ func (m *Model) kickstartText(consent bool) (string, error) {
 		return "", fmt.Errorf("the exported kickstart does not read back as this recovery (a bug; nothing written)")
 	}
 	return text, nil
+}
+
+// kickstartRepository is the repository line of the exported kickstart. Typed secrets (S3 keys,
+// an SMB password) are never written: an S3 or SMB repository needs --credentials-file added,
+// which the export says.
+func (m *Model) kickstartRepository() kickstart.Repository {
+	sp := m.repoSpec
+	r := kickstart.Repository{Endpoint: sp.Endpoint, InsecureTLS: sp.InsecureTLS}
+	switch archive.KindOf(sp.Location) {
+	case archive.HTTP:
+		r.Location = kickstart.Location{Kind: kickstart.LocationHTTP, URL: sp.Location}
+	case archive.NFS:
+		r.Location = kickstart.Location{Kind: kickstart.LocationNFS, URL: sp.Location}
+	case archive.SMB:
+		r.Location = kickstart.Location{Kind: kickstart.LocationSMB, URL: sp.Location}
+	case archive.S3:
+		bucket, prefix, _ := strings.Cut(sp.Location[len("s3://"):], "/")
+		r.Location = kickstart.Location{Kind: kickstart.LocationS3, Bucket: bucket, Path: strings.Trim(prefix, "/")}
+	default:
+		r.Location = kickstart.Location{Kind: kickstart.LocationPath, Path: m.repoPath}
+	}
+	return r
 }

@@ -63,7 +63,7 @@ func (m *Model) enterDisks() tea.Cmd {
 // readTargets reads every candidate disk and decides which may be written: the same checks the
 // engine makes before it writes (boot media, the repository's disk, mounted or in-use disks).
 func (m *Model) readTargets() tea.Cmd {
-	cands, repoPath := m.env.Targets, m.repoPath
+	cands, repoDir := m.env.Targets, m.repoDir
 	return safe(func() tea.Msg {
 		if cands == nil {
 			var err error
@@ -75,7 +75,10 @@ func (m *Model) readTargets() tea.Cmd {
 		for _, b := range restore.BootMedia(cands) {
 			boot[b] = true
 		}
-		protect := []string{repoPath}
+		var protect []string
+		if repoDir != "" {
+			protect = append(protect, repoDir)
+		}
 		if exe, err := os.Executable(); err == nil {
 			protect = append(protect, exe)
 		}

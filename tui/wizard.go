@@ -10,6 +10,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"github.com/cauldron-dr/cauldron/restore"
+	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/tib"
 )
 
@@ -88,7 +89,9 @@ type Model struct {
 
 	// What has been chosen so far.
 	repo     *tib.Repository
-	repoPath string
+	repoPath string       // where the repository is, as shown (a directory or a URL)
+	repoDir  string       // its directory on this machine ("" over HTTP or S3): its disk is protected
+	repoSpec archive.Spec // how it was reached, for the exported kickstart
 	gens     []*tib.Generation
 	machine  string
 	gen      *tib.Generation
@@ -125,7 +128,7 @@ func New(ctx context.Context, env Env, ascii bool) *Model {
 		env.Run = restore.Run
 	}
 	if env.Open == nil {
-		env.Open = openLocal
+		env.Open = openArchive
 	}
 	if len(env.Actions) == 0 {
 		env.Actions = []string{"quit"}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"github.com/cauldron-dr/cauldron/restore"
 	"github.com/cauldron-dr/cauldron/restore/kickstart"
 	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/tib/backend/local"
+	"github.com/cauldron-dr/cauldron/tib/backend/rest"
 )
 
 // view is the current screen, normalised, and checked to be plain ASCII in the plain look.
@@ -106,6 +109,7 @@ func TestWizardNetworkManagedByHost(t *testing.T) {
 }
 
 func TestWizardArchiveScreen(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "") // the S3 form is filled in from it
 	f := newFixture(t)
 	env := f.env()
 	env.Archives = func(context.Context) ([]Archive, error) {
@@ -116,14 +120,37 @@ func TestWizardArchiveScreen(t *testing.T) {
 	d.expectScreen("Archive")
 	golden(t, "archive", d.view(f))
 
-	// The network kinds are shown for what they are.
+	// The network row: an empty or schemeless location is refused; s3:// and smb:// ask for
+	// their details in a form (Esc leaves it), and the form checks what it is given.
 	d.keys("down", "down", "down")
 	d.keys("enter")
-	if !strings.Contains(d.m.message, "HTTP(S) server: not available in this build") {
-		t.Fatalf("HTTP row: %q", d.m.message)
+	if !strings.Contains(d.m.message, "Type a network location") {
+		t.Fatalf("empty network row: %q", d.m.message)
 	}
-	// A typed path: relative refused; vi keys are letters while the field has the cursor.
+	d.typeText("s3://dr-archive/prod")
+	d.keys("enter")
+	d.expectView("s3://dr-archive/prod", "Endpoint:", "Access key ID:", "Secret access key:", "Skip the certificate check:")
+	golden(t, "archive-s3-form", d.view(f))
+	d.typeText("minio:9000")
+	d.keys("enter", "enter", "enter", "enter")
+	if !strings.Contains(d.m.message, "The endpoint is a URL") {
+		t.Fatalf("a bad endpoint: %q", d.m.message)
+	}
+	d.keys("esc")
+	if d.m.arch.form != nil {
+		t.Fatal("esc left the form open")
+	}
+	d.keys("ctrl+u")
+	d.typeText("smb://filer/backup/dr")
+	d.keys("enter")
+	d.expectView("User:", "Password:", "Domain:")
+	d.keys("esc", "ctrl+u")
+	// A typed path: relative refused; vi keys are letters while a field has the cursor.
 	d.keys("k")
+	if d.m.arch.url.value != "k" {
+		t.Fatalf("k in the network field: %q", d.m.arch.url.value)
+	}
+	d.keys("backspace", "up")
 	if d.m.archFocused() == nil {
 		t.Fatal("the directory row has no text field")
 	}
@@ -152,8 +179,8 @@ func TestWizardArchiveScreen(t *testing.T) {
 	d.typeText(string(f.password))
 	d.keys("enter")
 	d.expectScreen("Machine")
-	if d.m.repo == nil || d.m.repoPath != f.repo || len(d.m.gens) != 3 {
-		t.Fatalf("repository not opened: %v %q %d", d.m.repo, d.m.repoPath, len(d.m.gens))
+	if d.m.repo == nil || d.m.repoPath != f.repo || d.m.repoDir != f.repo || len(d.m.gens) != 3 {
+		t.Fatalf("repository not opened: %v %q %q %d", d.m.repo, d.m.repoPath, d.m.repoDir, len(d.m.gens))
 	}
 
 	// A password given to the program is tried first, without asking.
@@ -161,6 +188,39 @@ func TestWizardArchiveScreen(t *testing.T) {
 	d = newDriver(t, env, true)
 	d.keys("enter", "enter")
 	d.expectScreen("Machine")
+}
+
+// TestWizardArchiveOverHTTP opens the fixture's repository through `cauldron serve`'s handler on
+// loopback: typed into the network row, with the password asked for, and exported back into
+// the kickstart as the same URL.
+func TestWizardArchiveOverHTTP(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(rest.NewHandler(local.New(f.repo), rest.HandlerOptions{AppendOnly: true}))
+	defer srv.Close()
+	env := f.env()
+	env.Repo = ""
+	d := newDriver(t, env, true)
+	d.keys("enter")
+	d.expectScreen("Archive")
+	for d.m.archFocused() != &d.m.arch.url {
+		d.keys("down")
+	}
+	d.typeText(srv.URL + "/")
+	d.keys("enter")
+	d.expectView("Password for " + srv.URL + "/")
+	d.typeText(string(f.password))
+	d.keys("enter")
+	d.expectScreen("Machine")
+	if d.m.repoPath != srv.URL+"/" || d.m.repoDir != "" || len(d.m.gens) != 3 {
+		t.Fatalf("opened %q (dir %q) with %d generations", d.m.repoPath, d.m.repoDir, len(d.m.gens))
+	}
+	if r := d.m.Request(); r.RepoPath != "" {
+		t.Fatalf("an HTTP repository has no local directory to protect, got %q", r.RepoPath)
+	}
+	loc := d.m.Kickstart(false).Repository.Location
+	if loc.Kind != kickstart.LocationHTTP || loc.URL != srv.URL+"/" {
+		t.Fatalf("exported repository %+v", loc)
+	}
 }
 
 func TestWizardMachineAndGeneration(t *testing.T) {

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/tib/backend"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
 	"github.com/klauspost/compress/zstd"
 	"github.com/spf13/cobra"
@@ -41,7 +43,16 @@ which is wrapped with a key derived from the password by Argon2id. Without one
 					return err
 				}
 			}
-			r, err := tib.Init(cmd.Context(), local.New(f.repo), tib.InitOptions{Password: pw, ChunkSize: chunk << 10, PackSize: packSize << 20})
+			var be backend.Backend = local.New(f.repo)
+			if archive.KindOf(f.repo) != archive.Dir {
+				opened, err := archive.Open(cmd.Context(), f.spec())
+				if err != nil {
+					return err
+				}
+				defer opened.Close()
+				be = opened
+			}
+			r, err := tib.Init(cmd.Context(), be, tib.InitOptions{Password: pw, ChunkSize: chunk << 10, PackSize: packSize << 20})
 			if err != nil {
 				return err
 			}
@@ -293,7 +304,10 @@ a failure there leaves TARGET untouched. --dry-run stops after printing the plan
 				fmt.Println("dry run: nothing written")
 				return nil
 			}
-			protect := []string{f.repo}
+			var protect []string
+			if f.dir != "" {
+				protect = append(protect, f.dir)
+			}
 			if exe, err := os.Executable(); err == nil {
 				protect = append(protect, exe)
 			}

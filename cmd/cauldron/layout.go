@@ -150,8 +150,8 @@ repository or this program, a partition, and any disk other than the one planned
 				return perr
 			}
 			protect := []string{}
-			if f.repo.repo != "" {
-				protect = append(protect, f.repo.repo)
+			if f.repo.dir != "" {
+				protect = append(protect, f.repo.dir)
 			}
 			if f.from != "" {
 				protect = append(protect, f.from)

@@ -85,7 +85,8 @@ func recoverKickstart(ctx context.Context, name string, data []byte, o recoverOp
 	if err != nil {
 		return nil, err
 	}
-	req, err := restore.FromKickstart(ctx, ks, restore.KickstartOptions{Candidates: o.candidates, Scratch: o.scratch, MountUSB: o.mountUSB})
+	req, err := restore.FromKickstart(ctx, ks, restore.KickstartOptions{Candidates: o.candidates, Scratch: o.scratch, MountUSB: o.mountUSB,
+		Log: func(s string) { fmt.Fprintln(o.out, "repository:", s) }})
 	if err != nil {
 		return ks, err
 	}

@@ -8,21 +8,38 @@ import (
 	"strings"
 
 	"github.com/cauldron-dr/cauldron/restore"
+	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/tib"
-	"github.com/cauldron-dr/cauldron/tib/backend/local"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
 
 // repoFlags are the flags every repository command shares.
 type repoFlags struct {
-	repo         string
-	passwordFile string
+	repo            string
+	passwordFile    string
+	endpoint        string
+	insecureTLS     bool
+	credentialsFile string
+
+	// dir is the opened repository's directory on this machine ("" over HTTP or S3): its disk
+	// is protected from being written.
+	dir string
 }
 
 func (f *repoFlags) register(c *cobra.Command) {
-	c.Flags().StringVar(&f.repo, "repo", os.Getenv("CAULDRON_REPOSITORY"), "repository directory (also $CAULDRON_REPOSITORY)")
+	c.Flags().StringVar(&f.repo, "repo", os.Getenv("CAULDRON_REPOSITORY"),
+		"repository: a directory, http(s)://HOST/PATH (cauldron serve), s3://BUCKET/PREFIX, nfs://SERVER/EXPORT/PATH or smb://SERVER/SHARE/PATH (also $CAULDRON_REPOSITORY)")
 	c.Flags().StringVar(&f.passwordFile, "password-file", "", "read the repository password from this file (else $CAULDRON_PASSWORD, else a prompt)")
+	c.Flags().StringVar(&f.endpoint, "endpoint", "", "s3:// only: the http(s) URL of an S3-compatible server (empty: Amazon S3)")
+	c.Flags().BoolVar(&f.insecureTLS, "insecure-tls", false, "https:// and s3:// only: do not check the server's certificate (a lab's self-signed one)")
+	c.Flags().StringVar(&f.credentialsFile, "credentials-file", "", "s3:// only: an AWS shared-credentials file (else $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY); smb:// only: username=/password=/domain= lines (else a guest)")
+}
+
+// spec is where --repo and its options say the repository is.
+func (f *repoFlags) spec() archive.Spec {
+	return archive.Spec{Location: f.repo, Endpoint: f.endpoint, InsecureTLS: f.insecureTLS, CredentialsFile: f.credentialsFile,
+		Log: func(s string) { fmt.Fprintln(os.Stderr, "cauldron: repository:", s) }}
 }
 
 func (f *repoFlags) check() error {
@@ -76,14 +93,27 @@ func (f *repoFlags) open(cmd *cobra.Command) (*tib.Repository, error) {
 	if err := f.check(); err != nil {
 		return nil, err
 	}
-	if st, err := os.Stat(f.repo); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("%s: %w (create one with `cauldron init --repo %s`)", f.repo, tib.ErrNoRepository, f.repo)
+	if archive.KindOf(f.repo) == archive.Dir {
+		if st, err := os.Stat(f.repo); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("%s: %w (create one with `cauldron init --repo %s`)", f.repo, tib.ErrNoRepository, f.repo)
+		}
 	}
-	r, err := tib.Open(cmd.Context(), local.New(f.repo), func() ([]byte, error) { return f.password(false) })
+	be, err := archive.Open(cmd.Context(), f.spec())
+	if err != nil {
+		return nil, err
+	}
+	f.dir = be.Dir
+	r, err := tib.Open(cmd.Context(), be, func() ([]byte, error) { return f.password(false) })
 	if errors.Is(err, tib.ErrWrongPassword) {
-		return nil, fmt.Errorf("wrong password for the repository %s", f.repo)
+		err = fmt.Errorf("wrong password for the repository %s", f.repo)
 	}
-	return r, err
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	// A share mounted for this command is left mounted: the process ends soon after, and the
+	// boot environment reuses the mount (same folder for the same URL).
+	return r, nil
 }
 
 // human formats a byte count.

@@ -35,7 +35,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		// Commands and the file as a whole.
 		{"", []string{
-			`t.ks: missing required command "repository" (repository URL|PATH: where the repository is: an absolute path, usb:/PATH, http(s)://… or s3://BUCKET/PREFIX)`,
+			`t.ks: missing required command "repository" (repository URL|PATH: where the repository is: an absolute path, usb:/PATH, http(s)://…, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT/PATH or smb://SERVER/SHARE/PATH)`,
 			"t.ks: missing required command \"machine\" (machine NAME: the name of the machine to recover, as in `cauldron generations`)"}},
 		{"repository /r\ndisks disk0", []string{
 			`t.ks:2:1: unknown command "disks"; did you mean "disk"?`,
@@ -86,9 +86,9 @@ func TestBadInput(t *testing.T) {
 		{"ignoredisk", []string{"t.ks:3:1: ignoredisk: want --drives DISK,DISK… (disks never to touch)"}},
 		{"target vm --output-dir /o\ndisk disk0 --target serial:X", []string{"t.ks:4:21: --target serial:X picks a disk of this machine; target vm writes image files: give a path or leave --target out"}},
 		// repository
-		{"repository repo\nmachine m", []string{`t.ks:1:12: repository: "repo" is not an absolute path; want an absolute path, usb:/PATH, http(s)://… or s3://BUCKET/PREFIX`}},
-		{"repository ftp://x/y\nmachine m", []string{`t.ks:1:12: repository: "ftp://x/y": ftp is not supported; want an absolute path, usb:/PATH, http(s)://… or s3://BUCKET/PREFIX`}},
-		{"repository cdrom:/r\nmachine m", []string{`t.ks:1:12: repository: "cdrom:/r": cdrom locations cannot be used here; want an absolute path, usb:/PATH, http(s)://… or s3://BUCKET/PREFIX`}},
+		{"repository repo\nmachine m", []string{`t.ks:1:12: repository: "repo" is not an absolute path; want an absolute path, usb:/PATH, http(s)://…, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT or smb://SERVER/SHARE`}},
+		{"repository ftp://x/y\nmachine m", []string{`t.ks:1:12: repository: "ftp://x/y": ftp is not supported; want an absolute path, usb:/PATH, http(s)://…, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT or smb://SERVER/SHARE`}},
+		{"repository cdrom:/r\nmachine m", []string{`t.ks:1:12: repository: "cdrom:/r": cdrom locations cannot be used here; want an absolute path, usb:/PATH, http(s)://…, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT or smb://SERVER/SHARE`}},
 		{"repository s3://Bad_Bucket/x\nmachine m", []string{`t.ks:1:12: repository: "s3://Bad_Bucket/x": the bucket name "Bad_Bucket" is not valid (3 to 63 lower-case letters, digits, dots and hyphens)`}},
 		{"repository https://user:pw@h/r\nmachine m", []string{`t.ks:1:12: repository: "https://user:pw@h/r" carries a user name or password in the URL; keep secrets out of kickstart files`}},
 		{"repository http:///r\nmachine m", []string{`t.ks:1:12: repository: "http:///r" names no host`}},
@@ -101,6 +101,13 @@ func TestBadInput(t *testing.T) {
 		{"repository s3://bkt --endpoint minio:9000\nmachine m", []string{`t.ks:1:32: --endpoint: want the server's URL, such as https://minio:9000, got "minio:9000"`}},
 		{"repository http://h/r --insecure-tls\nmachine m", []string{"t.ks:1:23: --insecure-tls: http://h/r is not reached over TLS, so there is no certificate to skip checking"}},
 		{"repository s3://bkt --endpoint http://h --insecure-tls\nmachine m", []string{"t.ks:1:41: --insecure-tls: s3://bkt is not reached over TLS, so there is no certificate to skip checking"}},
+		{"repository nfs:///export\nmachine m", []string{`t.ks:1:12: repository: "nfs:///export" names no server`}},
+		{"repository nfs://filer\nmachine m", []string{`t.ks:1:12: repository: "nfs://filer" names no export; want nfs://SERVER/EXPORT/PATH`}},
+		{"repository smb://filer/\nmachine m", []string{`t.ks:1:12: repository: "smb://filer/" names no share; want smb://SERVER/SHARE/PATH`}},
+		{"repository smb://bob:pw@filer/s\nmachine m", []string{`t.ks:1:12: repository: "smb://bob:pw@filer/s" carries a user name or password in the URL; keep secrets out of kickstart files (use --credentials-file)`}},
+		{"repository smb://filer/s?x=1\nmachine m", []string{`t.ks:1:12: repository: "smb://filer/s?x=1": a share URL takes no ?query or #fragment`}},
+		{"repository /r --credentials-file /c\nmachine m", []string{"t.ks:1:15: --credentials-file is for s3:// (access keys) and smb:// (user name and password) repositories, not for /r"}},
+		{"repository smb://f/s --credentials-file c\nmachine m", []string{`t.ks:1:41: --credentials-file: want an absolute path (it is read inside the boot environment, which has no working directory of yours), got "c"`}},
 		// machine
 		{"repository /r\nmachine a/b", []string{`t.ks:2:9: machine name: "a/b": control characters and slashes are not allowed`}},
 		{"repository /r\nmachine m --generation yesterday", []string{`t.ks:2:24: --generation: want latest, a generation ID (at least 4 hex digits) or a time such as 2026-11-21T02:00:00Z, got "yesterday"`}},

@@ -30,6 +30,7 @@ func (k *Kickstart) Format() string {
 	opt(&w, "password-env", r.PasswordEnv)
 	opt(&w, "endpoint", r.Endpoint)
 	flag(&w, "insecure-tls", r.InsecureTLS)
+	opt(&w, "credentials-file", r.CredentialsFile)
 	cmd(w...)
 
 	cmd("machine", quote(k.Machine.Name), "--generation", quote(k.Machine.Generation.String()))

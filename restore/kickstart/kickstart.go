@@ -71,13 +71,17 @@ var ErrNoConsent = errors.New("no `confirm --destroy-data-on-targets` line: an u
 // Repository is the repository command: where the archive is and how to open it.
 type Repository struct {
 	Pos      Pos      `json:"pos"`
-	Location Location `json:"location"` // a local path, usb:/PATH, http(s):// or s3://
+	Location Location `json:"location"` // a local path, usb:/PATH, http(s)://, s3://, nfs:// or smb://
 	// PasswordFile and PasswordEnv name where the password is (at most one is set); with
 	// neither, the engine uses $CAULDRON_PASSWORD and, attended, asks.
 	PasswordFile string `json:"passwordFile,omitempty"`
 	PasswordEnv  string `json:"passwordEnv,omitempty"`
 	Endpoint     string `json:"endpoint,omitempty"` // s3 only: the server's http(s) URL
 	InsecureTLS  bool   `json:"insecureTLS,omitempty"`
+	// CredentialsFile holds the access keys of an s3:// repository (an AWS shared-credentials
+	// file) or the user name and password of an smb:// share (username=, password=, domain=
+	// lines, as mount.cifs reads them).
+	CredentialsFile string `json:"credentialsFile,omitempty"`
 }
 
 // Machine is the machine command: whose disks to bring back, and from when.

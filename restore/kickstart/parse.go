@@ -351,7 +351,7 @@ func (p *parser) build(inv *invocation) {
 
 func (p *parser) repository(inv *invocation) {
 	r := Repository{Pos: inv.cmd.start}
-	loc, err := parseLocation(inv.args[0].text, LocationPath, LocationUSB, LocationHTTP, LocationS3)
+	loc, err := parseLocation(inv.args[0].text, LocationPath, LocationUSB, LocationHTTP, LocationS3, LocationNFS, LocationSMB)
 	if err != nil {
 		p.errorf(inv.args[0].start, "repository: %v", err)
 	}
@@ -387,6 +387,12 @@ func (p *parser) repository(inv *invocation) {
 			p.errorf(inv.optPos("insecure-tls"), "--insecure-tls: %s is not reached over TLS, so there is no certificate to skip checking", loc)
 		}
 		r.InsecureTLS = true
+	}
+	if v, ok := inv.value("credentials-file"); ok {
+		r.CredentialsFile, _ = p.absPath("credentials-file", v)
+		if loc.Kind != "" && loc.Kind != LocationS3 && loc.Kind != LocationSMB {
+			p.errorf(inv.optPos("credentials-file"), "--credentials-file is for s3:// (access keys) and smb:// (user name and password) repositories, not for %s", loc)
+		}
 	}
 	p.ks.Repository = r
 }

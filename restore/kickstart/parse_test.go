@@ -126,6 +126,11 @@ func TestCommands(t *testing.T) {
 			Repository{Location: Location{Kind: LocationS3, Bucket: "bucket-1"}, Endpoint: "http://minio:9000"}},
 		{"repository s3://b.c.d/a/b/ --insecure-tls\nmachine m", func(k *Kickstart) any { return k.Repository },
 			Repository{Location: Location{Kind: LocationS3, Bucket: "b.c.d", Path: "a/b"}, InsecureTLS: true}},
+		{"repository nfs://filer.lan/export/dr\nmachine m", func(k *Kickstart) any { return k.Repository.Location },
+			Location{Kind: LocationNFS, URL: "nfs://filer.lan/export/dr"}},
+		{"repository smb://10.0.0.5/backup/dr --credentials-file /media/smb.cred\nmachine m", func(k *Kickstart) any { return k.Repository },
+			Repository{Location: Location{Kind: LocationSMB, URL: "smb://10.0.0.5/backup/dr"}, CredentialsFile: "/media/smb.cred"}},
+		{"repository s3://bkt/p --credentials-file /run/aws\nmachine m", func(k *Kickstart) any { return k.Repository.CredentialsFile }, "/run/aws"},
 		{"repository /r --password-file=/run/pw\nmachine m", func(k *Kickstart) any { return k.Repository.PasswordFile }, "/run/pw"},
 		{"repository /r --password-env ARCHIVE_PW\nmachine m", func(k *Kickstart) any { return k.Repository.PasswordEnv }, "ARCHIVE_PW"},
 		// machine

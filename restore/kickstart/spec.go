@@ -34,12 +34,13 @@ func Commands() []CommandSpec {
 }
 
 var commands = []CommandSpec{
-	{Name: "repository", Args: "URL|PATH", ArgsHelp: "where the repository is: an absolute path, usb:/PATH, http(s)://… or s3://BUCKET/PREFIX",
+	{Name: "repository", Args: "URL|PATH", ArgsHelp: "where the repository is: an absolute path, usb:/PATH, http(s)://…, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT/PATH or smb://SERVER/SHARE/PATH",
 		MinArgs: 1, MaxArgs: 1, Once: true, Required: true, Options: []OptionSpec{
 			{Name: "password-file", Arg: "PATH"},
 			{Name: "password-env", Arg: "NAME"},
 			{Name: "endpoint", Arg: "URL"},
 			{Name: "insecure-tls"},
+			{Name: "credentials-file", Arg: "PATH"},
 		}},
 	{Name: "machine", Args: "NAME", ArgsHelp: "the name of the machine to recover, as in `cauldron generations`",
 		MinArgs: 1, MaxArgs: 1, Once: true, Required: true, Options: []OptionSpec{

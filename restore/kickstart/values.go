@@ -22,20 +22,22 @@ const (
 	LocationCDROM LocationKind = "cdrom" // a path on the CD/DVD the boot environment started from
 	LocationUSB   LocationKind = "usb"   // a path on a removable disk (the first that has it)
 	LocationS3    LocationKind = "s3"    // an S3 bucket and key prefix
+	LocationNFS   LocationKind = "nfs"   // nfs://HOST[:PORT]/PATH: an NFS export the boot environment mounts
+	LocationSMB   LocationKind = "smb"   // smb://HOST[:PORT]/SHARE/PATH: an SMB (CIFS) share it mounts
 )
 
 // Location is a parsed place: `cauldron.ks=` values, the repository, report destinations.
 type Location struct {
 	Kind   LocationKind `json:"kind"`
 	Path   string       `json:"path,omitempty"`   // path, cdrom, usb: absolute and clean; s3: the key prefix
-	URL    string       `json:"url,omitempty"`    // http: the URL as given
+	URL    string       `json:"url,omitempty"`    // http, nfs, smb: the URL as given
 	Bucket string       `json:"bucket,omitempty"` // s3
 }
 
 // String writes l in the form it is given in.
 func (l Location) String() string {
 	switch l.Kind {
-	case LocationHTTP:
+	case LocationHTTP, LocationNFS, LocationSMB:
 		return l.URL
 	case LocationS3:
 		if l.Path == "" {
@@ -88,6 +90,29 @@ func parseLocation(s string, allowed ...LocationKind) (Location, error) {
 		}
 		prefix = strings.Trim(prefix, "/")
 		l = Location{Kind: LocationS3, Bucket: bucket, Path: prefix}
+	case strings.HasPrefix(lower, "nfs://") || strings.HasPrefix(lower, "smb://"):
+		kind := LocationKind(lower[:3])
+		u, err := url.Parse(s)
+		if err != nil {
+			return l, fmt.Errorf("%q is not a valid URL: %v", s, unwrapURLError(err))
+		}
+		if u.Host == "" || u.Hostname() == "" {
+			return l, fmt.Errorf("%q names no server", s)
+		}
+		if u.User != nil {
+			return l, fmt.Errorf("%q carries a user name or password in the URL; keep secrets out of kickstart files (use --credentials-file)", s)
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return l, fmt.Errorf("%q: a share URL takes no ?query or #fragment", s)
+		}
+		p := strings.Trim(u.Path, "/")
+		switch {
+		case kind == LocationNFS && p == "":
+			return l, fmt.Errorf("%q names no export; want nfs://SERVER/EXPORT/PATH", s)
+		case kind == LocationSMB && p == "":
+			return l, fmt.Errorf("%q names no share; want smb://SERVER/SHARE/PATH", s)
+		}
+		l = Location{Kind: kind, URL: s}
 	case strings.HasPrefix(s, "/"):
 		l = Location{Kind: LocationPath, Path: path.Clean(s)}
 	case hasScheme && (strings.EqualFold(scheme, "cdrom") || strings.EqualFold(scheme, "usb")):
@@ -135,6 +160,10 @@ func kindList(kinds []LocationKind) string {
 			s = append(s, "usb:/PATH")
 		case LocationS3:
 			s = append(s, "s3://BUCKET/PREFIX")
+		case LocationNFS:
+			s = append(s, "nfs://SERVER/EXPORT")
+		case LocationSMB:
+			s = append(s, "smb://SERVER/SHARE")
 		}
 	}
 	return orList(s)
