@@ -267,7 +267,9 @@ func TestWizardOnSerial(t *testing.T) {
 	if _, err := v.ExpectPartial(`Cauldron recovery  step 1 of [0-9]+`, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("ready at uptime %ss; the wizard's first screen %.1fs later (wall)", m[1], time.Since(ready).Seconds())
+	// bench-boot reads this line: the guest's clock follows the host's under TCG, so ready's
+	// uptime plus the wall time since is the guest uptime at the first screen, to ~0.1 s.
+	t.Logf("WIZARD ready=%ss first-screen-after=%.2fs", m[1], time.Since(ready).Seconds())
 	if strings.ContainsAny(v.Console().Since(), "─│┌└") {
 		t.Error("the wizard drew box characters on a serial console: want the plain ASCII look")
 	}

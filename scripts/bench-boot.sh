@@ -124,6 +124,22 @@ order=$(grep -o '{name: "[^"]*"' initramfs/media_qemu_test.go | sed 's/.*"\(.*\)
 table=$(for p in $order; do printf '%s\n' "$table" | grep -F "| $p |" || true; done)
 echo "$table"
 
+echo "== the wizard's first screen, $RUNS times (BIOS CD, a USB stick with an archive attached)"
+set +e
+CAULDRON_MEDIA="$WORK/media" CAULDRON_QEMU_KVM= $GO test -count="$RUNS" -timeout 60m -run '^TestWizardOnSerial$' -v ./initramfs/ >"$WORK/wizard.log" 2>&1
+wrc=$?
+set -e
+wizard=$(grep -a -o 'WIZARD ready=[0-9.]*s first-screen-after=[0-9.]*s' "$WORK/wizard.log" | awk '
+	{ split($2, r, "="); split($3, f, "="); sub(/s$/, "", r[2]); sub(/s$/, "", f[2]); v[++n] = r[2] + f[2] }
+	END {
+		if (n == 0) { print "not measured (the test did not reach the first screen)"; exit }
+		for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+		m = n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2
+		printf "%.2f s median of %d (%.2f–%.2f s) — goal ≤ 5 s %s", m, n, v[1], v[n], (m <= 5 ? "met" : "**missed**")
+	}')
+[ "$wrc" = 0 ] || wizard="$wizard (TestWizardOnSerial failed: see its log)"
+echo "wizard first screen: $wizard"
+
 rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
 qemu_v=$(qemu-system-x86_64 --version | head -1 | sed 's/QEMU emulator version //')
 section=$(
@@ -153,6 +169,11 @@ for the test to see); the others boot the default entry. All boots took ${boot_s
 | boot path | runs | guest uptime at ready, median | min–max | wall, median | goal ≤ 5 s |
 |---|---|---|---|---|---|
 $table
+
+The wizard's first screen on the serial console (issue 8; BIOS CD boot, one virtio disk and a
+USB stick holding an archive, which the boot environment looks at for a cauldron.ks and mounts
+for the wizard first; guest uptime at ready plus the wall time from ready to the screen, as the
+guest's clock follows the host's under TCG): $wizard.
 $(if [ "$rc" != 0 ]; then
 		echo
 		echo "The boot tests' checks failed for: ${failed:-(see the log)}— the figures above are still"

@@ -68,6 +68,7 @@ type booter struct {
 	mods    *Modules
 	nics    []NIC
 	shown   map[string]bool // disks already listed on the console
+	netDone chan struct{}   // closed when the background network setup has finished; nil: none
 }
 
 func (b *booter) printf(format string, args ...any) { fmt.Fprintf(b.out, format, args...) }
@@ -75,6 +76,9 @@ func (b *booter) printf(format string, args ...any) { fmt.Fprintf(b.out, format,
 // start does everything up to "ready": modules, hardware list, then network and kickstart.
 func (b *booter) start(ctx context.Context) {
 	b.printf("cauldron %s: boot environment starting\n", b.o.Version)
+	// /run/cauldron-boot.log has each step's guest uptime: where the boot time goes. (/run
+	// is mounted below, so the first stamp is taken now and written then.)
+	started := uptime()
 	raw, _ := os.ReadFile("/proc/cmdline")
 	c, err := ParseCmdline(string(raw))
 	if err != nil {
@@ -82,6 +86,7 @@ func (b *booter) start(ctx context.Context) {
 	}
 	b.cmdline = c
 	mountEarly()
+	logLine("boot program started at " + started)
 
 	mods, err := OpenModules(func(f string, a ...any) { logLine(fmt.Sprintf(f, a...)) })
 	if err != nil {
@@ -93,7 +98,9 @@ func (b *booter) start(ctx context.Context) {
 		if err := <-ready; err != nil {
 			b.printf("cauldron: hot-plug: %v\n", err)
 		}
+		logLine("module index read")
 		n := mods.Coldplug()
+		logLine(fmt.Sprintf("coldplug: %d modules loaded", n))
 		// Drivers loaded by coldplug find devices (disks behind a controller, sticks behind a
 		// USB hub) whose own drivers hot-plug loads; wait for that to calm down.
 		// USB enumeration goes in steps (port reset, descriptors, the driver, the SCSI scan),
@@ -107,7 +114,7 @@ func (b *booter) start(ctx context.Context) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		mods.Settle(200*time.Millisecond, 2*time.Second)
-		logLine(fmt.Sprintf("coldplug: %d modules", n))
+		logLine("devices settled")
 	}
 	mountEFIVars(b.mods)
 	b.printf("%s\n", firmwareLine())
@@ -118,7 +125,13 @@ func (b *booter) start(ctx context.Context) {
 		if b.cmdline.Kickstart != "" && isURL(b.cmdline.Kickstart) || b.cmdline.Static != nil {
 			b.network(ctx) // the kickstart needs it now
 		} else {
-			go b.network(ctx) // a convenience for the technician: do not hold up the menu
+			// A convenience for the technician: do not hold up the wizard. A kickstart found
+			// later on a USB stick waits for it (its archive may be on the network).
+			b.netDone = make(chan struct{})
+			go func() {
+				defer close(b.netDone)
+				b.network(ctx)
+			}()
 		}
 	}
 	if b.cmdline.Kickstart == "" && !b.cmdline.Shell {
@@ -259,6 +272,18 @@ func (b *booter) kickstart(ctx context.Context) {
 		}
 		return local, err
 	}}
+	if b.netDone != nil {
+		select {
+		case <-b.netDone:
+		default:
+			b.printf("cauldron: waiting for the network before the recovery (its archive may be on it)\n")
+			select {
+			case <-b.netDone:
+			case <-time.After(90 * time.Second):
+				b.printf("cauldron: the network is still not configured; going on without waiting\n")
+			}
+		}
+	}
 	then, err := b.o.Recover(ctx, name, data, b.out, env)
 	if err != nil {
 		b.printf("cauldron: recovery failed: %v\n", err)

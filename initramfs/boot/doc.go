@@ -15,7 +15,8 @@
 //	cauldron: nic NAME MAC link=up|down driver=DRIVER
 //	cauldron: ready uptime=SECONDSs
 //
-// Module loading and DHCP use u-root's kmodule and dhclient packages. The modalias matching and the
-// uevent listener are written here because no kept Go library does modalias coldplug (u-root's
-// init loads a fixed module list; systemd-udevd and busybox mdev are C).
+// DHCP uses u-root's dhclient package. The modalias matching, the uevent listener and the module
+// loader are written here because no kept Go library does modalias coldplug (u-root's init loads
+// a fixed module list; systemd-udevd and busybox mdev are C), and u-root's kmodule, which did the
+// loading at first, builds a new zstd decoder for every compressed module (see Modules).
 package boot

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -85,15 +86,11 @@ func onMedia(kind, path string, mods *Modules, keep bool, fn func(string) error)
 	if len(devs) == 0 {
 		return "", fmt.Errorf("no %s device found", kind)
 	}
-	for _, t := range types {
-		for _, m := range fsModules[t] {
-			if mods != nil {
-				mods.Load(m)
-			}
-		}
-	}
 	var tried []string
 	for _, dev := range devs {
+		// Only the filesystem drivers a device needs: loading all of them (btrfs and xfs
+		// with their crypto and RAID helpers) costs seconds under emulation.
+		loadFSModules(mods, detectType("/dev/"+dev), types)
 		err := withDevice("/dev/"+dev, types, keep, func(root string) error {
 			return fn(filepath.Join(root, filepath.Clean("/"+path)))
 		})
@@ -103,6 +100,24 @@ func onMedia(kind, path string, mods *Modules, keep bool, fn func(string) error)
 		tried = append(tried, fmt.Sprintf("%s: %v", dev, err))
 	}
 	return "", fmt.Errorf("%s not found on any %s device (%s)", path, kind, strings.Join(tried, "; "))
+}
+
+// loadFSModules loads the driver of filesystem type t when it is one of types (nil: any), or,
+// when t is unknown (no signature recognised), those of every type in types, so that mount can
+// still try them.
+func loadFSModules(mods *Modules, t string, types []string) {
+	if mods == nil || t != "" && types != nil && !slices.Contains(types, t) {
+		return
+	}
+	ts := []string{t}
+	if t == "" {
+		ts = types
+	}
+	for _, t := range ts {
+		for _, m := range fsModules[t] {
+			mods.Load(m)
+		}
+	}
 }
 
 func partitionsOf(disk string) []string {
@@ -192,13 +207,6 @@ func MountRemovable(mods *Modules) []string {
 	if err != nil {
 		return nil
 	}
-	for _, t := range []string{"vfat", "exfat", "ext4", "xfs", "btrfs", "iso9660"} {
-		for _, m := range fsModules[t] {
-			if mods != nil {
-				mods.Load(m)
-			}
-		}
-	}
 	var out []string
 	for _, d := range disks {
 		if d.Optical || !(d.Removable || d.Bus == "usb") {
@@ -209,6 +217,7 @@ func MountRemovable(mods *Modules) []string {
 			if t == "" || fsModules[t] == nil {
 				continue
 			}
+			loadFSModules(mods, t, nil)
 			dir := ""
 			if err := withDevice("/dev/"+dev, []string{t}, true, func(root string) error { dir = root; return nil }); err == nil {
 				out = append(out, dir)

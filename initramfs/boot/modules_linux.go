@@ -5,25 +5,40 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/u-root/u-root/pkg/kmodule"
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 )
 
 // Modules loads kernel modules from /lib/modules/$(uname -r) of the running image: by name (with
-// dependencies, through u-root's kmodule) and by modalias (through modules.alias).
+// dependencies, from modules.dep) and by modalias (through modules.alias).
+//
+// The loader is written here rather than taken from u-root's kmodule: kmodule builds a new zstd
+// decoder (with its buffers and goroutines, never released) for every .ko.zst it loads, which
+// under emulation made loading the boot drivers a large part of the time to "ready". One
+// decoder serves every load here, and modules.dep is read once.
 type Modules struct {
-	prober  *kmodule.Prober
+	dir     string
+	deps    *ModuleDeps
 	aliases *AliasTable
 	params  map[string]string
 	log     func(format string, args ...any)
+	zstd    *zstd.Decoder
 
 	mu        sync.Mutex
-	tried     map[string]error // module → result of the first attempt
-	lastEvent time.Time        // last uevent seen, for Settle
+	tried     map[string]error       // top-level module → result of the first attempt (logged once)
+	loads     map[string]*moduleLoad // every module, dependencies included → its one load
+	lastEvent time.Time              // last uevent seen, for Settle
+}
+
+// moduleLoad is one module's load, waited for by everyone who needs it.
+type moduleLoad struct {
+	done chan struct{}
+	err  error
 }
 
 // moduleParams are options for modules whose defaults cost boot time for nothing here.
@@ -54,11 +69,47 @@ func OpenModules(log func(string, ...any)) (*Modules, error) {
 	if err != nil {
 		return nil, err
 	}
-	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
+	df, err := os.Open(filepath.Join(dir, "modules.dep"))
 	if err != nil {
 		return nil, fmt.Errorf("kernel modules: %w", err)
 	}
-	return &Modules{prober: prober, aliases: aliases, params: moduleParams, log: log, tried: map[string]error{}}, nil
+	defer df.Close()
+	deps, err := ParseModuleDeps(df)
+	if err != nil {
+		return nil, err
+	}
+	if bf, err := os.Open(filepath.Join(dir, "modules.builtin")); err == nil {
+		err = deps.AddBuiltin(bf)
+		bf.Close()
+		if err != nil {
+			return nil, fmt.Errorf("modules.builtin: %w", err)
+		}
+	}
+	if sf, err := os.Open(filepath.Join(dir, "modules.softdep")); err == nil {
+		err = deps.AddSoftdeps(sf)
+		sf.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	// Small, single-threaded decoding: modules are a few hundred KiB, and several loads
+	// (different devices' drivers) share the decoder at once.
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		return nil, err
+	}
+	params := map[string]string{}
+	for k, v := range moduleParams {
+		params[k] = v
+	}
+	if raw, err := os.ReadFile("/proc/cmdline"); err == nil {
+		// Options on the kernel command line come after the image's own, so they win.
+		for k, v := range CmdlineModuleParams(string(raw)) {
+			params[k] = strings.TrimSpace(params[k] + " " + v)
+		}
+	}
+	return &Modules{dir: dir, deps: deps, aliases: aliases, params: params, log: log, zstd: dec,
+		tried: map[string]error{}, loads: map[string]*moduleLoad{}}, nil
 }
 
 // Load loads a module and its dependencies once; later calls return the first result.
@@ -71,7 +122,7 @@ func (m *Modules) Load(name string) error {
 	}
 	m.tried[name] = nil
 	m.mu.Unlock()
-	err := m.prober.Probe(name, m.params[name])
+	err := m.load(name, nil)
 	if err != nil {
 		m.log("module %s: %v", name, err)
 	} else {
@@ -81,6 +132,75 @@ func (m *Modules) Load(name string) error {
 	m.tried[name] = err
 	m.mu.Unlock()
 	return err
+}
+
+// load loads name after its dependencies; a module another goroutine is loading is waited for.
+// chain guards against a dependency loop in a damaged modules.dep.
+func (m *Modules) load(name string, chain []string) error {
+	if slices.Contains(chain, name) {
+		return fmt.Errorf("dependency loop: %s", strings.Join(append(chain, name), " → "))
+	}
+	m.mu.Lock()
+	l, ok := m.loads[name]
+	if ok {
+		m.mu.Unlock()
+		<-l.done
+		return l.err
+	}
+	l = &moduleLoad{done: make(chan struct{})}
+	m.loads[name] = l
+	m.mu.Unlock()
+	defer close(l.done)
+
+	if m.deps.Builtin(name) {
+		return nil
+	}
+	file, ok := m.deps.File(name)
+	if !ok {
+		l.err = fmt.Errorf("not in this image's modules.dep")
+		return l.err
+	}
+	// Soft dependencies first, and best effort: a missing one only means the kernel asks
+	// modprobe for it later.
+	for _, p := range m.deps.SoftPre(name) {
+		mods := []string{p}
+		if _, ok := m.deps.File(p); !ok {
+			mods = m.aliases.Modules(p)
+		}
+		for _, d := range mods {
+			if d = strings.ReplaceAll(d, "-", "_"); d != name && !slices.Contains(chain, d) {
+				m.load(d, append(chain, name))
+			}
+		}
+	}
+	for _, d := range m.deps.Deps(name) {
+		if err := m.load(d, append(chain, name)); err != nil {
+			l.err = fmt.Errorf("needs %s: %w", d, err)
+			return l.err
+		}
+	}
+	start := time.Now()
+	l.err = m.insert(filepath.Join(m.dir, file), m.params[name])
+	m.log("insert %s: %d ms", name, time.Since(start).Milliseconds())
+	return l.err
+}
+
+// insert hands one module file to the kernel, decompressing .ko.zst here: Debian 12's kernel
+// cannot decompress modules itself (no CONFIG_MODULE_DECOMPRESS).
+func (m *Modules) insert(path, params string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if strings.HasSuffix(path, ".zst") {
+		if raw, err = m.zstd.DecodeAll(raw, make([]byte, 0, 4*len(raw))); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Base(path), err)
+		}
+	}
+	if err := unix.InitModule(raw, params); err != nil && err != unix.EEXIST {
+		return err
+	}
+	return nil
 }
 
 // LoadAlias loads every module whose alias matches modalias and returns how many were new.
