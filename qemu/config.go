@@ -170,6 +170,10 @@ type Config struct {
 	LogDir string
 	// KVM uses KVM instead of TCG; default true only when CAULDRON_QEMU_KVM=1.
 	KVM bool
+	// CPU is the -cpu model under TCG; default $CAULDRON_QEMU_CPU, else QEMU's own (qemu64,
+	// which has no RDRAND: the guest kernel's random pool then takes a second or more to be
+	// ready, as on no real x86-64 machine of the last decade; tests keep that harder case).
+	CPU string
 	// FirmwareFiles overrides where OVMF's code and variable store are found (UEFI, SecureBoot).
 	FirmwareFiles *FirmwareFiles
 
@@ -230,6 +234,9 @@ func (c Config) withDefaults() Config {
 	}
 	if !c.KVM && os.Getenv("CAULDRON_QEMU_KVM") == "1" {
 		c.KVM = true
+	}
+	if c.CPU == "" {
+		c.CPU = os.Getenv("CAULDRON_QEMU_CPU")
 	}
 	// The USB convenience field becomes a boot disk like any other, with an overlay so that
 	// parallel VMs can share the image (QEMU locks images opened for writing).
@@ -468,6 +475,9 @@ func (c *Config) cmdline(rt runtimePaths) ([]string, error) {
 		a = append(a, "-accel", "kvm", "-cpu", "host")
 	} else {
 		a = append(a, "-accel", "tcg")
+		if c.CPU != "" {
+			a = append(a, "-cpu", c.CPU)
+		}
 	}
 	a = append(a, "-m", fmt.Sprint(c.MemoryMiB), "-smp", fmt.Sprint(c.CPUs))
 	a = append(a, "-display", "none", "-vga", c.VGA)

@@ -94,6 +94,28 @@ func TestCmdlineKernelBIOS(t *testing.T) {
 	mustContain(t, pairs(args, "-device"), "virtio-net-pci,netdev=net0,romfile=")
 }
 
+func TestCmdlineCPUModel(t *testing.T) {
+	t.Setenv("CAULDRON_QEMU_KVM", "")
+	t.Setenv("CAULDRON_QEMU_CPU", "")
+	f := files(t, "vmlinuz")
+	args, err := build(t, Config{Kernel: f["vmlinuz"]}, runtimePaths{QMP: "/q"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := pairs(args, "-cpu"); len(c) != 0 {
+		t.Errorf("-cpu without asking: %q", c)
+	}
+	t.Setenv("CAULDRON_QEMU_CPU", "qemu64,+rdrand")
+	if args, err = build(t, Config{Kernel: f["vmlinuz"]}, runtimePaths{QMP: "/q"}); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, pairs(args, "-cpu"), "qemu64,+rdrand")
+	if args, err = build(t, Config{Kernel: f["vmlinuz"], CPU: "max"}, runtimePaths{QMP: "/q"}); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, pairs(args, "-cpu"), "max")
+}
+
 func TestCmdlineKVMOnlyWhenAsked(t *testing.T) {
 	f := files(t, "vmlinuz")
 	t.Setenv("CAULDRON_QEMU_KVM", "1")
