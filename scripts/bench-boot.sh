@@ -161,6 +161,8 @@ wizard=$(grep -a -o 'WIZARD ready=[0-9.]*s first-screen-after=[0-9.]*s' "$WORK/w
 [ "$wrc" = 0 ] || wizard="$wizard (TestWizardOnSerial failed: see its log)"
 echo "wizard first screen: $wizard"
 
+cpu_desc="-cpu $CPU"
+[ -n "$CPU" ] || cpu_desc="QEMU's default CPU, qemu64"
 rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
 qemu_v=$(qemu-system-x86_64 --version | head -1 | sed 's/QEMU emulator version //')
 section=$(
@@ -178,7 +180,7 @@ Produced by \`RUNS=$RUNS${BOOT_PATHS:+ BOOT_PATHS=$BOOT_PATHS} scripts/bench-boo
 | ISO | $(fmt_size "$iso") | ≤ 64 MB: $iso_goal |
 | kernel / initramfs | $(fmt_size "$kernel") / $(fmt_size "$initrd") | |
 
-Each boot: 1 GiB RAM, 1 vCPU (${CPU:-QEMU's default CPU}), a virtio-net NIC and one disk on each of these controllers: $BUSES
+Each boot: 1 GiB RAM, 1 vCPU ($cpu_desc), a virtio-net NIC and one disk on each of these controllers: $BUSES
 (a typical machine's; the boot tests in make test attach a disk to every controller the harness
 knows, and there LSI 53C895A's sym53c8xx alone adds the 3 s it waits after resetting its bus,
 which puts every path at about 9–10 s). BIOS boots on

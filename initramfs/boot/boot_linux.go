@@ -102,18 +102,17 @@ func (b *booter) start(ctx context.Context) {
 		n := mods.Coldplug()
 		logLine(fmt.Sprintf("coldplug: %d modules loaded", n))
 		// Drivers loaded by coldplug find devices (disks behind a controller, sticks behind a
-		// USB hub) whose own drivers hot-plug loads; wait for that to calm down.
-		// USB enumeration goes in steps (port reset, descriptors, the driver, the SCSI scan),
-		// each a few hundred milliseconds apart: with a USB controller, quiet must last longer.
-		quiet := 300 * time.Millisecond
+		// USB hub) whose own drivers hot-plug loads; wait for that to calm down, longer for
+		// USB devices (see Settle). The root hubs' own uevents start the USB wait.
+		usbQuiet := time.Duration(0)
 		if hubs, _ := filepath.Glob("/sys/bus/usb/devices/usb*"); len(hubs) > 0 {
-			quiet = 500 * time.Millisecond
+			usbQuiet = 500 * time.Millisecond
 		}
-		mods.Settle(quiet, 6*time.Second)
+		mods.Settle(300*time.Millisecond, usbQuiet, 6*time.Second)
 		for deadline := time.Now().Add(5 * time.Second); PendingUSBStorage("/sys") > 0 && time.Now().Before(deadline); {
 			time.Sleep(50 * time.Millisecond)
 		}
-		mods.Settle(200*time.Millisecond, 2*time.Second)
+		mods.Settle(200*time.Millisecond, 0, 2*time.Second)
 		logLine("devices settled")
 	}
 	mountEFIVars(b.mods)

@@ -33,6 +33,7 @@ type Modules struct {
 	tried     map[string]error       // top-level module → result of the first attempt (logged once)
 	loads     map[string]*moduleLoad // every module, dependencies included → its one load
 	lastEvent time.Time              // last uevent seen, for Settle
+	lastUSB   time.Time              // last uevent of a device below a USB controller
 }
 
 // moduleLoad is one module's load, waited for by everyone who needs it.
@@ -277,24 +278,31 @@ func (m *Modules) Hotplug(ready chan<- error) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		m.mu.Lock()
-		m.lastEvent = time.Now()
-		m.mu.Unlock()
 		ev := parseUevent(buf[:n])
+		now := time.Now()
+		m.mu.Lock()
+		m.lastEvent = now
+		if strings.Contains(ev["DEVPATH"], "/usb") {
+			m.lastUSB = now
+		}
+		m.mu.Unlock()
 		if ev["ACTION"] == "add" && ev["MODALIAS"] != "" {
 			go m.LoadAlias(ev["MODALIAS"])
 		}
 	}
 }
 
-// Settle waits until no uevent has arrived for quiet, or until max has passed.
-func (m *Modules) Settle(quiet, max time.Duration) {
+// Settle waits until no uevent has arrived for quiet and none from a USB device for usbQuiet,
+// or until max has passed. USB enumeration goes in steps (port debounce and reset, descriptors,
+// the driver, the SCSI scan) a few hundred milliseconds apart, so a stick still on its way needs
+// the longer wait; other controllers' drivers have found their disks when their load returns.
+func (m *Modules) Settle(quiet, usbQuiet, max time.Duration) {
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) {
 		m.mu.Lock()
-		last := m.lastEvent
+		last, lastUSB := m.lastEvent, m.lastUSB
 		m.mu.Unlock()
-		if since := time.Since(last); since >= quiet {
+		if time.Since(last) >= quiet && time.Since(lastUSB) >= usbQuiet {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
