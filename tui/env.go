@@ -22,8 +22,10 @@ type Env struct {
 	// Network configures the boot environment's network; nil means the network belongs to the
 	// host (HostNetwork is used to show it).
 	Network Network
-	// Repo is a repository directory to offer first (cauldron wizard --repo).
-	Repo string
+	// Repo is a repository to offer first (cauldron wizard --repo): a directory or a network
+	// location; RepoSpec says how to reach it (S3 endpoint, credentials file, TLS check).
+	Repo     string
+	RepoSpec archive.Spec
 	// Password, when set, is tried before asking (--password-file, $CAULDRON_PASSWORD).
 	Password []byte
 	// Archives finds candidate repository directories on attached media; nil: FindArchives

@@ -92,9 +92,14 @@ func (m *Model) archiveRows() []archiveRow {
 	var rows []archiveRow
 	seen := map[string]bool{}
 	if m.env.Repo != "" {
-		p := filepath.Clean(m.env.Repo)
-		seen[p] = true
-		rows = append(rows, archiveRow{a: Archive{Path: p, Note: "given on the command line", Repository: IsRepository(p)}})
+		if archive.KindOf(m.env.Repo) == archive.Dir {
+			p := filepath.Clean(m.env.Repo)
+			seen[p] = true
+			rows = append(rows, archiveRow{a: Archive{Path: p, Note: "given on the command line", Repository: IsRepository(p)}})
+		} else {
+			// A network location is only known to hold a repository once it is opened.
+			rows = append(rows, archiveRow{a: Archive{Path: m.env.Repo, Note: "given on the command line", Repository: true}})
+		}
 	}
 	for _, a := range m.arch.found {
 		if !seen[a.Path] {
@@ -317,7 +322,12 @@ func (m *Model) updateArchive(msg tea.Msg) tea.Cmd {
 			r := rows[s.sel]
 			switch r.kind {
 			case 0:
-				return m.openFirst(archive.Spec{Location: r.a.Path})
+				sp := archive.Spec{Location: r.a.Path}
+				if r.a.Path == m.env.Repo || r.a.Path == filepath.Clean(m.env.Repo) {
+					sp = m.env.RepoSpec
+					sp.Location = r.a.Path
+				}
+				return m.openFirst(sp)
 			case 1:
 				p := strings.TrimSpace(s.path.value)
 				if p == "" {

@@ -221,6 +221,17 @@ func TestWizardArchiveOverHTTP(t *testing.T) {
 	if loc.Kind != kickstart.LocationHTTP || loc.URL != srv.URL+"/" {
 		t.Fatalf("exported repository %+v", loc)
 	}
+
+	// Given on the command line (cauldron wizard --repo URL): offered first, as it is.
+	env.Repo, env.Password = srv.URL, f.password
+	d = newDriver(t, env, true)
+	d.keys("enter")
+	d.expectView("> " + srv.URL + "  (repository, given on the command line)")
+	d.keys("enter")
+	d.expectScreen("Machine")
+	if d.m.repoPath != srv.URL || d.m.repoDir != "" {
+		t.Fatalf("opened %q (dir %q)", d.m.repoPath, d.m.repoDir)
+	}
 }
 
 func TestWizardMachineAndGeneration(t *testing.T) {

@@ -21,7 +21,7 @@ func newWizard() *cobra.Command {
 	var targets, ascii, exportDir, scratch string
 	var media []string
 	c := &cobra.Command{
-		Use:   "wizard [--repo DIR] [--targets PATH,PATH]",
+		Use:   "wizard [--repo DIR|URL] [--targets PATH,PATH]",
 		Short: "Recover a machine interactively (the recovery wizard)",
 		Long: `wizard walks a technician through a recovery on the terminal: network, archive, machine and
 generation, disk mapping, options, a summary confirmed by typing ERASE, progress and the result.
@@ -34,7 +34,7 @@ The look is plain ASCII on dumb, vt100 and serial terminals; --ascii 1 or 0 forc
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The same inoculation as `cauldron recover` (the kickstart's way).
-			env := tui.Env{Repo: f.repo, ExportDir: exportDir, Scratch: scratch, Inoculate: restore.Inoculate}
+			env := tui.Env{Repo: f.repo, RepoSpec: f.spec(), ExportDir: exportDir, Scratch: scratch, Inoculate: restore.Inoculate}
 			if cmd.Flags().Changed("media") {
 				env.MediaRoots = []string{}
 				for _, m := range media {
