@@ -94,9 +94,18 @@ func wizardEnded(out io.Writer, res tui.Result, err error) error {
 // reboot, power off and shell as the end actions. It returns the action chosen ("reboot",
 // "poweroff", "shell"); after a panic the action is "shell" and the error says where the
 // details were logged.
-func bootWizard(ctx context.Context, out io.Writer) (string, error) {
+func bootWizard(ctx context.Context, out io.Writer, media <-chan struct{}) (string, error) {
 	env := tui.Env{Network: &bootNetwork{}, Actions: []string{"reboot", "poweroff", "shell"}, ExportDir: "/run",
-		Controllers: bootControllers, Inoculate: restore.InoculateOnTarget}
+		Controllers: bootControllers, Inoculate: restore.InoculateOnTarget,
+		// The archive screen looks at attached media once the boot environment has mounted them.
+		Archives: func(ctx context.Context) ([]tui.Archive, error) {
+			select {
+			case <-media:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return tui.FindArchives(ctx, tui.DefaultMediaRoots)
+		}}
 	res, err := tui.Run(ctx, env, tui.Console{LogDir: "/run"})
 	if err != nil {
 		return "shell", err

@@ -26,7 +26,9 @@ type Options struct {
 	Recover func(ctx context.Context, name string, kickstart []byte, out io.Writer, env Env) (then string, err error)
 	// Wizard runs the interactive recovery wizard on the console and returns what to do next:
 	// "reboot", "poweroff" or "shell" ("" = the menu). nil: the menu only.
-	Wizard func(ctx context.Context, out io.Writer) (then string, err error)
+	// media is closed once USB and removable disks are mounted under /run/cauldron/media: the
+	// wizard's first screen does not wait for that, its archive screen does.
+	Wizard func(ctx context.Context, out io.Writer, media <-chan struct{}) (then string, err error)
 }
 
 // Env is what the boot environment offers a recovery it starts.
@@ -157,10 +159,16 @@ func (b *booter) wizard(ctx context.Context) {
 	if b.o.Wizard == nil {
 		return
 	}
-	for _, m := range MountRemovable(b.mods) {
-		b.printf("cauldron: removable disk mounted at %s\n", m)
-	}
-	then, err := b.o.Wizard(ctx, b.out)
+	// Mounted beside the wizard's start (the log has what was mounted: the console is the
+	// wizard's by then).
+	media := make(chan struct{})
+	go func() {
+		defer close(media)
+		for _, m := range MountRemovable(b.mods) {
+			logLine("removable disk mounted at " + m)
+		}
+	}()
+	then, err := b.o.Wizard(ctx, b.out, media)
 	if err != nil {
 		b.printf("cauldron: wizard: %v\n", err)
 	}
