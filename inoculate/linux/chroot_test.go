@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/testenv"
 )
 
 // fakeUpdateInitramfs is a program that reports what it sees of the chroot's bind mounts and
@@ -51,11 +53,9 @@ func mountsUnder(t *testing.T, dir string) []string {
 // The real chroot: the tool runs inside the root with /dev, /proc, /sys and /run bound, its
 // failure comes back with its output, and nothing stays mounted.
 func TestChrootToolFails(t *testing.T) {
-	requireRoot(t)
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		requireTool(t, "the go command (to build a static stand-in for update-initramfs)")
-	}
+	testenv.NeedRoot(t)
+	testenv.NeedTools(t, "go") // builds a static stand-in for update-initramfs
+	gobin, _ := exec.LookPath("go")
 	root := debianTree(t)
 	src := filepath.Join(t.TempDir(), "main.go")
 	if err := os.WriteFile(src, []byte(fakeUpdateInitramfs), 0o644); err != nil {
@@ -114,12 +114,8 @@ func TestChrootToolFails(t *testing.T) {
 // Options.Mounts: a separate /boot (here an ext4 image on a loop device) is mounted for the work,
 // the new initramfs lands on it, and it is unmounted afterwards; without it the run is refused.
 func TestInoculateMountsSeparateBoot(t *testing.T) {
-	requireRoot(t)
-	for _, tool := range []string{"mkfs.ext4", "losetup", "debugfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			requireTool(t, tool)
-		}
-	}
+	testenv.NeedRoot(t)
+	testenv.NeedTools(t, "mkfs.ext4", "losetup", "debugfs")
 	root := debianTree(t)
 	// Move /boot's content into a filesystem of its own, as an installer with a separate /boot
 	// partition leaves it (the files at its top, not under boot/).

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cauldron-dr/cauldron/internal/testenv"
 	"github.com/u-root/u-root/pkg/efivarfs"
 )
 
@@ -130,11 +131,8 @@ func TestGUIDBytesAgainstSgdisk(t *testing.T) {
 	if GUIDFromBytes(esp) != "c12a7328-f81f-11d2-ba4b-00a0c93ec93b" {
 		t.Errorf("round trip %s", GUIDFromBytes(esp))
 	}
-	sgdisk, err := exec.LookPath("sgdisk")
-	if err != nil {
-		requireTool(t, "sgdisk (gdisk)")
-		return
-	}
+	testenv.NeedTools(t, "sgdisk")
+	sgdisk, _ := exec.LookPath("sgdisk")
 	img := filepath.Join(t.TempDir(), "gpt.img")
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cauldron-dr/cauldron/internal/testenv"
 	"github.com/cauldron-dr/cauldron/qemu"
 )
 
@@ -28,12 +29,8 @@ func sourceImage(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("boots Debian in QEMU for minutes: skipped with -short")
 	}
-	requireRoot(t)
-	for _, tool := range []string{"debootstrap", "sfdisk", "partx", "losetup", "mkfs.ext4", "tune2fs", "chroot"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			requireTool(t, tool)
-		}
-	}
+	testenv.NeedRoot(t)
+	testenv.NeedTools(t, "debootstrap", "sfdisk", "partx", "losetup", "mkfs.ext4", "tune2fs", "chroot")
 	script, err := filepath.Abs("../../scripts/source-debian.sh")
 	if err != nil {
 		t.Fatal(err)

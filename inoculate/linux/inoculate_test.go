@@ -8,28 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/testenv"
 )
-
-// strict reports whether a missing tool must fail the test instead of skipping it: in CI and
-// wherever the project's corpus is set up, a missing prerequisite is a broken machine.
-func strict() bool {
-	return os.Getenv("CI") == "true" || os.Getenv("CAULDRON_CORPUS") != ""
-}
-
-func requireTool(t *testing.T, what string) {
-	t.Helper()
-	if strict() {
-		t.Fatalf("%s is missing (CI or CAULDRON_CORPUS set, so this fails)", what)
-	}
-	t.Skipf("%s is missing", what)
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		requireTool(t, "root (mounts and chroot)")
-	}
-}
 
 func TestInoculateDebianBIOS(t *testing.T) {
 	root := debianTree(t)
@@ -202,7 +183,7 @@ func findBlockDevice(t *testing.T) string {
 			return p
 		}
 	}
-	requireTool(t, "a block device in /dev")
+	testenv.SkipOrFail(t, "no block device in /dev")
 	return ""
 }
 

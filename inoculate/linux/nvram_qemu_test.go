@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cauldron-dr/cauldron/internal/testenv"
 	"github.com/cauldron-dr/cauldron/qemu"
 	"github.com/u-root/u-root/pkg/efivarfs"
 	"golang.org/x/sys/unix"
@@ -109,9 +110,7 @@ func TestBootEntryInOVMF(t *testing.T) {
 		qemu.Require(t, qemu.UEFI, false)
 	}
 	src := sourceImage(t)
-	if _, err := exec.LookPath("cpio"); err != nil {
-		requireTool(t, "cpio")
-	}
+	testenv.NeedTools(t, "cpio")
 	work := t.TempDir()
 	stage := filepath.Join(work, "stage")
 	for _, d := range []string{"dev", "sys", "proc"} {
