@@ -259,17 +259,7 @@ func TestWizardOnSerial(t *testing.T) {
 	}
 	v := qemu.StartT(t, qemu.Config{Name: "wizard-serial", CDROM: iso, Timeout: bootTimeout,
 		Disks: []qemu.Disk{{Bus: qemu.Virtio, Size: 64 << 20, Serial: "WIZ-DISK"}, {Bus: qemu.USB, Path: stick, Serial: "WIZ-STICK"}}})
-	m, err := v.Expect(`cauldron: ready uptime=([0-9.]+)s`, bootTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready := time.Now()
-	if _, err := v.ExpectPartial(`Cauldron recovery  step 1 of [0-9]+`, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	// bench-boot reads this line: the guest's clock follows the host's under TCG, so ready's
-	// uptime plus the wall time since is the guest uptime at the first screen, to ~0.1 s.
-	t.Logf("WIZARD ready=%ss first-screen-after=%.2fs", m[1], time.Since(ready).Seconds())
+	waitFirstScreen(t, v)
 	if strings.ContainsAny(v.Console().Since(), "─│┌└") {
 		t.Error("the wizard drew box characters on a serial console: want the plain ASCII look")
 	}
@@ -303,6 +293,14 @@ func TestWizardFirstScreen(t *testing.T) {
 	iso, _ := testMedia(t, t.TempDir())
 	v := qemu.StartT(t, qemu.Config{Name: "wizard-first", CDROM: iso, Timeout: bootTimeout,
 		Disks: []qemu.Disk{{Bus: qemu.Virtio, Size: 64 << 20, Serial: "WIZ-ONLY"}}})
+	waitFirstScreen(t, v)
+}
+
+// waitFirstScreen waits for ready and then the wizard's first screen, and logs the line
+// bench-boot reads: the guest's clock follows the host's under TCG, so ready's uptime plus the
+// wall time since is the guest uptime at the first screen, to ~0.1 s.
+func waitFirstScreen(t *testing.T, v *qemu.VM) {
+	t.Helper()
 	m, err := v.Expect(`cauldron: ready uptime=([0-9.]+)s`, bootTimeout)
 	if err != nil {
 		t.Fatal(err)

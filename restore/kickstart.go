@@ -48,8 +48,6 @@ func FromKickstart(ctx context.Context, ks *kickstart.Kickstart, o KickstartOpti
 			return nil, at(repo.Pos, "repository %s: %v", repo.Location, err)
 		}
 		spec.Location = p
-	case kickstart.LocationS3:
-		spec.Location = "s3://" + repo.Location.Bucket + "/" + repo.Location.Path
 	}
 	opened, err := archive.Open(ctx, spec)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/cauldron-dr/cauldron/restore"
 	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/restore/kickstart"
+	"github.com/cauldron-dr/cauldron/tib/backend/s3"
 )
 
 // Request is what the technician has chosen, as the engine takes it: the same Request a
@@ -135,8 +136,9 @@ func (m *Model) kickstartRepository() kickstart.Repository {
 	case archive.SMB:
 		r.Location = kickstart.Location{Kind: kickstart.LocationSMB, URL: sp.Location}
 	case archive.S3:
-		bucket, prefix, _ := strings.Cut(sp.Location[len("s3://"):], "/")
-		r.Location = kickstart.Location{Kind: kickstart.LocationS3, Bucket: bucket, Path: strings.Trim(prefix, "/")}
+		// The location opened, so it parses.
+		l, _ := s3.ParseLocation(sp.Location)
+		r.Location = kickstart.Location{Kind: kickstart.LocationS3, Bucket: l.Bucket, Path: l.Prefix}
 	default:
 		r.Location = kickstart.Location{Kind: kickstart.LocationPath, Path: m.repoPath}
 	}

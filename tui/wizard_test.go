@@ -15,6 +15,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/cauldron-dr/cauldron/partition"
 	"github.com/cauldron-dr/cauldron/restore"
+	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/restore/kickstart"
 	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
@@ -789,5 +790,35 @@ func TestWizardFindArchives(t *testing.T) {
 	}
 	if got := unescapeMount(`/media/USB\040DISK`); got != "/media/USB DISK" {
 		t.Fatalf("unescape: %q", got)
+	}
+}
+
+// The exported kickstart names a network repository as it was opened (secrets are never in it).
+func TestKickstartRepositoryOfNetworkLocations(t *testing.T) {
+	for _, c := range []struct {
+		sp   archive.Spec
+		want string
+	}{
+		{archive.Spec{Location: "s3://dr-archive/prod/site", Endpoint: "https://minio:9000", InsecureTLS: true, SecretAccessKey: "x"},
+			"repository s3://dr-archive/prod/site --endpoint https://minio:9000 --insecure-tls"},
+		{archive.Spec{Location: "s3://dr-archive"}, "repository s3://dr-archive"},
+		{archive.Spec{Location: "smb://filer/backup/dr", User: "tech", Password: "pw"}, "repository smb://filer/backup/dr"},
+		{archive.Spec{Location: "nfs://filer/export/dr"}, "repository nfs://filer/export/dr"},
+		{archive.Spec{Location: "/mnt/archive"}, "repository /mnt/archive"},
+	} {
+		m := &Model{repoSpec: c.sp, repoPath: c.sp.Location}
+		ks := &kickstart.Kickstart{Repository: m.kickstartRepository(), Machine: kickstart.Machine{Name: "m"}}
+		var line string
+		for _, l := range strings.Split(ks.Format(), "\n") {
+			if strings.HasPrefix(l, "repository ") {
+				line = l
+			}
+		}
+		if line != c.want {
+			t.Errorf("%s: %q, want %q", c.sp.Location, line, c.want)
+		}
+		if strings.Contains(ks.Format(), "pw") || strings.Contains(line, "tech") {
+			t.Errorf("%s: a typed secret or user reached the kickstart: %q", c.sp.Location, line)
+		}
 	}
 }
