@@ -8,7 +8,7 @@ APT_PACKAGES := e2fsprogs dosfstools ntfs-3g partclone gdisk fdisk mtools zstd u
 	xfsprogs btrfs-progs exfatprogs cryptsetup-bin lvm2 xorriso grub-pc-bin syslinux-common isolinux \
 	libhivex-bin libwin-hivex-perl chntpw xz-utils \
 	pxelinux shim-signed grub-efi-amd64-signed grub-efi-amd64-bin cpio kmod \
-	efibootmgr kexec-tools dmsetup qemu-system-x86 ovmf ipxe-qemu debootstrap tmux samba
+	efibootmgr kexec-tools dmsetup qemu-system-x86 ovmf ipxe-qemu debootstrap tmux samba strace
 CAULDRON_CORPUS ?= $(abspath ../shared/corpus)
 export CAULDRON_CORPUS
 FUZZTIME ?= 30s
@@ -34,10 +34,12 @@ deps:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+	$(GO) -C internal/xid vet ./...
 
 # test runs every test; CAULDRON_CORPUS makes corpus-backed tests fail instead of skip.
 test: deps vet
 	$(GO) test -count=1 -timeout 25m ./...
+	$(GO) -C internal/xid test -count=1 ./...
 
 # demo is the whole product on emulated machines (demo/main.go); it needs root.
 demo: deps

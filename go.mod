@@ -126,3 +126,9 @@ require (
 	gopkg.in/ini.v1 v1.67.3 // indirect
 	mvdan.cc/sh/v3 v3.11.0 // indirect
 )
+
+// rs/xid v1.6.0 reads crypto/rand while the program starts, which blocks the boot environment's
+// recovery program until the kernel's random pool is ready (about a second after boot on a CPU
+// without RDRAND). internal/xid is a hand-written stand-in that reads it on first use; see its
+// package doc and TestStartWaitsForNoRandomness in cmd/cauldron.
+replace github.com/rs/xid v1.6.0 => ./internal/xid
