@@ -86,7 +86,7 @@ func run(ctx context.Context, out io.Writer, work string) error {
 	}
 
 	if err := timed("build cauldron (static)", func() (string, error) {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/cauldron")
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", bin, "./cmd/cauldron")
 		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("%v\n%s", err, b)

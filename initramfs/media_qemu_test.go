@@ -77,7 +77,7 @@ func testMedia(t *testing.T, dir string) (iso, pxeDir string) {
 	}
 	start := time.Now()
 	bin := filepath.Join(dir, "cauldron")
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-trimpath", "-o", bin, "../cmd/cauldron")
+	cmd := exec.CommandContext(t.Context(), "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", bin, "../cmd/cauldron")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building a static cauldron: %v\n%s", err, out)

@@ -38,8 +38,8 @@ trap 'exit 130' INT TERM
 secs() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-echo "== building a static cauldron"
-CGO_ENABLED=0 $GO build -trimpath -o "$WORK/cauldron" ./cmd/cauldron
+echo "== building a static cauldron (as make build does: without symbols and debug info)"
+CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w -buildid=" -o "$WORK/cauldron" ./cmd/cauldron
 
 cold_s="not measured (COLD=0)"
 if [ "$COLD" = 1 ]; then
