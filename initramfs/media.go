@@ -11,9 +11,15 @@ import (
 // Kernel command lines of the boot menus. The last console= is /dev/console, where the boot
 // program writes: the serial port by default (QEMU tests and headless servers), the screen with
 // the "VGA console" entry. Both show the kernel's messages.
+//
+// cryptomgr.notests skips the kernel's crypto self-tests, which check each algorithm
+// implementation against known answers as it registers (at boot, and again as modules load).
+// They take milliseconds on hardware, but 0.2–0.3 s of boot under emulation (QEMU TCG), where a
+// recovery into a new VM may well run. Every implementation is the Debian kernel's, the same on
+// every machine; the "verbose" entry keeps the tests for anyone who wants them run.
 const (
-	cmdlineDefault = "console=tty0 console=ttyS0,115200n8 quiet"
-	cmdlineVGA     = "console=ttyS0,115200n8 console=tty0 quiet"
+	cmdlineDefault = "console=tty0 console=ttyS0,115200n8 quiet cryptomgr.notests"
+	cmdlineVGA     = "console=ttyS0,115200n8 console=tty0 quiet cryptomgr.notests"
 	// MenuTimeout is how long the boot menus wait before booting the default entry, in seconds.
 	MenuTimeout = 2
 	// VolumeID is the ISO's volume label.
