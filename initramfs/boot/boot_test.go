@@ -25,6 +25,16 @@ func TestParseCmdline(t *testing.T) {
 	if !reflect.DeepEqual(c.Static, want) || c.DHCP() {
 		t.Fatalf("static: got %+v", c.Static)
 	}
+	c, err = ParseCmdline("ip=10.1.2.3::10.1.2.1:24::eth0:none:10.1.2.53:10.9.9.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resolvConf(c.Static.DNS); got != "nameserver 10.1.2.53\nnameserver 10.9.9.9\n" || resolvList(c.Static.DNS) != "10.1.2.53,10.9.9.9" {
+		t.Fatalf("name servers: %+v → %q", c.Static, got)
+	}
+	if c, _ := ParseCmdline("ip=10.1.2.3::10.1.2.1:24::eth0:none::10.9.9.9"); len(c.Static.DNS) != 1 || !c.Static.DNS[0].Equal(net.IPv4(10, 9, 9, 9)) {
+		t.Fatalf("second name server only: %+v", c.Static)
+	}
 	if c, _ := ParseCmdline("ip=10.0.0.5:::16"); c.Static == nil || c.Static.Mask.String() != "ffff0000" {
 		t.Fatalf("prefix length mask: %+v", c.Static)
 	}
@@ -35,14 +45,15 @@ func TestParseCmdline(t *testing.T) {
 		t.Fatal("ip=off asks for DHCP")
 	}
 	for in, want := range map[string]string{
-		"cauldron.ks":                       "cauldron.ks needs a location",
-		"cauldron.ks=":                      "cauldron.ks needs a location",
-		"cauldron.kickstart=x":              `unknown option "cauldron.kickstart"`,
-		"ip=10.1.2.300::1.2.3.4:24":         `client address "10.1.2.300"`,
-		"ip=10.1.2.3::gw:24":                `gateway "gw"`,
-		"ip=10.1.2.3::10.1.2.1:33":          `netmask "33"`,
-		"ip=10.1.2.3::10.1.2.1:255.0.255.0": `netmask "255.0.255.0" is not contiguous`,
-		"ip=10.1.2.3":                       "want dhcp or CLIENT",
+		"cauldron.ks":                             "cauldron.ks needs a location",
+		"cauldron.ks=":                            "cauldron.ks needs a location",
+		"cauldron.kickstart=x":                    `unknown option "cauldron.kickstart"`,
+		"ip=10.1.2.300::1.2.3.4:24":               `client address "10.1.2.300"`,
+		"ip=10.1.2.3::gw:24":                      `gateway "gw"`,
+		"ip=10.1.2.3::10.1.2.1:33":                `netmask "33"`,
+		"ip=10.1.2.3::10.1.2.1:255.0.255.0":       `netmask "255.0.255.0" is not contiguous`,
+		"ip=10.1.2.3":                             "want dhcp or CLIENT",
+		"ip=10.1.2.3::10.1.2.1:24::eth0:none:dns": `name server "dns"`,
 	} {
 		_, err := ParseCmdline(in)
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -21,14 +21,15 @@ type Cmdline struct {
 	NoNet bool
 }
 
-// StaticIP is the kernel's ip=CLIENT:SERVER:GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF form, of
-// which the boot environment uses the address, gateway, netmask, hostname and device.
+// StaticIP is the kernel's ip=CLIENT:SERVER:GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF:DNS0:DNS1
+// form, of which the boot environment uses all but SERVER and AUTOCONF.
 type StaticIP struct {
 	Address  net.IP
 	Mask     net.IPMask
 	Gateway  net.IP
 	Hostname string
-	Device   string // empty: the first NIC with a link
+	Device   string   // empty: the first NIC with a link
+	DNS      []net.IP // name servers, for archive and kickstart URLs that name a host
 }
 
 // ParseCmdline reads the options Cauldron knows from a kernel command line (/proc/cmdline).
@@ -107,7 +108,7 @@ func splitCmdline(s string) []string {
 func parseStaticIP(v string) (*StaticIP, error) {
 	f := strings.Split(v, ":")
 	if len(f) < 4 {
-		return nil, fmt.Errorf("want dhcp or CLIENT::GATEWAY:NETMASK[:HOSTNAME[:DEVICE]]")
+		return nil, fmt.Errorf("want dhcp or CLIENT::GATEWAY:NETMASK[:HOSTNAME[:DEVICE[:AUTOCONF[:DNS0[:DNS1]]]]]")
 	}
 	st := &StaticIP{}
 	if st.Address = net.ParseIP(f[0]).To4(); st.Address == nil {
@@ -137,5 +138,33 @@ func parseStaticIP(v string) (*StaticIP, error) {
 	if len(f) > 5 {
 		st.Device = f[5]
 	}
+	for i := 7; i < len(f) && i <= 8; i++ {
+		if f[i] == "" {
+			continue
+		}
+		ns := net.ParseIP(f[i]).To4()
+		if ns == nil {
+			return nil, fmt.Errorf("name server %q is not an IPv4 address", f[i])
+		}
+		st.DNS = append(st.DNS, ns)
+	}
 	return st, nil
+}
+
+// resolvConf is /etc/resolv.conf naming the given name servers.
+func resolvConf(servers []net.IP) string {
+	var b strings.Builder
+	for _, s := range servers {
+		b.WriteString("nameserver " + s.String() + "\n")
+	}
+	return b.String()
+}
+
+// resolvList is the name servers as the console shows them.
+func resolvList(servers []net.IP) string {
+	s := make([]string, len(servers))
+	for i, ns := range servers {
+		s[i] = ns.String()
+	}
+	return strings.Join(s, ",")
 }

@@ -125,5 +125,21 @@ func configureStatic(st *StaticIP, nics []NIC) ([]string, error) {
 			return nil, fmt.Errorf("network: default route via %s on %s: %w", st.Gateway, dev, err)
 		}
 	}
-	return []string{fmt.Sprintf("cauldron: network %s %s static", dev, addr.IPNet)}, nil
+	line := fmt.Sprintf("cauldron: network %s %s static", dev, addr.IPNet)
+	if st.Gateway != nil {
+		line += " gateway " + st.Gateway.String()
+	}
+	if len(st.DNS) > 0 {
+		_ = os.MkdirAll("/etc", 0o755)
+		if err := os.WriteFile("/etc/resolv.conf", []byte(resolvConf(st.DNS)), 0o644); err != nil {
+			return nil, fmt.Errorf("network: writing /etc/resolv.conf: %w", err)
+		}
+		line += " dns " + resolvList(st.DNS)
+	}
+	if st.Hostname != "" {
+		if err := unix.Sethostname([]byte(st.Hostname)); err != nil {
+			return nil, fmt.Errorf("network: host name %q: %w", st.Hostname, err)
+		}
+	}
+	return []string{line}, nil
 }
