@@ -1,6 +1,7 @@
 // Package initramfs builds Cauldron's boot environment: a u-root initramfs that starts
 // `cauldron boot` as uinit, with the Debian kernel's storage, network and filesystem modules, the
-// firmware Debian main has for them and the host tools the recovery needs (ntfs-3g, e2fsprogs, …);
+// firmware Debian (main and non-free-firmware) has for them and the host tools the recovery needs
+// (ntfs-3g, e2fsprogs, …);
 // and the media that boot it: a hybrid BIOS/UEFI (Secure Boot) ISO that also works written raw to a
 // USB stick, and a folder a DHCP/TFTP or HTTP server can serve for PXE.
 //
@@ -57,7 +58,7 @@ type Media struct {
 
 	Modules         []string // module names in the image (dependencies included)
 	Firmware        []string // firmware files included, relative to /lib/firmware
-	MissingFirmware []string // firmware the included modules may ask for that Debian main lacks
+	MissingFirmware []string // firmware the included modules may ask for that Debian main and non-free-firmware lack (or could not be reached)
 	Tools           []string // host tools included (paths in the image)
 
 	SourceDateEpoch int64

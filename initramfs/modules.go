@@ -21,9 +21,14 @@ import (
 // skipped with a note. The boot program loads them by modalias; the kernel's own requests
 // (filesystems, crypto, nls) go to /sbin/modprobe (kmod).
 //
-// Left out on purpose: drivers that do nothing without firmware Debian keeps in non-free-firmware
-// (bnx2, bnx2x, qede, qla2xxx), and Fibre Channel / iSCSI offload HBAs (lpfc, qla2xxx,
-// be2iscsi: SAN boot needs multipath tooling the image does not have). Each is 1.5–2.6 MB.
+// The firmware the chosen modules declare comes along (addFirmware): from Debian main, and from
+// non-free-firmware for the NICs that need it (Realtek r8169/r8152, Broadcom tg3/bnx2/bnx2x,
+// QLogic qede, Intel ice), as Debian's own installer carries it.
+//
+// Left out on purpose: Fibre Channel and iSCSI offload HBAs (qla2xxx, lpfc, be2iscsi, bnx2fc,
+// qedf, qedi). Restoring onto a SAN LUN through them needs FC/iSCSI initiator setup and multipath
+// tooling the image does not have, and the archive is reached over the NICs above anyway; each
+// module is 1.5–2.6 MB, and qla2xxx would bring its own non-free firmware on top.
 var Modules = map[string][]string{
 	"storage": {
 		"ahci", "ata_piix", "ata_generic", "sata_nv", "sata_sil24", "sata_via",
@@ -38,7 +43,7 @@ var Modules = map[string][]string{
 	"input": {"usbhid", "hid_generic", "hid_hyperv", "hyperv_keyboard", "virtio_input"},
 	"network": {
 		"virtio_net", "e1000", "e1000e", "igb", "igc", "ixgbe", "ixgbevf", "i40e", "iavf", "ice",
-		"r8169", "tg3", "bnxt_en", "be2net", "mlx4_en", "mlx5_core",
+		"r8169", "tg3", "bnx2", "bnx2x", "bnxt_en", "qede", "be2net", "mlx4_en", "mlx5_core",
 		"vmxnet3", "hv_netvsc", "xen_netfront", "ena", "gve", "sfc", "atlantic", "alx", "atl1c",
 		"8139cp", "8139too", "pcnet32", "ne2k_pci", "r8152", "ax88179_178a", "cdc_ether",
 		"cdc_ncm", "af_packet",
@@ -194,9 +199,11 @@ func (b *builder) addModules(t *tree, k *kernel, m *Media) error {
 	return b.addFirmware(t, kdir, rels, m)
 }
 
-// addFirmware adds the firmware files the modules declare (MODULE_FIRMWARE) that Debian main's
-// firmware-linux-free has; the rest are listed in m.MissingFirmware (they are in non-free-firmware,
-// which the apt sources may not carry, or nowhere in Debian).
+// addFirmware adds the firmware files the modules declare (MODULE_FIRMWARE): from Debian main's
+// firmware-linux-free where it has them, the rest from the non-free-firmware packages that hold
+// them, as Debian's own installer does. Only the declared files (and what they link to) go in, not
+// whole packages. What neither has, or what cannot be fetched (no network, a mirror without
+// non-free-firmware), is listed in m.MissingFirmware; the build goes on without it.
 func (b *builder) addFirmware(t *tree, kdir string, rels []string, m *Media) error {
 	wanted := map[string]bool{}
 	for _, rel := range rels {
@@ -204,35 +211,167 @@ func (b *builder) addFirmware(t *tree, kdir string, rels []string, m *Media) err
 			wanted[fw] = true
 		}
 	}
-	var fwRoot string
+	left := sortedKeys(wanted)
 	if deb, _, err := b.fetchDeb("firmware-linux-free"); err != nil {
 		b.logf("no firmware-linux-free: %v", err)
-	} else if fwRoot, err = b.unpackDeb(deb, false); err != nil {
+	} else if root, err := b.unpackDeb(deb, false); err != nil {
+		return err
+	} else if left, err = copyFirmware(t, root, left, m); err != nil {
 		return err
 	}
-	for _, fw := range sortedKeys(wanted) {
-		src := ""
-		if fwRoot != "" {
-			for _, dir := range []string{"lib/firmware", "usr/lib/firmware"} {
-				p := filepath.Join(fwRoot, dir, fw)
-				if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-					src = p
-					break
-				}
-			}
-		}
-		if src == "" {
-			m.MissingFirmware = append(m.MissingFirmware, fw)
+	n := len(m.Firmware)
+	b.logf("firmware: %d files from Debian main (firmware-linux-free)", n)
+	var err error
+	if left, err = b.addNonFreeFirmware(t, left, m, b.hostSourceFiles()); err != nil {
+		return err
+	}
+	sort.Strings(m.Firmware)
+	m.MissingFirmware = left
+	if len(left) > 0 {
+		b.logf("firmware: %d files the modules declare are not in the image (in neither Debian main nor non-free-firmware, or not fetched): %s",
+			len(left), strings.Join(left, " "))
+	}
+	return nil
+}
+
+// addNonFreeFirmware adds the wanted files that Debian's non-free-firmware packages hold and
+// returns those still missing; hostFiles are the host's apt source files to derive the mirrors
+// from. It fails only for local trouble (unpacking); an unreachable or incomplete
+// non-free-firmware leaves the files missing, with the reason in the log.
+func (b *builder) addNonFreeFirmware(t *tree, want []string, m *Media, hostFiles []string) ([]string, error) {
+	if len(want) == 0 {
+		return nil, nil
+	}
+	a, err := b.openFirmwareApt(hostFiles)
+	if err != nil {
+		b.logf("firmware: Debian non-free-firmware not available, %d files left out: %v", len(want), err)
+		return want, nil
+	}
+	defer a.close()
+	holders, err := b.firmwareContents(a, want)
+	if err != nil {
+		b.logf("firmware: cannot tell which non-free-firmware packages hold the %d files: %v", len(want), err)
+		return want, nil
+	}
+	// One package per file; when several hold it, one already needed, else the first by name.
+	files := map[string][]string{}
+	var unknown []string
+	for _, fw := range want {
+		pkgs := holders[fw]
+		if len(pkgs) == 0 {
+			unknown = append(unknown, fw)
 			continue
 		}
-		if err := t.addFile(path.Join("lib/firmware", fw), src, 0o644); err != nil {
-			return err
+		pkg := pkgs[0]
+		for _, p := range pkgs {
+			if _, ok := files[p]; ok {
+				pkg = p
+				break
+			}
 		}
-		m.Firmware = append(m.Firmware, fw)
+		files[pkg] = append(files[pkg], fw)
 	}
-	b.logf("firmware: %d files included (%s); %d declared by the modules not in Debian main",
-		len(m.Firmware), strings.Join(m.Firmware, " "), len(m.MissingFirmware))
-	return nil
+	for _, pkg := range sortedKeys(files) {
+		deb, version, err := b.fetchDebFrom(a, pkg)
+		if err != nil {
+			b.logf("firmware: %v", err)
+			unknown = append(unknown, files[pkg]...)
+			continue
+		}
+		root, err := b.unpackDeb(deb, false)
+		if err != nil {
+			return nil, err
+		}
+		before := len(m.Firmware)
+		notThere, err := copyFirmware(t, root, files[pkg], m)
+		if err != nil {
+			return nil, err
+		}
+		b.logf("firmware: %d files from %s %s (non-free-firmware)", len(m.Firmware)-before, pkg, version)
+		unknown = append(unknown, notThere...)
+	}
+	sort.Strings(unknown)
+	return unknown, nil
+}
+
+// copyFirmware adds the named firmware files from an unpacked package to the tree under
+// lib/firmware, records them in m.Firmware and returns the names the package lacks. A name that
+// is a symlink (intel/ice/ddp/ice.pkg → ice-1.3.30.0.pkg) goes in as a symlink, with the file
+// it leads to.
+func copyFirmware(t *tree, root string, names []string, m *Media) (missing []string, err error) {
+	for _, name := range names {
+		added := false
+		for _, dir := range []string{"lib/firmware", "usr/lib/firmware"} {
+			fwdir := filepath.Join(root, dir)
+			if _, err := os.Stat(fwdir); err != nil {
+				continue
+			}
+			if added, err = addFirmwareFile(t, fwdir, name, m, 0); err != nil {
+				return nil, err
+			}
+			if added {
+				break
+			}
+		}
+		if !added {
+			missing = append(missing, name)
+		}
+	}
+	return missing, nil
+}
+
+// addFirmwareFile adds one name below fwdir, following symlinks that stay inside the firmware
+// tree (absolute ones are taken relative to it, as the kernel's loader would see them in the
+// image); it reports false when the name leads to no regular file there.
+func addFirmwareFile(t *tree, fwdir, name string, m *Media, depth int) (bool, error) {
+	if depth > 8 || name == "" || name == "." || name == ".." || strings.HasPrefix(name, "../") || path.IsAbs(name) {
+		return false, nil
+	}
+	dst := path.Join("lib/firmware", name)
+	if t.has(dst) {
+		return true, nil
+	}
+	src := filepath.Join(fwdir, filepath.FromSlash(name))
+	fi, err := os.Lstat(src)
+	if err != nil {
+		return false, nil
+	}
+	switch {
+	case fi.Mode().IsRegular():
+		if err := t.addFile(dst, src, 0o644); err != nil {
+			return false, err
+		}
+	case fi.Mode()&os.ModeSymlink != 0:
+		link, err := os.Readlink(src)
+		if err != nil {
+			return false, err
+		}
+		target := path.Clean(path.Join(path.Dir(name), link))
+		if path.IsAbs(link) {
+			rel, ok := strings.CutPrefix(link, "/lib/firmware/")
+			if !ok {
+				rel, ok = strings.CutPrefix(link, "/usr/lib/firmware/")
+			}
+			if !ok {
+				return false, nil
+			}
+			target = path.Clean(rel)
+		}
+		ok, err := addFirmwareFile(t, fwdir, target, m, depth+1)
+		if err != nil || !ok {
+			return false, err
+		}
+		// Relative, so the link holds wherever lib/firmware is (the image has it at /lib).
+		rel, err := filepath.Rel(path.Dir(name), target)
+		if err != nil {
+			return false, err
+		}
+		t.addSymlink(dst, filepath.ToSlash(rel))
+	default:
+		return false, nil
+	}
+	m.Firmware = append(m.Firmware, name)
+	return true, nil
 }
 
 // compressModules compresses each module with zstd into the kernel's cache folder (once per

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cauldron-dr/cauldron/initramfs"
@@ -17,7 +18,10 @@ func newBuildMedia() *cobra.Command {
 the cache, never installed) and u-root, with this cauldron binary (or --cauldron) as the program
 that starts at boot. It writes DIR/cauldron.iso (CD, USB stick written raw, BIOS and UEFI with
 Secure Boot), DIR/vmlinuz, DIR/initrd.img and DIR/pxe/ (serve as a TFTP or HTTP root).
-The same inputs give byte-identical files; SOURCE_DATE_EPOCH sets the time stamps.`,
+The same inputs give byte-identical files; SOURCE_DATE_EPOCH sets the time stamps.
+The firmware the drivers declare comes from Debian main and non-free-firmware; the latter through
+build-media's own apt lists in the cache (CACHE/apt), derived from the host's Debian sources,
+whose configuration is left as it is.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.OutDir == "" {
@@ -34,8 +38,15 @@ The same inputs give byte-identical files; SOURCE_DATE_EPOCH sets the time stamp
 			fmt.Fprintf(out, "initramfs  %s  %d bytes  (%s; %d bytes as cpio)\n", m.Initramfs, m.InitramfsSize, m.Compression, m.InitramfsUncompressed)
 			fmt.Fprintf(out, "PXE        %s\n", m.PXEDir)
 			fmt.Fprintf(out, "built in   %s\n", m.Duration.Round(100*time.Millisecond))
-			if len(m.MissingFirmware) > 0 {
-				fmt.Fprintf(out, "firmware   %d files the drivers may ask for are not in Debian main (non-free-firmware)\n", len(m.MissingFirmware))
+			fmt.Fprintf(out, "firmware   %d files from Debian main and non-free-firmware\n", len(m.Firmware))
+			if n := len(m.MissingFirmware); n > 0 {
+				// Either Debian has no such file, or non-free-firmware could not be reached: the
+				// build log above says which. The names tell a technician which NICs may stay dark.
+				names := strings.Join(m.MissingFirmware, " ")
+				if n > 8 {
+					names = strings.Join(m.MissingFirmware[:8], " ") + " …"
+				}
+				fmt.Fprintf(out, "           %d files the drivers may ask for are not in the image (see the log): %s\n", n, names)
 			}
 			return nil
 		},
