@@ -256,6 +256,7 @@ func TestHumanSize(t *testing.T) {
 func FuzzParseCmdline(f *testing.F) {
 	f.Add(`console=ttyS0 cauldron.ks=cdrom:/a.ks ip=10.0.0.2::10.0.0.1:255.255.255.0:h:eth0:none "x y"`)
 	f.Add("ip=1.2.3.4:::8")
+	f.Add("ip=10.0.2.50::10.0.2.2:24:dr:eth0:none:10.0.2.3:10.0.2.4")
 	f.Fuzz(func(t *testing.T, s string) { ParseCmdline(s) })
 }
 
