@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cauldron-dr/cauldron/internal/mountinfo"
 )
 
 // Safety: the disks a write must never touch. The anchors' users lost their rescue media and
@@ -197,13 +199,13 @@ func mountedIn(family map[string]string) (string, bool) {
 			// Field 3 is the device number; btrfs reports an anonymous one, so the mount source
 			// (after the " - " separator) is checked too.
 			if name, ok := family[fields[2]]; ok {
-				return fmt.Sprintf("%s is mounted on %s", name, unescapeMount(fields[4])), true
+				return fmt.Sprintf("%s is mounted on %s", name, mountinfo.Unescape(fields[4])), true
 			}
 			for i, fld := range fields {
 				if fld == "-" && i+2 < len(fields) && strings.HasPrefix(fields[i+2], "/dev/") {
 					if d, err := devNumber(fields[i+2]); err == nil {
 						if name, ok := family[d]; ok {
-							return fmt.Sprintf("%s is mounted on %s", name, unescapeMount(fields[4])), true
+							return fmt.Sprintf("%s is mounted on %s", name, mountinfo.Unescape(fields[4])), true
 						}
 					}
 					break
@@ -225,31 +227,6 @@ func mountedIn(family map[string]string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v byte
-			ok := true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				v = v*8 + byte(c-'0')
-			}
-			if ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // disksUnder returns the dev numbers of the whole disks that path's data lives on: for a block

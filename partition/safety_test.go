@@ -53,20 +53,6 @@ func TestCheckTargetStacked(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{
-		`/mnt/with\040space`: "/mnt/with space",
-		`/tab\011x`:          "/tab\tx",
-		`/back\134slash`:     `/back\slash`,
-		`/not\08octal`:       `/not\08octal`,
-		`/short\04`:          `/short\04`,
-	} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestInProtected(t *testing.T) {
 	dir := t.TempDir()
 	repo := filepath.Join(dir, "repo")

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cauldron-dr/cauldron/internal/mountinfo"
+
 	"github.com/cauldron-dr/cauldron/restore"
 	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/tib"
@@ -191,7 +193,7 @@ func FindArchives(ctx context.Context, roots []string) ([]Archive, error) {
 		if len(f) < 3 {
 			continue
 		}
-		dev, mp := f[0], unescapeMount(f[1])
+		dev, mp := f[0], mountinfo.Unescape(f[1])
 		under := false
 		for _, r := range roots {
 			under = under || mp == r || strings.HasPrefix(mp, r+"/")
@@ -242,26 +244,6 @@ func subdirs(dir string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// unescapeMount undoes /proc/mounts' octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // openArchive is the default Env.Open.

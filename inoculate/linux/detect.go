@@ -11,8 +11,9 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/cauldron-dr/cauldron/internal/mountinfo"
 )
 
 // InitramfsTool is the program a system builds its initramfs with.
@@ -211,25 +212,6 @@ func shellUnquote(v string) string {
 	return strings.TrimSpace(b.String())
 }
 
-// unescapeFstab undoes fstab's octal escapes (\040 for a space).
-func unescapeFstab(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 func (s *System) detectFstab() error {
 	b, found, err := readSys(s.Root, "/etc/fstab")
 	if err != nil {
@@ -248,7 +230,7 @@ func (s *System) detectFstab() error {
 			s.Notes = append(s.Notes, fmt.Sprintf("/etc/fstab:%d: fewer than 3 fields, ignored", i+1))
 			continue
 		}
-		e := FstabEntry{Line: i + 1, Spec: unescapeFstab(f[0]), File: unescapeFstab(f[1]), Type: f[2]}
+		e := FstabEntry{Line: i + 1, Spec: mountinfo.Unescape(f[0]), File: mountinfo.Unescape(f[1]), Type: f[2]}
 		if len(f) > 3 {
 			e.Options = f[3]
 		}

@@ -203,7 +203,4 @@ func TestShellUnquote(t *testing.T) {
 			t.Errorf("shellUnquote(%s) = %q, want %q", in, got, want)
 		}
 	}
-	if got := unescapeFstab(`/mnt/my\040disk`); got != "/mnt/my disk" {
-		t.Errorf("unescapeFstab: %q", got)
-	}
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cauldron-dr/cauldron/internal/mountinfo"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -462,28 +464,9 @@ func mountType(r io.Reader, dir string) (string, bool) {
 		if len(f) < 5 || len(g) < 1 {
 			continue
 		}
-		if unescapeMountinfo(f[4]) == dir {
+		if mountinfo.Unescape(f[4]) == dir {
 			fstype, found = g[0], true // later lines are mounts on top of earlier ones
 		}
 	}
 	return fstype, found
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space) in a mountinfo field.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
