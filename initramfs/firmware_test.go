@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"maps"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -180,21 +182,85 @@ func testBuilder(t *testing.T) (*builder, *bytes.Buffer) {
 	return &builder{ctx: context.Background(), cache: t.TempDir(), log: &log}, &log
 }
 
-// TestFirmwareApt runs build-media's own apt against the host's mirrors: it finds the packages
-// that hold the NIC firmware, downloads one, and changes nothing of the host's apt.
+// TestFirmwareApt runs build-media's own apt against a fake Debian archive on loopback: a new
+// cache's lists are fetched, the Contents index names the packages that hold firmware files, a
+// package is downloaded and unpacked, fresh lists are kept, day-old ones are refreshed, a failed
+// refresh falls back to the old ones, and nothing of the host's apt changes.
 func TestFirmwareApt(t *testing.T) {
-	if testing.Short() {
-		t.Skip("downloads Debian's non-free-firmware lists: not in -short")
-	}
-	testenv.NeedTools(t, "apt-get", "apt-cache", "apt-config", "dpkg")
+	testenv.NeedTools(t, "apt-get", "apt-cache", "apt-config", "dpkg", "dpkg-deb")
 	before := hostAptState(t)
-	b, log := testBuilder(t)
-	a, err := b.openFirmwareApt(b.hostSourceFiles())
-	if err != nil {
-		testenv.SkipOrFail(t, "Debian non-free-firmware cannot be reached from here: %v\n%s", err, log)
+	codename := hostCodename()
+	fa := newFakeArchive(t, codename, dpkgArchitecture(t))
+	keepAptOffProxies(t)
+	realtek := func(version string, files map[string]string) fakePackage {
+		files["lib/firmware/shared/both.fw"] = "held by two packages\n"
+		files["usr/share/doc/firmware-fake-realtek/copyright"] = "not firmware\n"
+		return fakePackage{name: "firmware-fake-realtek", version: version, files: files}
 	}
-	defer a.close()
-	t.Logf("%s", log)
+	misc := fakePackage{name: "firmware-fake-misc", version: "1", files: map[string]string{
+		"lib/firmware/shared/both.fw":     "held by two packages\n",
+		"usr/lib/firmware/tigon/test.bin": "under /usr/lib/firmware\n",
+	}}
+	fa.publish([]fakePackage{realtek("1", map[string]string{"lib/firmware/rtl_nic/test.fw": "version 1\n"}), misc})
+
+	// The host's sources as the test writes them: trusted=yes is carried over to the derived
+	// entry, so the unsigned Release is accepted.
+	host := filepath.Join(t.TempDir(), "sources.list")
+	if err := os.WriteFile(host, []byte(fmt.Sprintf("deb [trusted=yes] %s %s main\n", fa.url(), codename)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, log := testBuilder(t)
+	// The cache as build-media makes it (0755), not t.TempDir's 0700: apt's download methods run
+	// as its sandbox user _apt, which must reach the lists.
+	if err := os.Chmod(filepath.Dir(b.cache), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	open := func(what string) *firmwareApt {
+		t.Helper()
+		log.Reset()
+		t0 := time.Now()
+		a, err := b.openFirmwareApt([]string{host})
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, log)
+		}
+		t.Logf("%s (%v):\n%s", what, time.Since(t0), log)
+		return a
+	}
+	stale := func() {
+		old := time.Now().Add(-2 * firmwareAptMaxAge)
+		if err := os.Chtimes(filepath.Join(b.cache, "apt", "updated"), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	contents := func(a *firmwareApt, want map[string][]string) {
+		t.Helper()
+		holders, err := b.firmwareContents(a, append(sortedKeys(want), "cauldron/no-such-firmware.bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.EqualFunc(holders, want, slices.Equal) {
+			t.Errorf("Contents lookup found %v, want %v", holders, want)
+		}
+	}
+	fetch := func(a *firmwareApt, pkg, version, file, data string) {
+		t.Helper()
+		deb, got, err := b.fetchDebFrom(a, pkg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != version || fileSHA256(deb) != fa.debSHA256(pkg, version) {
+			t.Errorf("fetched %s %s (SHA-256 %s), want version %s as published", pkg, got, fileSHA256(deb), version)
+		}
+		root, err := b.unpackDeb(deb, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(file))); err != nil || string(d) != data {
+			t.Errorf("%s %s: %s holds %q (%v), want %q", pkg, version, file, d, err, data)
+		}
+	}
+
+	a := open("a new cache")
 	if !strings.Contains(log.String(), "refreshing") {
 		t.Errorf("a new cache's lists were not fetched")
 	}
@@ -202,87 +268,145 @@ func TestFirmwareApt(t *testing.T) {
 	if len(lists) == 0 {
 		t.Fatalf("no non-free-firmware Packages index in %s", filepath.Join(b.cache, "apt", "lists"))
 	}
+	loopbackSourcesOnly(t, filepath.Join(b.cache, "apt"))
+	fa.checkRequests("Release", "Packages.gz", "Contents-"+fa.arch+".gz")
 
-	want := map[string]string{
-		"rtl_nic/rtl8168h-2.fw":                   "firmware-realtek",
-		"rtl_nic/rtl8156b-2.fw":                   "firmware-realtek",
-		"bnx2/bnx2-mips-09-6.2.1b.fw":             "firmware-bnx2",
-		"bnx2x/bnx2x-e2-7.13.21.0.fw":             "firmware-bnx2x",
-		"qed/qed_init_values_zipped-8.59.1.0.bin": "firmware-qlogic",
-		"tigon/tg3_tso5.bin":                      "firmware-misc-nonfree",
-		"intel/ice/ddp/ice.pkg":                   "firmware-misc-nonfree",
-	}
-	holders, err := b.firmwareContents(a, append(sortedKeys(want), "cauldron/no-such-firmware.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for fw, pkg := range want {
-		if !slices.Contains(holders[fw], pkg) {
-			t.Errorf("%s: Contents says %v, want %s", fw, holders[fw], pkg)
-		}
-	}
-	if len(holders) != len(want) {
-		t.Errorf("Contents lookup found %d files, want %d: %v", len(holders), len(want), holders)
-	}
-
+	contents(a, map[string][]string{
+		"rtl_nic/test.fw": {"firmware-fake-realtek"},
+		"shared/both.fw":  {"firmware-fake-misc", "firmware-fake-realtek"},
+		"tigon/test.bin":  {"firmware-fake-misc"},
+	})
 	// A package through the private configuration: verified by SHA-256, unpacked, the file inside.
-	deb, version, err := b.fetchDebFrom(a, "firmware-realtek")
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := b.unpackDeb(deb, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(filepath.Join(root, "lib/firmware/rtl_nic/rtl8168h-2.fw")); err != nil || fi.Size() == 0 {
-		t.Errorf("firmware-realtek %s holds no rtl_nic/rtl8168h-2.fw: %v", version, err)
-	}
-	// The host's apt does not know the component: the private lists did the work.
-	if out, err := exec.Command("apt-cache", "show", "--no-all-versions", "firmware-realtek").CombinedOutput(); err == nil && len(out) > 0 {
-		t.Logf("note: the host's own apt sources carry non-free-firmware too")
+	fetch(a, "firmware-fake-realtek", "1", "lib/firmware/rtl_nic/test.fw", "version 1\n")
+	fa.checkRequests("firmware-fake-realtek_1_all.deb")
+	// The host's apt does not know the package: the private lists did the work, and stayed private.
+	if out, err := exec.Command("apt-cache", "show", "firmware-fake-realtek").CombinedOutput(); err == nil {
+		t.Errorf("the host's apt knows the fake archive's package:\n%s", out)
 	}
 	a.close()
 
 	// Fresh lists are not fetched again by the next build.
-	log.Reset()
-	a2, err := b.openFirmwareApt(b.hostSourceFiles())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a2.close()
+	open("fresh lists").close()
 	if strings.Contains(log.String(), "refreshing") {
-		t.Errorf("fresh lists were fetched again:\n%s", log)
+		t.Errorf("fresh lists were fetched again")
+	}
+	if r := fa.checkRequests(); len(r) > 0 {
+		t.Errorf("fresh lists, yet apt asked the archive for %v", r)
 	}
 
-	// Day-old lists are refreshed; when that fails (here: apt's HTTP proxy is a closed port),
-	// the build goes on with them.
-	old := time.Now().Add(-2 * firmwareAptMaxAge)
-	os.Chtimes(filepath.Join(b.cache, "apt", "updated"), old, old)
-	t.Setenv("http_proxy", "http://127.0.0.1:9")
-	log.Reset()
-	a3, err := b.openFirmwareApt(b.hostSourceFiles())
-	if err != nil {
-		t.Fatalf("a failed refresh with lists at hand failed: %v", err)
+	// Day-old lists are refreshed: a new version published meanwhile is seen, with its new file.
+	fa.publish([]fakePackage{realtek("2", map[string]string{
+		"lib/firmware/rtl_nic/test.fw": "version 2\n",
+		"lib/firmware/rtl_nic/new.fw":  "new in version 2\n",
+	}), misc})
+	stale()
+	a = open("day-old lists")
+	if !strings.Contains(log.String(), "refreshing") || strings.Contains(log.String(), "failed") {
+		t.Errorf("day-old lists were not refreshed")
 	}
-	switch {
-	case !strings.Contains(log.String(), "refreshing"):
-		t.Errorf("day-old lists were not refreshed:\n%s", log)
-	case !strings.Contains(log.String(), "refreshing the lists failed, using those from"):
-		// Only a proxy in the host's apt configuration, which outranks $http_proxy, lets the
-		// refresh through; otherwise the fallback was not exercised and that is a failure.
-		if out, _ := exec.Command("apt-config", "dump", "Acquire::http::Proxy").Output(); !strings.Contains(string(out), "Proxy") {
-			t.Errorf("the refresh got through a closed proxy port; the fallback to old lists was not tested:\n%s", log)
-		} else {
-			testenv.SkipOrFail(t, "the host's apt has a proxy of its own (%s); the failed-refresh fallback cannot be tested here", strings.TrimSpace(string(out)))
+	fa.checkRequests("Release", "Packages.gz", "Contents-"+fa.arch+".gz")
+	contents(a, map[string][]string{"rtl_nic/new.fw": {"firmware-fake-realtek"}})
+	fetch(a, "firmware-fake-realtek", "2", "lib/firmware/rtl_nic/new.fw", "new in version 2\n")
+	fa.checkRequests("firmware-fake-realtek_2_all.deb")
+	a.close()
+
+	// When a refresh fails, the build goes on with the lists it has: first the mirror answers
+	// 500 to everything, then nothing listens on its port any more.
+	// apt retries a failed download three times, 1, 2 and 4 seconds apart; the fallback, not
+	// apt's retrying, is what is tested here.
+	addAptConfig(t, `Acquire::Retries "0";`)
+	fa.setFailing(true)
+	for _, failure := range []string{"a mirror answering 500", "a mirror gone"} {
+		if failure == "a mirror gone" {
+			fa.close()
 		}
-	default:
-		if h, err := b.firmwareContents(a3, []string{"rtl_nic/rtl8168h-2.fw"}); err != nil || len(h) != 1 {
-			t.Errorf("the old lists are not usable after a failed refresh: %v %v", h, err)
+		stale()
+		a = open("day-old lists and " + failure)
+		if !strings.Contains(log.String(), "refreshing the lists failed, using those from") {
+			t.Errorf("%s: the failed refresh is not logged as falling back to the old lists", failure)
+		}
+		contents(a, map[string][]string{"rtl_nic/new.fw": {"firmware-fake-realtek"}, "rtl_nic/test.fw": {"firmware-fake-realtek"}})
+		a.close()
+		if r := fa.checkRequests(); failure == "a mirror answering 500" && len(r) == 0 {
+			t.Errorf("%s: apt did not even ask", failure)
 		}
 	}
-	a3.close()
+
 	if after := hostAptState(t); after != before {
 		t.Errorf("the host's apt configuration, lists or cache changed")
+	}
+}
+
+// dpkgArchitecture is the host's architecture, the one apt asks the archive for.
+func dpkgArchitecture(t *testing.T) string {
+	out, err := exec.Command("dpkg", "--print-architecture").Output()
+	if err != nil {
+		t.Fatalf("dpkg --print-architecture: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// keepAptOffProxies makes apt go straight to the fake archive on a machine whose environment or
+// apt configuration names an HTTP proxy, which would not reach this machine's loopback (or would
+// make the test reach further). $no_proxy covers $http_proxy; apt's own Acquire::http::Proxy is
+// outranked by a proxy for the host, here DIRECT.
+func keepAptOffProxies(t *testing.T) {
+	if os.Getenv("http_proxy") != "" {
+		t.Setenv("no_proxy", "127.0.0.1")
+	}
+	out, err := exec.Command("apt-config", "shell", "P", "Acquire::http::Proxy", "A", "Acquire::http::Proxy-Auto-Detect",
+		"D", "Acquire::http::Proxy::127.0.0.1").Output()
+	if err != nil {
+		t.Fatalf("apt-config: %v", err)
+	}
+	if !strings.Contains(string(out), "P=") && !strings.Contains(string(out), "A=") || strings.Contains(string(out), "D='DIRECT'") {
+		return
+	}
+	t.Logf("apt has a proxy (%s): loopback goes around it", strings.Join(strings.Fields(string(out)), " "))
+	addAptConfig(t, `Acquire::http::Proxy::127.0.0.1 "DIRECT";`)
+}
+
+// addAptConfig adds a line to the configuration every apt the test runs reads, through
+// $APT_CONFIG: apt reads that file first and its usual configuration after, so nothing of the
+// host's configuration is lost, and nothing of it changes. What an earlier call (or the caller's
+// environment) put there is kept.
+func addAptConfig(t *testing.T, line string) {
+	var conf []byte
+	if prev := os.Getenv("APT_CONFIG"); prev != "" {
+		data, err := os.ReadFile(prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf = append(data, '\n')
+	}
+	conf = append(conf, line+"\n"...)
+	f := filepath.Join(t.TempDir(), "apt.conf")
+	if err := os.WriteFile(f, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("APT_CONFIG", f)
+}
+
+// loopbackSourcesOnly fails the test unless every address in the sources derived into dir is on
+// 127.0.0.1, and checks trusted=yes was carried over (the fake archive is not signed).
+func loopbackSourcesOnly(t *testing.T, dir string) {
+	t.Helper()
+	var all []byte
+	for _, f := range []string{"sources.list", "sources.list.d/cauldron.sources"} {
+		data, _ := os.ReadFile(filepath.Join(dir, f))
+		all = append(all, data...)
+	}
+	urls := regexp.MustCompile(`[a-z][a-z0-9+.-]*://[^\s\]]+`).FindAllString(string(all), -1)
+	if len(urls) == 0 {
+		t.Errorf("no address in the derived sources:\n%s", all)
+	}
+	for _, s := range urls {
+		if u, err := url.Parse(s); err != nil || u.Hostname() != "127.0.0.1" {
+			t.Errorf("the derived sources name %s, not the fake archive on 127.0.0.1", s)
+		}
+	}
+	if !strings.Contains(string(all), "trusted=yes") {
+		t.Errorf("trusted=yes was not carried over to the derived sources:\n%s", all)
 	}
 }
 
