@@ -32,6 +32,7 @@ import (
 
 func main() {
 	keep := flag.Bool("keep", false, "keep the work folder (repository, images, logs)")
+	offline := flag.Bool("offline", false, "use only what `make prefetch` cached (source machine image, kernel and firmware packages): reach no mirror")
 	flag.Parse()
 	work, err := os.MkdirTemp("/var/tmp", "cauldron-demo-run-")
 	if err != nil {
@@ -41,7 +42,7 @@ func main() {
 	if !*keep {
 		defer os.RemoveAll(work)
 	}
-	if err := run(context.Background(), os.Stdout, work); err != nil {
+	if err := run(context.Background(), os.Stdout, work, *offline); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -54,7 +55,8 @@ type step struct {
 }
 
 // run does the whole demo in work (a fresh folder) and prints its story and a summary to out.
-func run(ctx context.Context, out io.Writer, work string) error {
+// Offline, it uses only the caches `make prefetch` fills and fails if they lack something.
+func run(ctx context.Context, out io.Writer, work string, offline bool) error {
 	root, err := moduleRoot()
 	if err != nil {
 		return err
@@ -96,7 +98,11 @@ func run(ctx context.Context, out io.Writer, work string) error {
 		return err
 	}
 	if err := timed("source machine: Debian 12 on virtio, initramfs with only virtio_blk", func() (string, error) {
-		cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "source-debian.sh"))
+		var args []string
+		if offline {
+			args = append(args, "--offline")
+		}
+		cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "source-debian.sh"), args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		b, err := cmd.Output()
@@ -148,7 +154,7 @@ func run(ctx context.Context, out io.Writer, work string) error {
 		return err
 	}
 	if err := timed("build the Cauldron boot media", func() (string, error) {
-		m, err := initramfs.Build(ctx, initramfs.Options{OutDir: filepath.Join(work, "media"), Cauldron: bin})
+		m, err := initramfs.Build(ctx, initramfs.Options{OutDir: filepath.Join(work, "media"), Cauldron: bin, Offline: offline})
 		if err != nil {
 			return "", err
 		}

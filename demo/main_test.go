@@ -20,7 +20,7 @@ func TestDemo(t *testing.T) {
 	testenv.NeedTools(t, "debootstrap", "mke2fs", "losetup", "partx")
 	qemu.Require(t, qemu.BIOS, false)
 	var out strings.Builder
-	err := run(context.Background(), &out, t.TempDir())
+	err := run(context.Background(), &out, t.TempDir(), true) // tests reach no mirror: make prefetch filled the caches
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)

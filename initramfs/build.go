@@ -43,6 +43,17 @@ type Options struct {
 	Compression string
 	// KernelPackage is the Debian kernel package to use; "" = what linux-image-amd64 depends on.
 	KernelPackage string
+
+	// Offline builds from the cache alone: no package is downloaded and build-media's apt lists
+	// for non-free-firmware are not refreshed (old lists are used as they are). A kernel package
+	// missing from the cache is an error; non-free-firmware missing from it is left out and named,
+	// as when the mirror cannot be reached. The u-root module must be in the Go module cache.
+	// The tests build offline: `make prefetch` fills the cache first (with Prefetch).
+	Offline bool
+	// Prefetch only fills the cache with what a later Offline build needs (the kernel package,
+	// the firmware packages and lists, the u-root busybox) and writes nothing else: OutDir and
+	// Cauldron are not used.
+	Prefetch bool
 }
 
 // Media describes what Build wrote.
@@ -65,9 +76,11 @@ type Media struct {
 	Duration        time.Duration // how long Build took
 }
 
-const defaultCacheDir = "/var/tmp/cauldron-cache"
+// DefaultCacheDir is the cache Build uses when Options.CacheDir is empty.
+const DefaultCacheDir = "/var/tmp/cauldron-cache"
 
-// Build builds the initramfs and the media into o.OutDir.
+// Build builds the initramfs and the media into o.OutDir (with o.Prefetch, only fills the cache;
+// the Media then names only the kernel, modules and firmware).
 func Build(ctx context.Context, o Options) (*Media, error) {
 	start := time.Now()
 	b, err := newBuilder(ctx, o)
@@ -80,6 +93,9 @@ func Build(ctx context.Context, o Options) (*Media, error) {
 		return nil, err
 	}
 	m.Duration = time.Since(start)
+	if o.Prefetch {
+		return m, nil
+	}
 	b.logf("done in %s: ISO %s, kernel %s, initramfs %s (%s, %s uncompressed)",
 		m.Duration.Round(100*time.Millisecond), mib(m.ISOSize), mib(m.KernelSize), mib(m.InitramfsSize),
 		m.Compression, mib(m.InitramfsUncompressed))
@@ -103,24 +119,30 @@ func newBuilder(ctx context.Context, o Options) (*builder, error) {
 	if b.log == nil {
 		b.log = io.Discard
 	}
-	if o.OutDir == "" {
-		return nil, errors.New("no output directory given (--out)")
+	if o.Offline && o.Prefetch {
+		return nil, errors.New("offline and prefetch exclude each other: prefetch downloads what an offline build needs")
 	}
-	out, err := filepath.Abs(o.OutDir)
-	if err != nil {
-		return nil, err
+	var err error
+	if !o.Prefetch {
+		if o.OutDir == "" {
+			return nil, errors.New("no output directory given (--out)")
+		}
+		out, err := filepath.Abs(o.OutDir)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return nil, fmt.Errorf("output directory: %w", err)
+		}
+		if err := checkWritable(out); err != nil {
+			return nil, fmt.Errorf("output directory %s is not writable: %w", out, err)
+		}
+		b.out = out
 	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, fmt.Errorf("output directory: %w", err)
-	}
-	if err := checkWritable(out); err != nil {
-		return nil, fmt.Errorf("output directory %s is not writable: %w", out, err)
-	}
-	b.out = out
 
 	cache := o.CacheDir
 	if cache == "" {
-		cache = defaultCacheDir
+		cache = DefaultCacheDir
 	}
 	if cache, err = filepath.Abs(cache); err != nil {
 		return nil, err
@@ -134,18 +156,22 @@ func newBuilder(ctx context.Context, o Options) (*builder, error) {
 	b.cache = cache
 
 	c := o.Cauldron
-	if c == "" {
+	if o.Prefetch {
+		c = "" // not put anywhere
+	} else if c == "" {
 		if c, err = os.Executable(); err != nil {
 			return nil, fmt.Errorf("finding the cauldron binary: %w (give --cauldron)", err)
 		}
 	}
-	if c, err = filepath.Abs(c); err != nil {
-		return nil, err
+	if !o.Prefetch {
+		if c, err = filepath.Abs(c); err != nil {
+			return nil, err
+		}
+		if err := checkStatic(c); err != nil {
+			return nil, err
+		}
+		b.cauldron = c
 	}
-	if err := checkStatic(c); err != nil {
-		return nil, err
-	}
-	b.cauldron = c
 
 	switch o.Compression {
 	case "":
@@ -214,6 +240,15 @@ func (b *builder) run() (*Media, error) {
 	tree := newTree()
 	if err := b.addModules(tree, k, m); err != nil {
 		return nil, err
+	}
+	if b.o.Prefetch {
+		// The tools come from the host and the cauldron binary from the caller: only u-root's
+		// busybox is left to cache.
+		if err := b.addURoot(tree); err != nil {
+			return nil, err
+		}
+		b.logf("prefetch: the cache %s holds what an offline build needs", b.cache)
+		return m, nil
 	}
 	if err := b.addTools(tree, m); err != nil {
 		return nil, err

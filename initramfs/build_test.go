@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cauldron-dr/cauldron/internal/testenv"
 	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/mkuimage/cpio"
 )
@@ -123,7 +124,7 @@ func smokeBinary(t *testing.T) string {
 func buildFixture(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("builds the boot media (downloads the kernel package, builds u-root): not in -short")
+		t.Skip("builds the boot media (unpacks the kernel package, builds the image twice): not in -short")
 	}
 	uinit := smokeBinary(t)
 	fixtureOnce.Do(func() {
@@ -141,6 +142,7 @@ func buildFixture(t *testing.T) {
 				OutDir:   filepath.Join(dir, "out"+strconv.Itoa(i)),
 				Cauldron: uinit,
 				Log:      &log,
+				Offline:  true, // make prefetch filled the cache: the tests reach no mirror
 			})
 			t.Logf("build %d (%s):\n%s", i, time.Since(start).Round(time.Second), log.String())
 			if fixtureErr != nil {
@@ -507,6 +509,7 @@ func TestBadInput(t *testing.T) {
 		{"dynamic cauldron", Options{OutDir: t.TempDir(), CacheDir: t.TempDir(), Cauldron: "/bin/ls"}, "dynamically linked"},
 		{"missing cauldron", Options{OutDir: t.TempDir(), CacheDir: t.TempDir(), Cauldron: "/nonexistent"}, "cauldron binary"},
 		{"bad compression", Options{OutDir: t.TempDir(), CacheDir: t.TempDir(), Cauldron: static, Compression: "lz5"}, "compression"},
+		{"offline and prefetch", Options{CacheDir: t.TempDir(), Offline: true, Prefetch: true}, "exclude each other"},
 	}
 	for _, c := range cases {
 		_, err := Build(ctx, c.o)
@@ -524,6 +527,35 @@ func TestAptFailure(t *testing.T) {
 		KernelPackage: "linux-image-cauldron-does-not-exist"})
 	if err == nil || !strings.Contains(err.Error(), "linux-image-cauldron-does-not-exist") || !strings.Contains(err.Error(), "apt") {
 		t.Errorf("got %v, want an error naming the package and apt", err)
+	}
+}
+
+// TestOfflineEmptyCache: an offline build with nothing cached fails at once, naming the package
+// and how to fill the cache, and downloads nothing; so do build-media's non-free-firmware lists.
+func TestOfflineEmptyCache(t *testing.T) {
+	testenv.NeedTools(t, "apt-cache", "apt-get", "apt-config")
+	cache := t.TempDir()
+	var log bytes.Buffer
+	_, err := Build(context.Background(), Options{OutDir: t.TempDir(), CacheDir: cache, Cauldron: smokeBinary(t),
+		Offline: true, Log: &log})
+	if err == nil || !strings.Contains(err.Error(), "linux-image-") || !strings.Contains(err.Error(), "not in the cache") ||
+		!strings.Contains(err.Error(), "make prefetch") {
+		t.Errorf("got %v, want an error naming the kernel package, the cache and make prefetch", err)
+	}
+	if debs, _ := filepath.Glob(filepath.Join(cache, "debs", "*")); len(debs) > 0 || strings.Contains(log.String(), "downloading") {
+		t.Errorf("an offline build downloaded: %v\n%s", debs, log.String())
+	}
+
+	b := &builder{ctx: context.Background(), o: Options{Offline: true}, cache: cache, log: &log}
+	src := filepath.Join(t.TempDir(), "sources.list")
+	// Were it fetched, this closed loopback port would fail differently (and nothing leaves the machine).
+	os.WriteFile(src, []byte("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://127.0.0.1:9/debian "+hostCodename()+" main\n"), 0o644)
+	log.Reset()
+	if _, err := b.openFirmwareApt([]string{src}); err == nil || !strings.Contains(err.Error(), "no non-free-firmware lists") {
+		t.Errorf("offline without lists: got %v, want an error saying there are none", err)
+	}
+	if strings.Contains(log.String(), "refreshing") {
+		t.Errorf("an offline build refreshed the lists:\n%s", log.String())
 	}
 }
 

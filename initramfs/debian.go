@@ -110,6 +110,10 @@ func (b *builder) fetchDebFrom(a *firmwareApt, pkg string) (file, version string
 	if sum != "" && fileSHA256(file) == sum {
 		return file, version, nil
 	}
+	if b.o.Offline {
+		return "", "", fmt.Errorf("%s %s is not in the cache (%s) and an offline build downloads nothing: fill the cache first (make prefetch, or cauldron build-media --prefetch)",
+			pkg, version, dir)
+	}
 	b.logf("downloading %s %s", pkg, version)
 	// Into a folder of this build's own (builds may share the cache), then into place.
 	dl, err := os.MkdirTemp(dir, ".download-")
@@ -117,6 +121,11 @@ func (b *builder) fetchDebFrom(a *firmwareApt, pkg string) (file, version string
 		return "", "", err
 	}
 	defer os.RemoveAll(dl)
+	// apt downloads as its sandbox user (_apt), which must get into the folder; MkdirTemp's 0700
+	// would make it fall back to downloading as root.
+	if err := os.Chmod(dl, 0o755); err != nil {
+		return "", "", err
+	}
 	if _, err := b.command(dl, nil, "apt-get", append(append([]string(nil), opts...), "download", "-q", pkg+"="+version)...); err != nil {
 		return "", "", fmt.Errorf("downloading %s: %w", pkg, err)
 	}
@@ -285,7 +294,17 @@ func (b *builder) openFirmwareApt(hostFiles []string) (*firmwareApt, error) {
 		old, _ := os.ReadFile(stamp)
 		fresh = bytes.Equal(old, want)
 	}
-	if !fresh {
+	if !fresh && b.o.Offline {
+		if !a.hasLists() {
+			a.close()
+			return nil, fmt.Errorf("no non-free-firmware lists in %s and an offline build fetches none (make prefetch, or cauldron build-media --prefetch)", a.dir)
+		}
+		when := "an earlier build"
+		if fi, err := os.Stat(stamp); err == nil {
+			when = fi.ModTime().UTC().Format(time.RFC3339)
+		}
+		b.logf("non-free-firmware: offline, using the lists from %s as they are", when)
+	} else if !fresh {
 		b.logf("refreshing build-media's own apt lists for Debian non-free-firmware (%s)", a.dir)
 		// Error-Mode any (apt-get update --error-on=any): a mirror that cannot be reached is an
 		// error, not a warning with old lists. As an option, an older apt ignores it.

@@ -83,7 +83,8 @@ func testMedia(t *testing.T, dir string) (iso, pxeDir string) {
 		t.Fatalf("building a static cauldron: %v\n%s", err, out)
 	}
 	var log strings.Builder
-	m, err := initramfs.Build(t.Context(), initramfs.Options{OutDir: filepath.Join(dir, "media"), Cauldron: bin, Log: &log})
+	m, err := initramfs.Build(t.Context(), initramfs.Options{OutDir: filepath.Join(dir, "media"), Cauldron: bin, Log: &log,
+		Offline: true})
 	if err != nil {
 		t.Fatalf("building the media: %v\n%s", err, log.String())
 	}

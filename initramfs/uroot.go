@@ -137,7 +137,11 @@ func (b *builder) buildURoot(out, goRoot string) error {
 // urootSource finds (downloading if needed) the u-root module in the Go module cache; the
 // busybox is built from there, so build-media works from any directory.
 func (b *builder) urootSource() (string, error) {
-	out, err := b.command(b.work, []string{"GOFLAGS=-mod=mod"}, "go", "mod", "download", "-json", urootModule+"@"+URootVersion)
+	env := []string{"GOFLAGS=-mod=mod"}
+	if b.o.Offline {
+		env = append(env, "GOPROXY=off") // the Go module cache or nothing
+	}
+	out, err := b.command(b.work, env, "go", "mod", "download", "-json", urootModule+"@"+URootVersion)
 	if err != nil {
 		return "", fmt.Errorf("fetching u-root %s: %w", URootVersion, err)
 	}

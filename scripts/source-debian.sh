@@ -11,6 +11,8 @@
 # printed on stdout (progress goes to stderr), so callers do IMG=$(scripts/source-debian.sh).
 #   --rebuild     build even if the cached image exists
 #   --path        print the path the image has (or would have) and exit
+#   --offline     use the cached image only; fail if there is none (the tests: they never reach
+#                 a mirror, `make prefetch` builds the image beforehand)
 # The Debian mirror is the one this machine's apt uses (the URIs: line of
 # /etc/apt/sources.list.d/debian.sources, else /etc/apt/sources.list); CAULDRON_DEBIAN_MIRROR
 # overrides it. Needs root, debootstrap, sfdisk, partx, mkfs.ext4, and about 1 GiB of disk.
@@ -39,11 +41,13 @@ log() { printf 'source-debian: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 rebuild=false
+offline=false
 case "${1:-}" in
 "") ;;
 --rebuild) rebuild=true ;;
 --path) echo "$IMG"; exit 0 ;;
-*) die "unknown argument ${1} (use --rebuild or --path)" ;;
+--offline) offline=true ;;
+*) die "unknown argument ${1} (use --rebuild, --path or --offline)" ;;
 esac
 
 [ "$(id -u)" = 0 ] || die "needs root (loop devices, mounts, chroot)"
@@ -62,6 +66,7 @@ if [ -f "$IMG" ] && ! $rebuild; then
 	echo "$IMG"
 	exit 0
 fi
+$offline && die "$IMG is not built and --offline reaches no mirror: run make prefetch (or $0) first"
 
 # mirror prints the Debian mirror this machine's apt uses for $SUITE.
 mirror() {

@@ -16,14 +16,14 @@ import (
 )
 
 // The tests below use the demo's source machine, a real Debian 12 built by
-// scripts/source-debian.sh (cached in /var/tmp/cauldron-demo: about 3 minutes the first time,
-// instant after). They boot it in QEMU under TCG and take several minutes: go test -short skips
+// scripts/source-debian.sh and cached in /var/tmp/cauldron-demo by `make prefetch` (about 3 minutes the
+// first time, instant after); the tests only take it from the cache, reaching no mirror. They boot it in QEMU under TCG and take several minutes: go test -short skips
 // them.
 
 // sourceRootPassword is the root password scripts/source-debian.sh gives the source machine.
 const sourceRootPassword = "cauldron"
 
-// sourceImage returns the cached source machine image, building it if needed.
+// sourceImage returns the cached source machine image; without one it fails (make prefetch builds it).
 func sourceImage(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -38,7 +38,7 @@ func sourceImage(t *testing.T) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, script)
+	cmd := exec.CommandContext(ctx, script, "--offline") // tests reach no mirror: make prefetch built it
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
