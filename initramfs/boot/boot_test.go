@@ -243,6 +243,25 @@ func TestParseUevent(t *testing.T) {
 	}
 }
 
+// TestHardwareEvent: Settle waits for devices on buses, not for what the boot program itself
+// causes (module loads, the /usr image's loop devices, device-mapper).
+func TestHardwareEvent(t *testing.T) {
+	for devpath, want := range map[string]bool{
+		"/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda": true,
+		"/devices/pci0000:00/0000:00:04.0/usb2/2-1":                                 true,
+		"/devices/platform/serial8250/tty/ttyS1":                                    true,
+		"/devices/virtual/block/loop0":                                              false,
+		"/devices/virtual/block/dm-0":                                               false,
+		"/module/squashfs":                                                          false,
+		"/bus/pci/drivers/ahci":                                                     false,
+		"":                                                                          false,
+	} {
+		if got := hardwareEvent(devpath); got != want {
+			t.Errorf("hardwareEvent(%q) = %v, want %v", devpath, got, want)
+		}
+	}
+}
+
 func TestHumanSize(t *testing.T) {
 	for n, want := range map[int64]string{0: "0B", 1023: "1023B", 1024: "1.0KiB", 10 << 30: "10.0GiB", 1536 << 20: "1.5GiB"} {
 		if got := HumanSize(n); got != want {

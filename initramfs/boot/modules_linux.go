@@ -279,13 +279,15 @@ func (m *Modules) Hotplug(ready chan<- error) {
 			continue
 		}
 		ev := parseUevent(buf[:n])
-		now := time.Now()
-		m.mu.Lock()
-		m.lastEvent = now
-		if strings.Contains(ev["DEVPATH"], "/usb") {
-			m.lastUSB = now
+		if hardwareEvent(ev["DEVPATH"]) {
+			now := time.Now()
+			m.mu.Lock()
+			m.lastEvent = now
+			if strings.Contains(ev["DEVPATH"], "/usb") {
+				m.lastUSB = now
+			}
+			m.mu.Unlock()
 		}
-		m.mu.Unlock()
 		if ev["ACTION"] == "add" && ev["MODALIAS"] != "" {
 			go m.LoadAlias(ev["MODALIAS"])
 		}
@@ -307,6 +309,13 @@ func (m *Modules) Settle(quiet, usbQuiet, max time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// hardwareEvent reports whether a uevent's DEVPATH is a device on a bus, the kind Settle waits
+// to calm down. Modules (/module/…) and virtual devices (/devices/virtual/…: the loop devices
+// the /usr image's mount brings, device-mapper, consoles) are the boot program's own doing.
+func hardwareEvent(devpath string) bool {
+	return strings.HasPrefix(devpath, "/devices/") && !strings.HasPrefix(devpath, "/devices/virtual/")
 }
 
 // parseUevent splits a kernel uevent ("ACTION@DEVPATH\0KEY=VALUE\0…") into its keys.
