@@ -8,7 +8,7 @@ APT_PACKAGES := e2fsprogs dosfstools ntfs-3g partclone gdisk fdisk mtools zstd u
 	xfsprogs btrfs-progs exfatprogs cryptsetup-bin lvm2 xorriso grub-pc-bin syslinux-common isolinux \
 	libhivex-bin libwin-hivex-perl chntpw xz-utils \
 	pxelinux shim-signed grub-efi-amd64-signed grub-efi-amd64-bin cpio kmod \
-	efibootmgr kexec-tools dmsetup qemu-system-x86 ovmf ipxe-qemu debootstrap tmux samba strace iproute2
+	efibootmgr kexec-tools dmsetup qemu-system-x86 ovmf ipxe-qemu debootstrap tmux samba strace iproute2 squashfs-tools
 CAULDRON_CORPUS ?= $(abspath ../shared/corpus)
 export CAULDRON_CORPUS
 FUZZTIME ?= 30s

@@ -1,7 +1,7 @@
 // Package initramfs builds Cauldron's boot environment: a u-root initramfs that starts
 // `cauldron boot` as uinit, with the Debian kernel's storage, network and filesystem modules, the
 // firmware Debian (main and non-free-firmware) has for them and the host tools the recovery needs
-// (ntfs-3g, e2fsprogs, …);
+// (ntfs-3g, e2fsprogs, …, in a squashfs image of /usr that the boot program mounts);
 // and the media that boot it: a hybrid BIOS/UEFI (Secure Boot) ISO that also works written raw to a
 // USB stick, and a folder a DHCP/TFTP or HTTP server can serve for PXE.
 //
@@ -258,6 +258,12 @@ func (b *builder) run() (*Media, error) {
 	}
 	if err := b.addURoot(tree); err != nil {
 		return nil, err
+	}
+
+	// The /usr image is mounted over /usr at boot: nothing else may live there.
+	if hidden := tree.hiddenBy("usr"); len(hidden) > 0 {
+		return nil, fmt.Errorf("internal: the initramfs has files under /usr, which the /usr image would hide at boot: %s",
+			strings.Join(hidden, " "))
 	}
 
 	m.Kernel = filepath.Join(b.out, "vmlinuz")

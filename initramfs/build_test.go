@@ -22,52 +22,6 @@ import (
 	"github.com/u-root/mkuimage/cpio"
 )
 
-// smokeUinit stands in for cauldron in the test image: it proves init started it with "boot",
-// that the host tools find their libraries and the ELF interpreter, and that kmod loads the
-// compressed modules by name and by alias; then it powers the machine off.
-const smokeUinit = `package main
-
-import (
-	"fmt"
-	"os"
-	"os/exec"
-	"strings"
-	"syscall"
-	"time"
-)
-
-func main() {
-	fmt.Printf("SMOKE uinit args=%q\n", os.Args[1:])
-	for _, c := range [][]string{
-		{"/usr/bin/ntfs-3g", "--version"}, {"/usr/sbin/mkfs.ext4", "-V"}, {"/usr/sbin/lvm", "version"},
-		{"/usr/sbin/cryptsetup", "--version"}, {"/usr/sbin/sgdisk", "--version"},
-		{"/usr/sbin/mkfs.xfs", "-V"}, {"/usr/bin/btrfs", "--version"}, {"/usr/sbin/blkid", "-V"},
-		{"/sbin/modprobe", "ext4"}, {"/sbin/modprobe", "fs-vfat"}, {"/sbin/modprobe", "virtio_blk"},
-	} {
-		out, err := exec.Command(c[0], c[1:]...).CombinedOutput()
-		if _, exit := err.(*exec.ExitError); (err != nil && !exit) || strings.Contains(string(out), "error while loading shared libraries") {
-			fmt.Printf("SMOKE FAIL %s: %v: %s\n", strings.Join(c, " "), err, out)
-		} else {
-			fmt.Printf("SMOKE OK %s\n", strings.Join(c, " "))
-		}
-	}
-	fs, _ := os.ReadFile("/proc/filesystems")
-	for _, want := range []string{"ext4", "vfat"} {
-		if strings.Contains(string(fs), "\t"+want+"\n") {
-			fmt.Printf("SMOKE OK filesystem %s\n", want)
-		} else {
-			fmt.Printf("SMOKE FAIL filesystem %s not registered\n", want)
-		}
-	}
-	fmt.Println("SMOKE DONE")
-	// init copies uinit's output to the consoles through a pipe: give it the time to pass the
-	// last line on before the power goes.
-	time.Sleep(500 * time.Millisecond)
-	syscall.Sync()
-	syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
-}
-`
-
 var (
 	uinitOnce   sync.Once
 	uinitErr    error
@@ -92,7 +46,7 @@ func TestMain(m *testing.M) {
 
 var tempDirs []string
 
-// smokeBinary builds the static stand-in for cauldron (once per test binary).
+// smokeBinary builds the static stand-in for cauldron, internal/smoke (once per test binary).
 func smokeBinary(t *testing.T) string {
 	t.Helper()
 	uinitOnce.Do(func() {
@@ -102,12 +56,9 @@ func smokeBinary(t *testing.T) string {
 			return
 		}
 		tempDirs = append(tempDirs, dir)
-		os.WriteFile(filepath.Join(dir, "main.go"), []byte(smokeUinit), 0o644)
-		os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module smoke\n\ngo 1.22\n"), 0o644)
 		bin := filepath.Join(dir, "uinit")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", bin, ".")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", bin, "./internal/smoke")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			uinitErr = fmt.Errorf("building the stand-in uinit: %v: %s", err, out)
 			return
@@ -262,7 +213,14 @@ func TestInitramfsContents(t *testing.T) {
 		t.Errorf("etc/uinit.flags must hold exactly \"boot\"")
 	}
 	link("sbin", "usr/sbin")
-	file("lib64/ld-linux-x86-64.so.2")
+	link("lib64/ld-linux-x86-64.so.2", "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+	link("lib/x86_64-linux-gnu", "../usr/lib/x86_64-linux-gnu")
+	file("usr.squashfs")
+	for p, r := range e {
+		if strings.HasPrefix(p, "usr/") && r.Mode&cpio.S_IFMT != cpio.S_IFDIR {
+			t.Errorf("%s: in the initramfs under /usr, which the /usr image hides at boot", p)
+		}
+	}
 
 	// Modules: the asked-for ones, their dependencies, and indexes depmod made for the subset.
 	kdir := path.Join("lib/modules", m.KernelVersion)
@@ -323,7 +281,27 @@ func TestInitramfsContents(t *testing.T) {
 		file(p)
 	}
 
-	// Tools and the closure of their libraries, with the interpreter.
+	// Tools and the closure of their libraries, with the interpreter, in the /usr image as
+	// unsquashfs (squashfs-tools, not our code) reads it.
+	usr := unsquashUsr(t, content(t, e["usr.squashfs"]))
+	inUsr := func(p string) (os.FileInfo, string) {
+		rel, ok := strings.CutPrefix(p, "/usr/")
+		if !ok {
+			t.Errorf("%s: not under /usr", p)
+			return nil, ""
+		}
+		fi, err := os.Lstat(filepath.Join(usr, rel))
+		if err != nil {
+			t.Errorf("%s: not in the /usr image", p)
+			return nil, ""
+		}
+		return fi, filepath.Join(usr, rel)
+	}
+	usrFile := func(p string) {
+		if fi, _ := inUsr(p); fi != nil && (!fi.Mode().IsRegular() || fi.Size() == 0) {
+			t.Errorf("%s: not a regular file in the /usr image", p)
+		}
+	}
 	for _, want := range []string{"ntfs-3g", "mount.ntfs-3g", "ntfsresize", "ntfsfix", "mkntfs", "ntfsinfo",
 		"resize2fs", "e2fsck", "mke2fs", "mkfs.ext4", "tune2fs", "xfs_growfs", "xfs_repair", "mkfs.xfs", "btrfs",
 		"mkfs.vfat", "fsck.vfat", "fatlabel", "mkswap", "sgdisk", "sfdisk", "partx", "blkid", "wipefs",
@@ -332,12 +310,11 @@ func TestInitramfsContents(t *testing.T) {
 		for _, p := range m.Tools {
 			if path.Base(p) == want {
 				found = true
-				r, ok := e[strings.TrimPrefix(p, "/")]
-				if !ok {
-					t.Errorf("tool %s not in the initramfs", p)
-				} else if r.Mode&cpio.S_IFMT == cpio.S_IFLNK {
-					target := path.Join(path.Dir(strings.TrimPrefix(p, "/")), content(t, r))
-					file(target)
+				if fi, host := inUsr(p); fi != nil && fi.Mode()&os.ModeSymlink != 0 {
+					target, _ := os.Readlink(host)
+					usrFile(path.Join(path.Dir(p), target))
+				} else if fi != nil {
+					usrFile(p)
 				}
 			}
 		}
@@ -355,12 +332,51 @@ func TestInitramfsContents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file(strings.TrimPrefix(interp, "/"))
+	realInterp, _ := filepath.EvalSymlinks(interp)
+	usrFile(realInterp)
 	for soname, p := range libs {
-		if _, ok := e[strings.TrimPrefix(p, "/")]; !ok {
-			t.Errorf("library %s (%s) missing", soname, p)
+		real, _ := filepath.EvalSymlinks(p)
+		usrFile(real)
+		if fi, _ := inUsr(path.Join(path.Dir(real), soname)); fi == nil {
+			t.Errorf("library %s: no %s beside %s", soname, soname, real)
 		}
 	}
+	// Owned by root, stamped with the build's time, whatever the build host's files say.
+	cmd := exec.Command("unsquashfs", "-lln", "-d", "", filepath.Join(filepath.Dir(usr), "usr.squashfs"))
+	cmd.Env = append(os.Environ(), "TZ=UTC") // it prints local time
+	list, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("unsquashfs -lln: %v", err)
+	}
+	checked := 0
+	stamp := time.Unix(m.SourceDateEpoch, 0).UTC().Format("2006-01-02 15:04")
+	for _, line := range strings.Split(strings.TrimSpace(string(list)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			continue
+		}
+		checked++
+		if f[1] != "0/0" || f[3]+" "+f[4] != stamp {
+			t.Errorf("/usr image entry not root-owned with the build's time %s: %s", stamp, line)
+			break
+		}
+	}
+	if checked < len(m.Tools) {
+		t.Errorf("unsquashfs listed %d entries, fewer than the %d tools:\n%s", checked, len(m.Tools), list)
+	}
+}
+
+// unsquashUsr writes the /usr image to a file and unpacks it with unsquashfs beside it.
+func unsquashUsr(t *testing.T, data string) string {
+	t.Helper()
+	testenv.NeedTools(t, "unsquashfs")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "usr.squashfs")
+	if err := os.WriteFile(img, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "unsquashfs", "-q", "-n", "-d", filepath.Join(dir, "usr"), img)
+	return filepath.Join(dir, "usr")
 }
 
 func TestISO(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -119,6 +120,47 @@ func (t *tree) paths() []string {
 	}
 	sort.Strings(ps)
 	return ps
+}
+
+// writeDir writes the tree under root as files, directories and symlinks, every time stamp mtime
+// (for tools that make images from a folder, such as mksquashfs).
+func (t *tree) writeDir(root string, mtime int64) error {
+	for _, p := range t.paths() {
+		e := t.entries[p]
+		dst := filepath.Join(root, filepath.FromSlash(p))
+		perm := os.FileMode(e.mode & 0o7777)
+		var err error
+		switch e.mode & cpio.S_IFMT {
+		case cpio.S_IFDIR:
+			err = os.MkdirAll(dst, perm)
+		case cpio.S_IFLNK:
+			err = os.Symlink(e.link, dst)
+		case cpio.S_IFREG:
+			if e.src != "" {
+				err = copyFile(e.src, dst, perm, mtime)
+			} else {
+				err = writeFile(dst, e.data, perm, mtime)
+			}
+		default:
+			err = fmt.Errorf("%s: only files, folders and symlinks can be written to a folder", p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return setTreeTimes(root, mtime)
+}
+
+// hiddenBy returns the files and symlinks under dir, which a file system mounted on dir at boot
+// would hide (empty folders, such as u-root's base usr/lib, hide nothing).
+func (t *tree) hiddenBy(dir string) []string {
+	var out []string
+	for _, p := range t.paths() {
+		if strings.HasPrefix(p, clean(dir)+"/") && t.entries[p].mode&cpio.S_IFMT != cpio.S_IFDIR {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // writeCPIO writes the tree as a newc cpio archive: sorted paths (so parents come before their

@@ -150,6 +150,8 @@ func debPackageOf(prog string) string {
 		return "kmod"
 	case "xorriso":
 		return "xorriso"
+	case "mksquashfs", "unsquashfs":
+		return "squashfs-tools"
 	case "mkfs.vfat", "mkfs.fat":
 		return "dosfstools"
 	case "mcopy", "mmd", "mdir":

@@ -91,9 +91,11 @@ func (b *booter) start(ctx context.Context) {
 	mountEarly()
 	logLine("boot program started at " + started + " (process created at " + processStart() + ")")
 
+	usr := make(chan error, 1)
 	mods, err := OpenModules(func(f string, a ...any) { logLine(fmt.Sprintf(f, a...)) })
 	if err != nil {
 		b.printf("cauldron: %v\n", err)
+		usr <- MountUsr(nil)
 	} else {
 		b.mods = mods
 		ready := make(chan error, 1)
@@ -104,6 +106,8 @@ func (b *booter) start(ctx context.Context) {
 		logLine("module index read")
 		n := mods.Coldplug()
 		logLine(fmt.Sprintf("coldplug: %d modules loaded", n))
+		// The tools' /usr image is mounted while the devices settle (mostly waiting).
+		go func() { usr <- MountUsr(mods) }()
 		// Drivers loaded by coldplug find devices (disks behind a controller, sticks behind a
 		// USB hub) whose own drivers hot-plug loads; wait for that to calm down, longer for
 		// USB devices (see Settle). The root hubs' own uevents start the USB wait.
@@ -117,6 +121,12 @@ func (b *booter) start(ctx context.Context) {
 		}
 		mods.Settle(200*time.Millisecond, 0, 2*time.Second)
 		logLine("devices settled")
+	}
+	// Every way on (wizard, kickstart, shell) may run the tools.
+	if err := <-usr; err != nil {
+		b.printf("cauldron: the recovery's tools are not available: %v\n", err)
+	} else {
+		logLine("tools mounted on /usr")
 	}
 	mountEFIVars(b.mods)
 	b.printf("%s\n", firmwareLine())
