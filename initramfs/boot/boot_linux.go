@@ -98,6 +98,7 @@ func (b *booter) start(ctx context.Context) {
 		usr <- MountUsr(nil)
 	} else {
 		b.mods = mods
+		mods.OnBlockDevice(func(name, devpath string) { PrepareRemovable(mods, name, devpath) })
 		ready := make(chan error, 1)
 		go mods.Hotplug(ready)
 		if err := <-ready; err != nil {

@@ -25,6 +25,23 @@ var fsModules = map[string][]string{
 	"btrfs":   {"btrfs"},
 }
 
+// usbTypes are the filesystems looked for on USB and removable disks, in the order tried.
+var usbTypes = []string{"vfat", "exfat", "iso9660", "ext4", "xfs", "btrfs"}
+
+// PrepareRemovable loads the filesystem driver a newly added USB or SD card disk (or partition)
+// needs, as it appears: looking for a kickstart on it, and mounting it for the wizard, then do not
+// wait for the driver (ext4 with its helpers is half a second under emulation), which loads
+// while the boot program still waits for USB devices to settle. Other disks are left alone: they
+// are mounted only when a recovery names them.
+func PrepareRemovable(mods *Modules, name, devpath string) {
+	if !strings.Contains(devpath, "/usb") && !strings.Contains(devpath, "/mmc") {
+		return
+	}
+	if t := detectType("/dev/" + name); t != "" {
+		loadFSModules(mods, t, usbTypes)
+	}
+}
+
 // ReadFromMedia reads path from the first boot medium of the given kind that has it: "cdrom"
 // (optical drives: the CD the machine booted from, usually) or "usb" (removable and USB disks,
 // their partitions and the whole disk, as an isohybrid stick has no partition table Linux can
@@ -73,7 +90,7 @@ func onMedia(kind, path string, mods *Modules, keep bool, fn func(string) error)
 			}
 		}
 	case "usb":
-		types = []string{"vfat", "exfat", "iso9660", "ext4", "xfs", "btrfs"}
+		types = usbTypes
 		for _, d := range disks {
 			if !d.Optical && (d.Removable || d.Bus == "usb") {
 				devs = append(devs, partitionsOf(d.Name)...)

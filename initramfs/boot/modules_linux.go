@@ -30,10 +30,19 @@ type Modules struct {
 	zstd    *zstd.Decoder
 
 	mu        sync.Mutex
-	tried     map[string]error       // top-level module → result of the first attempt (logged once)
-	loads     map[string]*moduleLoad // every module, dependencies included → its one load
-	lastEvent time.Time              // last uevent seen, for Settle
-	lastUSB   time.Time              // last uevent of a device below a USB controller
+	tried     map[string]error           // top-level module → result of the first attempt (logged once)
+	loads     map[string]*moduleLoad     // every module, dependencies included → its one load
+	lastEvent time.Time                  // last uevent seen, for Settle
+	lastUSB   time.Time                  // last uevent of a device below a USB controller
+	onBlock   func(name, devpath string) // called (in its own goroutine) for each block device added
+}
+
+// OnBlockDevice sets a function that Hotplug calls, in a goroutine of its own, for every block
+// device (disk or partition) the kernel adds, with its name under /dev and its DEVPATH.
+func (m *Modules) OnBlockDevice(fn func(name, devpath string)) {
+	m.mu.Lock()
+	m.onBlock = fn
+	m.mu.Unlock()
 }
 
 // moduleLoad is one module's load, waited for by everyone who needs it.
@@ -290,6 +299,14 @@ func (m *Modules) Hotplug(ready chan<- error) {
 		}
 		if ev["ACTION"] == "add" && ev["MODALIAS"] != "" {
 			go m.LoadAlias(ev["MODALIAS"])
+		}
+		if ev["ACTION"] == "add" && ev["SUBSYSTEM"] == "block" && ev["DEVNAME"] != "" {
+			m.mu.Lock()
+			fn := m.onBlock
+			m.mu.Unlock()
+			if fn != nil {
+				go fn(ev["DEVNAME"], ev["DEVPATH"])
+			}
 		}
 	}
 }
