@@ -38,8 +38,8 @@ whose configuration is left as it is.
 			}
 			out := cmd.OutOrStdout()
 			if o.Prefetch {
-				fmt.Fprintf(out, "cache      %s holds %s %s, %d firmware files' packages and u-root: ready for --offline (%s)\n",
-					cacheDir(o.CacheDir), m.KernelPackage, m.KernelVersion, len(m.Firmware), m.Duration.Round(100*time.Millisecond))
+				fmt.Fprintf(out, "cache      %s holds the kernel package (%s), the packages of %d firmware files and u-root's busybox: ready for --offline (%s)\n",
+					cacheDir(o.CacheDir), m.KernelPackage, len(m.Firmware), m.Duration.Round(100*time.Millisecond))
 				return nil
 			}
 			fmt.Fprintf(out, "ISO        %s  %d bytes\n", m.ISO, m.ISOSize)
