@@ -35,6 +35,10 @@ type Modules struct {
 	lastEvent time.Time                  // last uevent seen, for Settle
 	lastUSB   time.Time                  // last uevent of a device below a USB controller
 	onBlock   func(name, devpath string) // called (in its own goroutine) for each block device added
+	// Drivers loading for devices (LoadAlias), for Settle: their probes may add devices. The boot
+	// program's own loads (filesystems, loop and squashfs for /usr) do not count.
+	aliasLoads int
+	lastAlias  time.Time
 }
 
 // OnBlockDevice sets a function that Hotplug calls, in a goroutine of its own, for every block
@@ -122,25 +126,27 @@ func OpenModules(log func(string, ...any)) (*Modules, error) {
 		tried: map[string]error{}, loads: map[string]*moduleLoad{}}, nil
 }
 
-// Load loads a module and its dependencies once; later calls return the first result.
+// Load loads a module and its dependencies once; a call while another goroutine loads it waits
+// for that load, and later calls return its result.
 func (m *Modules) Load(name string) error {
 	name = strings.ReplaceAll(name, "-", "_")
 	m.mu.Lock()
-	if err, ok := m.tried[name]; ok {
+	_, started := m.tried[name]
+	if !started {
+		m.tried[name] = nil
+	}
+	m.mu.Unlock()
+	err := m.load(name, nil) // waits for a load under way
+	if !started {
+		if err != nil {
+			m.log("module %s: %v", name, err)
+		} else {
+			m.log("module %s loaded", name)
+		}
+		m.mu.Lock()
+		m.tried[name] = err
 		m.mu.Unlock()
-		return err
 	}
-	m.tried[name] = nil
-	m.mu.Unlock()
-	err := m.load(name, nil)
-	if err != nil {
-		m.log("module %s: %v", name, err)
-	} else {
-		m.log("module %s loaded", name)
-	}
-	m.mu.Lock()
-	m.tried[name] = err
-	m.mu.Unlock()
 	return err
 }
 
@@ -214,15 +220,23 @@ func (m *Modules) insert(path, params string) error {
 }
 
 // LoadAlias loads every module whose alias matches modalias and returns how many were new.
+// Settle waits for these loads: a device's driver still loading may yet find more devices.
 func (m *Modules) LoadAlias(modalias string) int {
 	n := 0
 	for _, mod := range m.aliases.Modules(modalias) {
 		m.mu.Lock()
 		_, done := m.tried[strings.ReplaceAll(mod, "-", "_")]
+		if !done {
+			m.aliasLoads++
+		}
 		m.mu.Unlock()
 		if !done {
 			n++
 			m.Load(mod)
+			m.mu.Lock()
+			m.aliasLoads--
+			m.lastAlias = time.Now()
+			m.mu.Unlock()
 		}
 	}
 	return n
@@ -311,17 +325,18 @@ func (m *Modules) Hotplug(ready chan<- error) {
 	}
 }
 
-// Settle waits until no uevent has arrived for quiet and none from a USB device for usbQuiet,
-// or until max has passed. USB enumeration goes in steps (port debounce and reset, descriptors,
-// the driver, the SCSI scan) a few hundred milliseconds apart, so a stick still on its way needs
-// the longer wait; other controllers' drivers have found their disks when their load returns.
+// Settle waits until no device uevent has arrived for quiet and none from a USB device for
+// usbQuiet, and no driver for a device has been loading for quiet, or until max has passed.
+// USB enumeration goes in steps (port debounce and reset, descriptors, the driver, the SCSI scan)
+// a few hundred milliseconds apart, so a stick still on its way needs the longer wait; other
+// controllers' drivers have found their disks when their load returns.
 func (m *Modules) Settle(quiet, usbQuiet, max time.Duration) {
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) {
 		m.mu.Lock()
-		last, lastUSB := m.lastEvent, m.lastUSB
+		last, lastUSB, loading, lastAlias := m.lastEvent, m.lastUSB, m.aliasLoads, m.lastAlias
 		m.mu.Unlock()
-		if time.Since(last) >= quiet && time.Since(lastUSB) >= usbQuiet {
+		if time.Since(last) >= quiet && time.Since(lastUSB) >= usbQuiet && loading == 0 && time.Since(lastAlias) >= quiet {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
