@@ -583,6 +583,11 @@ func TestURootVersionMatchesGoMod(t *testing.T) {
 	if !regexp.MustCompile(`github.com/u-root/u-root ` + regexp.QuoteMeta(URootVersion) + `\b`).Match(gomod) {
 		t.Errorf("go.mod does not pin u-root %s (URootVersion)", URootVersion)
 	}
+	for _, v := range builderVersions {
+		if !regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(v) + `\b`).Match(gomod) {
+			t.Errorf("go.mod does not pin %s (builderVersions)", v)
+		}
+	}
 }
 
 func run(t *testing.T, name string, args ...string) string {

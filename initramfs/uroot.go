@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 
 	"github.com/u-root/gobusybox/src/pkg/golang"
@@ -21,6 +20,15 @@ import (
 const URootVersion = "v0.16.0"
 
 const urootModule = "github.com/u-root/u-root"
+
+// builderVersions are the versions of the modules that build the busybox (go.mod pins them;
+// TestURootVersionMatchesGoMod checks). They are part of the busybox cache's key as constants:
+// a test binary's build information lists no dependencies, so reading them from there gave the
+// tests another key than the `cauldron build-media --prefetch` that filled the cache.
+var builderVersions = []string{
+	"github.com/u-root/mkuimage v0.0.0-20250905073043-9a40452f5d3b",
+	"github.com/u-root/gobusybox/src v0.0.0-20250101170133-2e884e4509c7",
+}
 
 // URootCommands are the u-root commands compiled into the busybox: init, the gosh shell and what
 // a technician needs at a prompt. Host tools (blkid, kmod's modprobe/insmod/lsmod, kexec, and
@@ -55,17 +63,18 @@ func (b *builder) addURoot(t *tree) error {
 	goVersion, goRoot, _ := strings.Cut(strings.TrimSpace(string(goEnv)), "\n")
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n%s\n", URootVersion, goVersion, strings.Join(URootCommands, " "))
-	if bi, ok := debug.ReadBuildInfo(); ok { // the builder's own version matters too
-		for _, d := range bi.Deps {
-			if d.Path == "github.com/u-root/mkuimage" || d.Path == "github.com/u-root/gobusybox/src" {
-				fmt.Fprintf(h, "%s %s\n", d.Path, d.Version)
-			}
-		}
+	for _, v := range builderVersions { // the builder's own version matters too
+		fmt.Fprintf(h, "%s\n", v)
 	}
 	key := hex.EncodeToString(h.Sum(nil))[:16]
 	cached := filepath.Join(b.cache, "uroot", "uroot-"+URootVersion+"-"+key+".cpio")
 
 	if _, err := os.Stat(cached); err != nil {
+		if b.o.Offline {
+			// Building it may fetch u-root's own dependencies, which offline must not.
+			return fmt.Errorf("the u-root %s busybox is not in the cache (%s) and an offline build fetches nothing: fill the cache first (make prefetch, or cauldron build-media --prefetch)",
+				URootVersion, cached)
+		}
 		if err := b.buildURoot(cached, goRoot); err != nil {
 			return err
 		}
