@@ -91,11 +91,16 @@ func (b *booter) start(ctx context.Context) {
 	mountEarly()
 	logLine("boot program started at " + started + " (process created at " + processStart() + ")")
 
-	usr := make(chan error, 1)
+	type mountResult struct {
+		mounted bool
+		err     error
+	}
+	usr := make(chan mountResult, 1)
 	mods, err := OpenModules(func(f string, a ...any) { logLine(fmt.Sprintf(f, a...)) })
 	if err != nil {
 		b.printf("cauldron: %v\n", err)
-		usr <- MountUsr(nil)
+		ok, err := MountUsr(nil)
+		usr <- mountResult{ok, err}
 	} else {
 		b.mods = mods
 		mods.OnBlockDevice(func(name, devpath string) { PrepareRemovable(mods, name, devpath) })
@@ -108,7 +113,10 @@ func (b *booter) start(ctx context.Context) {
 		n := mods.Coldplug()
 		logLine(fmt.Sprintf("coldplug: %d modules loaded", n))
 		// The tools' /usr image is mounted while the devices settle (mostly waiting).
-		go func() { usr <- MountUsr(mods) }()
+		go func() {
+			ok, err := MountUsr(mods)
+			usr <- mountResult{ok, err}
+		}()
 		// Drivers loaded by coldplug find devices (disks behind a controller, sticks behind a
 		// USB hub) whose own drivers hot-plug loads; wait for that to calm down, longer for
 		// USB devices (see Settle). The root hubs' own uevents start the USB wait.
@@ -124,9 +132,12 @@ func (b *booter) start(ctx context.Context) {
 		logLine("devices settled")
 	}
 	// Every way on (wizard, kickstart, shell) may run the tools.
-	if err := <-usr; err != nil {
-		b.printf("cauldron: the recovery's tools are not available: %v\n", err)
-	} else {
+	// A failure is said on the console and in the boot log (the wizard's screen hides the
+	// console line): the recovery then fails at its first tool, naming it.
+	if r := <-usr; r.err != nil {
+		b.printf("cauldron: the recovery's tools (ntfs-3g, mkfs, lvm, …) are not available: %v\n", r.err)
+		logLine("tools: " + r.err.Error())
+	} else if r.mounted {
 		logLine("tools mounted on /usr")
 	}
 	mountEFIVars(b.mods)

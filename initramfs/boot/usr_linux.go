@@ -9,26 +9,26 @@ import (
 )
 
 // MountUsr mounts UsrImage read-only on /usr through a loop device, loading the loop and
-// squashfs drivers first (mods may be nil: then only built-in drivers are there). Without the
-// image (not Cauldron's boot environment) it does nothing.
-func MountUsr(mods *Modules) error {
+// squashfs drivers first (mods may be nil: then only built-in drivers are there), and reports
+// whether it mounted it. Without the image (not Cauldron's boot environment) it does nothing.
+func MountUsr(mods *Modules) (bool, error) {
 	if _, err := os.Stat(UsrImage); err != nil {
-		return nil
+		return false, nil
 	}
 	if mods != nil {
 		for _, m := range []string{"loop", "squashfs"} {
 			if err := mods.Load(m); err != nil {
-				return fmt.Errorf("mounting %s on /usr: loading %s: %w", UsrImage, m, err)
+				return false, fmt.Errorf("mounting %s on /usr: loading %s: %w", UsrImage, m, err)
 			}
 		}
 	}
 	l, err := loop.New(UsrImage, "squashfs", "")
 	if err != nil {
-		return fmt.Errorf("mounting %s on /usr: no loop device: %w", UsrImage, err)
+		return false, fmt.Errorf("mounting %s on /usr: no loop device: %w", UsrImage, err)
 	}
 	if _, err := l.Mount("/usr", unix.MS_RDONLY|unix.MS_NODEV); err != nil {
 		l.Free()
-		return fmt.Errorf("mounting %s on /usr: %w", UsrImage, err)
+		return false, fmt.Errorf("mounting %s on /usr: %w", UsrImage, err)
 	}
-	return nil
+	return true, nil
 }

@@ -22,8 +22,8 @@ func main() {
 	if err != nil {
 		fmt.Printf("SMOKE FAIL modules: %v\n", err)
 	}
-	if err := boot.MountUsr(mods); err != nil {
-		fmt.Printf("SMOKE FAIL %v\n", err)
+	if ok, err := boot.MountUsr(mods); err != nil || !ok {
+		fmt.Printf("SMOKE FAIL /usr image not mounted: %v\n", err)
 	}
 	if m, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(m), " /usr squashfs ro") {
 		fmt.Println("SMOKE OK /usr image mounted")
