@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ whose configuration is left as it is.
 			if o.Prefetch {
 				fmt.Fprintf(out, "cache      %s holds the kernel package (%s), the packages of %d firmware files and u-root's busybox: ready for --offline (%s)\n",
 					cacheDir(o.CacheDir), m.KernelPackage, len(m.Firmware), m.Duration.Round(100*time.Millisecond))
+				printMissingFirmware(out, m, "not cached")
 				return nil
 			}
 			fmt.Fprintf(out, "ISO        %s  %d bytes\n", m.ISO, m.ISOSize)
@@ -48,15 +50,7 @@ whose configuration is left as it is.
 			fmt.Fprintf(out, "PXE        %s\n", m.PXEDir)
 			fmt.Fprintf(out, "built in   %s\n", m.Duration.Round(100*time.Millisecond))
 			fmt.Fprintf(out, "firmware   %d files from Debian main and non-free-firmware\n", len(m.Firmware))
-			if n := len(m.MissingFirmware); n > 0 {
-				// Either Debian has no such file, or non-free-firmware could not be reached: the
-				// build log above says which. The names tell a technician which NICs may stay dark.
-				names := strings.Join(m.MissingFirmware, " ")
-				if n > 8 {
-					names = strings.Join(m.MissingFirmware[:8], " ") + " …"
-				}
-				fmt.Fprintf(out, "           %d files the drivers may ask for are not in the image (see the log): %s\n", n, names)
-			}
+			printMissingFirmware(out, m, "not in the image")
 			return nil
 		},
 	}
@@ -75,4 +69,19 @@ func cacheDir(flag string) string {
 		return initramfs.DefaultCacheDir
 	}
 	return flag
+}
+
+// printMissingFirmware names the firmware files the image's drivers may ask for that the build
+// could not include: either Debian has no such file, or non-free-firmware could not be reached
+// (the build log says which). The names tell a technician which NICs may stay dark.
+func printMissingFirmware(out io.Writer, m *initramfs.Media, what string) {
+	n := len(m.MissingFirmware)
+	if n == 0 {
+		return
+	}
+	names := strings.Join(m.MissingFirmware, " ")
+	if n > 8 {
+		names = strings.Join(m.MissingFirmware[:8], " ") + " …"
+	}
+	fmt.Fprintf(out, "           %d files the drivers may ask for are %s (see the log): %s\n", n, what, names)
 }
