@@ -132,7 +132,11 @@ func (t *tree) writeDir(root string, mtime int64) error {
 		var err error
 		switch e.mode & cpio.S_IFMT {
 		case cpio.S_IFDIR:
-			err = os.MkdirAll(dst, perm)
+			// Chmod as well: MkdirAll's mode passes through the builder's umask, and mksquashfs
+			// records folders' modes as they are on disk.
+			if err = os.MkdirAll(dst, perm); err == nil {
+				err = os.Chmod(dst, perm)
+			}
 		case cpio.S_IFLNK:
 			err = os.Symlink(e.link, dst)
 		case cpio.S_IFREG:

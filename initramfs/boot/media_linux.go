@@ -28,13 +28,19 @@ var fsModules = map[string][]string{
 // usbTypes are the filesystems looked for on USB and removable disks, in the order tried.
 var usbTypes = []string{"vfat", "exfat", "iso9660", "ext4", "xfs", "btrfs"}
 
-// PrepareRemovable loads the filesystem driver a newly added USB or SD card disk (or partition)
-// needs, as it appears: looking for a kickstart on it, and mounting it for the wizard, then do not
-// wait for the driver (ext4 with its helpers is half a second under emulation), which loads
-// while the boot program still waits for USB devices to settle. Other disks are left alone: they
-// are mounted only when a recovery names them.
+// PrepareRemovable loads the filesystem driver a newly added USB or removable disk (or
+// partition) needs, as it appears: looking for a kickstart on it, and mounting it for the wizard,
+// then do not wait for the driver (ext4 with its helpers is half a second under emulation), which
+// loads while the boot program still waits for USB devices to settle. Other disks are left alone
+// (the same choice as onMedia's): they are mounted only when a recovery names them.
 func PrepareRemovable(mods *Modules, name, devpath string) {
-	if !strings.Contains(devpath, "/usb") && !strings.Contains(devpath, "/mmc") {
+	// A partition's own folder has no removable flag: its disk's, one level up, has.
+	removable := func(dir string) bool {
+		b, err := os.ReadFile(filepath.Join(dir, "removable"))
+		return err == nil && strings.TrimSpace(string(b)) == "1"
+	}
+	dir := filepath.Join("/sys/class/block", name)
+	if !strings.Contains(devpath, "/usb") && !removable(dir) && !removable(filepath.Join(dir, "..")) {
 		return
 	}
 	if t := detectType("/dev/" + name); t != "" {
