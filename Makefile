@@ -36,7 +36,8 @@ deps:
 # and firmware packages, apt lists, the u-root busybox: /var/tmp/cauldron-cache). Both are instant
 # when the caches are full; the tests fail, naming this target, when they are not.
 prefetch: deps
-	./scripts/source-debian.sh >/dev/null
+	@if [ "$$(id -u)" = 0 ]; then ./scripts/source-debian.sh >/dev/null; \
+	else echo "note: not root: the demo's source machine is not built (the tests that boot it need root anyway)"; fi
 	CGO_ENABLED=0 $(GO) run ./cmd/cauldron build-media --prefetch
 
 vet:
@@ -50,7 +51,7 @@ vet:
 # quietly depending on the internet.
 LOOPBACK_ONLY = $(shell if unshare --net -- sh -c 'ip link set lo up' 2>/dev/null; then \
 	echo "unshare --net -- sh -c 'ip link set lo up && exec \"\$$0\" \"\$$@\"'"; \
-	else echo "echo 'note: no network namespace here (not root?): the tests run with the host network' >&2;"; fi)
+	else echo "echo 'note: no loopback-only network namespace here (unshare --net or ip refused; not root?): the tests run with the host network' >&2;"; fi)
 
 # test runs every test, with only loopback (the caches `make prefetch` filled stand in for the
 # mirrors); CAULDRON_CORPUS makes corpus-backed tests fail instead of skip.
