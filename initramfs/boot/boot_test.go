@@ -262,6 +262,42 @@ func TestHardwareEvent(t *testing.T) {
 	}
 }
 
+// TestRemovableDisk: USB disks, and disks the kernel flags removable with their partitions, get
+// their filesystem driver early; internal disks (an eMMC, a SATA disk) do not.
+func TestRemovableDisk(t *testing.T) {
+	sys := t.TempDir()
+	flag := func(devpath, v string) {
+		dir := filepath.Join(sys, devpath)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if v != "" {
+			os.WriteFile(filepath.Join(dir, "removable"), []byte(v+"\n"), 0o644)
+		}
+	}
+	flag("/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda", "0")
+	flag("/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda1", "")
+	flag("/devices/pci0000:00/0000:00:1e.0/mmc_host/mmc0/mmc0:0001/block/mmcblk0", "0")
+	flag("/devices/pci0000:00/0000:00:1e.0/mmc_host/mmc0/mmc0:0001/block/mmcblk0/mmcblk0p1", "")
+	flag("/devices/pci0000:00/0000:00:1e.6/mmc_host/mmc1/mmc1:aaaa/block/mmcblk1", "1")
+	flag("/devices/pci0000:00/0000:00:1e.6/mmc_host/mmc1/mmc1:aaaa/block/mmcblk1/mmcblk1p1", "")
+	for devpath, want := range map[string]bool{
+		"/devices/pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host4/target4:0:0/4:0:0:0/block/sdb":      true,
+		"/devices/pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host4/target4:0:0/4:0:0:0/block/sdb/sdb1": true,
+		"/devices/pci0000:00/0000:00:1e.6/mmc_host/mmc1/mmc1:aaaa/block/mmcblk1":                     true,
+		"/devices/pci0000:00/0000:00:1e.6/mmc_host/mmc1/mmc1:aaaa/block/mmcblk1/mmcblk1p1":           true,
+		"/devices/pci0000:00/0000:00:1e.0/mmc_host/mmc0/mmc0:0001/block/mmcblk0":                     false,
+		"/devices/pci0000:00/0000:00:1e.0/mmc_host/mmc0/mmc0:0001/block/mmcblk0/mmcblk0p1":           false,
+		"/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda":                  false,
+		"/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda1":             false,
+		"/devices/virtual/block/loop0": false,
+	} {
+		if got := removableDisk(sys, devpath); got != want {
+			t.Errorf("removableDisk(%s) = %v, want %v", devpath, got, want)
+		}
+	}
+}
+
 func TestHumanSize(t *testing.T) {
 	for n, want := range map[int64]string{0: "0B", 1023: "1023B", 1024: "1.0KiB", 10 << 30: "10.0GiB", 1536 << 20: "1.5GiB"} {
 		if got := HumanSize(n); got != want {

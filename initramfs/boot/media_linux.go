@@ -34,18 +34,27 @@ var usbTypes = []string{"vfat", "exfat", "iso9660", "ext4", "xfs", "btrfs"}
 // loads while the boot program still waits for USB devices to settle. Other disks are left alone
 // (the same choice as onMedia's): they are mounted only when a recovery names them.
 func PrepareRemovable(mods *Modules, name, devpath string) {
-	// A partition's own folder has no removable flag: its disk's, one level up, has.
-	removable := func(dir string) bool {
-		b, err := os.ReadFile(filepath.Join(dir, "removable"))
-		return err == nil && strings.TrimSpace(string(b)) == "1"
-	}
-	dir := filepath.Join("/sys/class/block", name)
-	if !strings.Contains(devpath, "/usb") && !removable(dir) && !removable(filepath.Join(dir, "..")) {
+	if !removableDisk("/sys", devpath) {
 		return
 	}
 	if t := detectType("/dev/" + name); t != "" {
 		loadFSModules(mods, t, usbTypes)
 	}
+}
+
+// removableDisk reports whether the block device at devpath (a disk or a partition, as its
+// uevent names it) is on USB or on a disk the kernel flags removable.
+func removableDisk(sysroot, devpath string) bool {
+	if strings.Contains(devpath, "/usb") {
+		return true
+	}
+	// A partition's own folder has no removable flag: its disk's, one level up, has.
+	removable := func(dir string) bool {
+		b, err := os.ReadFile(filepath.Join(dir, "removable"))
+		return err == nil && strings.TrimSpace(string(b)) == "1"
+	}
+	dir := filepath.Join(sysroot, filepath.Clean("/"+devpath))
+	return removable(dir) || removable(filepath.Dir(dir))
 }
 
 // ReadFromMedia reads path from the first boot medium of the given kind that has it: "cdrom"
