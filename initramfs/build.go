@@ -127,43 +127,15 @@ func newBuilder(ctx context.Context, o Options) (*builder, error) {
 		if o.OutDir == "" {
 			return nil, errors.New("no output directory given (--out)")
 		}
-		out, err := filepath.Abs(o.OutDir)
-		if err != nil {
+		if b.out, err = writableDir(o.OutDir, "output directory"); err != nil {
 			return nil, err
 		}
-		if err := os.MkdirAll(out, 0o755); err != nil {
-			return nil, fmt.Errorf("output directory: %w", err)
+		c := o.Cauldron
+		if c == "" {
+			if c, err = os.Executable(); err != nil {
+				return nil, fmt.Errorf("finding the cauldron binary: %w (give --cauldron)", err)
+			}
 		}
-		if err := checkWritable(out); err != nil {
-			return nil, fmt.Errorf("output directory %s is not writable: %w", out, err)
-		}
-		b.out = out
-	}
-
-	cache := o.CacheDir
-	if cache == "" {
-		cache = DefaultCacheDir
-	}
-	if cache, err = filepath.Abs(cache); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return nil, fmt.Errorf("cache directory: %w", err)
-	}
-	if err := checkWritable(cache); err != nil {
-		return nil, fmt.Errorf("cache directory %s is not writable: %w", cache, err)
-	}
-	b.cache = cache
-
-	c := o.Cauldron
-	if o.Prefetch {
-		c = "" // not put anywhere
-	} else if c == "" {
-		if c, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("finding the cauldron binary: %w (give --cauldron)", err)
-		}
-	}
-	if !o.Prefetch {
 		if c, err = filepath.Abs(c); err != nil {
 			return nil, err
 		}
@@ -171,6 +143,13 @@ func newBuilder(ctx context.Context, o Options) (*builder, error) {
 			return nil, err
 		}
 		b.cauldron = c
+	}
+	cache := o.CacheDir
+	if cache == "" {
+		cache = DefaultCacheDir
+	}
+	if b.cache, err = writableDir(cache, "cache directory"); err != nil {
+		return nil, err
 	}
 
 	switch o.Compression {
@@ -190,7 +169,7 @@ func newBuilder(ctx context.Context, o Options) (*builder, error) {
 		}
 	}
 
-	if b.work, err = os.MkdirTemp(cache, "work-"); err != nil {
+	if b.work, err = os.MkdirTemp(b.cache, "work-"); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -294,6 +273,22 @@ func (b *builder) run() (*Media, error) {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// writableDir makes dir (and its parents) if missing, checks it can be written to and returns its
+// absolute path; what names it in errors.
+func writableDir(dir, what string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if err := checkWritable(abs); err != nil {
+		return "", fmt.Errorf("%s %s is not writable: %w", what, abs, err)
+	}
+	return abs, nil
+}
 
 func checkWritable(dir string) error {
 	f, err := os.CreateTemp(dir, ".cauldron-write-test-")

@@ -299,11 +299,7 @@ func (b *builder) openFirmwareApt(hostFiles []string) (*firmwareApt, error) {
 			a.close()
 			return nil, fmt.Errorf("no non-free-firmware lists in %s and an offline build fetches none (make prefetch, or cauldron build-media --prefetch)", a.dir)
 		}
-		when := "an earlier build"
-		if fi, err := os.Stat(stamp); err == nil {
-			when = fi.ModTime().UTC().Format(time.RFC3339)
-		}
-		b.logf("non-free-firmware: offline, using the lists from %s as they are", when)
+		b.logf("non-free-firmware: offline, using the lists from %s as they are", listsDate(stamp))
 	} else if !fresh {
 		b.logf("refreshing build-media's own apt lists for Debian non-free-firmware (%s)", a.dir)
 		// Error-Mode any (apt-get update --error-on=any): a mirror that cannot be reached is an
@@ -314,18 +310,21 @@ func (b *builder) openFirmwareApt(hostFiles []string) (*firmwareApt, error) {
 				a.close()
 				return nil, err
 			}
-			fi, _ := os.Stat(stamp)
-			when := "an earlier build"
-			if fi != nil {
-				when = fi.ModTime().UTC().Format(time.RFC3339)
-			}
-			b.logf("non-free-firmware: refreshing the lists failed, using those from %s: %v", when, err)
+			b.logf("non-free-firmware: refreshing the lists failed, using those from %s: %v", listsDate(stamp), err)
 		} else if err := os.WriteFile(stamp, want, 0o644); err != nil {
 			a.close()
 			return nil, err
 		}
 	}
 	return a, nil
+}
+
+// listsDate says when the lists were last refreshed, from the stamp file's time.
+func listsDate(stamp string) string {
+	if fi, err := os.Stat(stamp); err == nil {
+		return fi.ModTime().UTC().Format(time.RFC3339)
+	}
+	return "an earlier build"
 }
 
 // hasLists reports whether an earlier apt-get update left a Packages index.
