@@ -104,7 +104,8 @@ func checkBlockTarget(target string, protect []string) error {
 		return refuse(target, "the kernel does not list device %s in sysfs, so what it holds cannot be checked", dev)
 	}
 	if exists(filepath.Join(sys, "partition")) {
-		return refuse(target, "it is partition %s of a disk, not a whole disk", filepath.Base(sys))
+		disk := filepath.Base(filepath.Dir(sys))
+		return refuse(target, "it is partition %s of the disk /dev/%s, not a whole disk: a disk's table and volumes go onto the whole disk (name /dev/%s, or its /dev/disk/by-id name); to write one volume, restore the disk to an image file and copy the partition", filepath.Base(sys), disk, disk)
 	}
 	// The devices whose use would be destroyed: the disk, its partitions and whatever is stacked
 	// on them (LVM, dm-crypt, MD), recursively.
@@ -125,6 +126,11 @@ func checkBlockTarget(target string, protect []string) error {
 			return refuse(target, "it is backed by %s, in the protected path %s", bf, p)
 		}
 	}
+	// The running system first: its disk usually holds the protected paths too, and this is
+	// the better reason to give.
+	if disks, err := disksUnder("/"); err == nil && disks[dev] {
+		return refuse(target, "it holds the running system's root filesystem")
+	}
 	for _, p := range protect {
 		disks, err := disksUnder(p)
 		if err != nil {
@@ -133,9 +139,6 @@ func checkBlockTarget(target string, protect []string) error {
 		if disks[dev] {
 			return refuse(target, "it holds the protected path %s", p)
 		}
-	}
-	if disks, err := disksUnder("/"); err == nil && disks[dev] {
-		return refuse(target, "it holds the running system's root filesystem")
 	}
 	if m, ok := mountedIn(family); ok {
 		return refuse(target, "%s", m)

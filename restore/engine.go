@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/restore/write"
 	"github.com/cauldron-dr/cauldron/tib"
 )
 
@@ -217,17 +218,22 @@ func (x *run) freeze(ctx context.Context) (string, error) {
 }
 
 // check repeats the plan's target checks: between planning and the confirmation a disk may
-// have been mounted, swapped or unplugged.
+// have been mounted, swapped, unplugged or replaced.
 func (x *run) check(ctx context.Context) (string, error) {
-	for _, d := range x.p.Disks {
-		if _, err := os.Stat(d.Target); errors.Is(err, os.ErrNotExist) && d.Image {
-			continue
+	for i := range x.p.Disks {
+		d := &x.p.Disks[i]
+		t, err := d.target()
+		if err != nil {
+			return "", err
 		}
-		if err := partition.CheckTarget(d.Target, x.p.Protect); err != nil {
+		if t.Kind() != d.Kind {
+			return "", fmt.Errorf("%s: the target %s was a %s when the plan was made and is a %s now", d.Source, d.Target, d.Kind, t.Kind())
+		}
+		if err := t.Check(x.p.gate); err != nil {
 			return "", err
 		}
 		if d.Layout != nil && !x.state.done("restore:"+d.Source) {
-			if _, err := x.p.repo.CheckRestorePlan(ctx, x.p.gen, d.Source, d.Layout, x.p.Scratch); err != nil {
+			if _, err := write.CheckPlan(ctx, x.p.repo, x.p.gen, d.Source, d.Layout, x.p.Scratch); err != nil {
 				return "", fmt.Errorf("%s: %w", d.Source, err)
 			}
 		}
@@ -271,6 +277,10 @@ func (x *run) restore(ctx context.Context) (string, error) {
 
 func (x *run) restoreDisk(ctx context.Context, i int) error {
 	d := x.p.Disks[i]
+	t, err := d.target()
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	var last time.Time
 	x.emit(Event{Stage: StageRestore, Kind: EventStart, Disk: d.Source, Message: "→ " + d.Target})
@@ -280,7 +290,7 @@ func (x *run) restoreDisk(ctx context.Context, i int) error {
 		// metadata differs from the captured bytes and only a checker can judge them.
 		beforeGrow = func() error {
 			x.emit(Event{Stage: StageRestore, Kind: EventInfo, Disk: d.Source, Message: "comparing the restored volumes with the generation before growing them"})
-			st, err := x.p.repo.VerifyTarget(ctx, tib.VerifyTargetOptions{Generation: x.p.gen, Disk: d.Source, Target: d.Target, Plan: d.Layout, BeforeGrow: true})
+			st, err := write.Verify(ctx, x.p.repo, write.VerifyOptions{Generation: x.p.gen, Disk: d.Source, Target: t, Plan: d.Layout, BeforeGrow: true})
 			if err != nil {
 				return fmt.Errorf("verifying before the filesystems grow: %w", err)
 			}
@@ -291,10 +301,10 @@ func (x *run) restoreDisk(ctx context.Context, i int) error {
 			return nil
 		}
 	}
-	st, err := x.p.repo.RestoreDisk(ctx, tib.RestoreOptions{
-		Generation: x.p.gen, Disk: d.Source, Target: d.Target, Plan: d.Layout, Scratch: x.p.Scratch, Protect: x.p.Protect,
+	st, err := write.Disk(ctx, x.p.repo, write.Options{
+		Generation: x.p.gen, Disk: d.Source, Target: t, Gate: x.p.gate, Plan: d.Layout, Scratch: x.p.Scratch,
 		BeforeGrow: beforeGrow,
-		Progress: func(p tib.RestoreProgress) {
+		Progress: func(p write.Progress) {
 			if time.Since(last) < time.Second && p.Written < p.Total {
 				return
 			}
@@ -342,10 +352,14 @@ func (x *run) verify(ctx context.Context) (string, error) {
 			}
 			continue
 		}
+		t, err := x.p.Disks[i].target()
+		if err != nil {
+			return "", err
+		}
 		start := time.Now()
 		var last time.Time
-		st, err := x.p.repo.VerifyTarget(ctx, tib.VerifyTargetOptions{Generation: x.p.gen, Disk: d.Source, Target: d.Target, Plan: d.Layout,
-			Progress: func(p tib.RestoreProgress) {
+		st, err := write.Verify(ctx, x.p.repo, write.VerifyOptions{Generation: x.p.gen, Disk: d.Source, Target: t, Plan: d.Layout,
+			Progress: func(p write.Progress) {
 				if time.Since(last) < time.Second && p.Written < p.Total {
 					return
 				}
@@ -365,7 +379,8 @@ func (x *run) verify(ctx context.Context) (string, error) {
 }
 
 // checkResized runs the filesystem checkers on the volumes of a planned disk that a byte
-// comparison cannot judge: resized ones, and moved FAT and NTFS (their boot sectors changed).
+// comparison cannot judge (resized ones, FAT rebuilt for another sector size), and on FAT and
+// NTFS volumes whose boot sectors moved or changed sector size, for a second opinion.
 func (x *run) checkResized(d DiskPlan, dr *DiskReport) error {
 	if d.Layout == nil {
 		return nil
@@ -375,11 +390,11 @@ func (x *run) checkResized(d DiskPlan, dr *DiskReport) error {
 		for _, f := range d.Layout.Filesystems {
 			needs = needs || f.Partition == m.Number
 		}
-		moved := m.NewStart != m.OldStart && (m.Filesystem == "vfat" || m.Filesystem == "ntfs")
-		if !needs && !moved || m.Filesystem == "" {
+		bootFixed := (m.NewStart != m.OldStart || d.Layout.Layout.LogicalSectorSize != d.Layout.SourceLSS) && (m.Filesystem == "vfat" || m.Filesystem == "ntfs")
+		if !needs && !bootFixed || m.Filesystem == "" {
 			continue
 		}
-		if err := checkVolume(d, m.Number, m.NewStart, m.NewSize, m.Filesystem); err != nil {
+		if err := checkVolume(&d, m.Number, m.Filesystem); err != nil {
 			return fmt.Errorf("%s partition %d (%s): %w", d.Source, m.Number, m.Filesystem, err)
 		}
 		dr.Checked = append(dr.Checked, fmt.Sprintf("partition %d (%s): filesystem check clean", m.Number, m.Filesystem))
@@ -404,18 +419,16 @@ func (x *run) inoculate(ctx context.Context) (string, error) {
 	return fmt.Sprintf("%d change(s)", len(changes)), nil
 }
 
-// finalize flushes every target to stable storage: the report must not claim a recovery that
-// a power cut could still undo.
+// finalize makes every target durable and visible (package restore/target says how for each
+// kind): the report must not claim a recovery that a power cut could still undo.
 func (x *run) finalize(ctx context.Context) (string, error) {
-	for _, d := range x.p.Disks {
-		f, err := os.OpenFile(d.Target, os.O_RDWR, 0)
+	for i := range x.p.Disks {
+		t, err := x.p.Disks[i].target()
 		if err != nil {
 			return "", err
 		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return "", fmt.Errorf("flushing %s: %w", d.Target, err)
+		if err := t.Finalize(); err != nil {
+			return "", err
 		}
 	}
 	return "targets flushed", nil

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	rtarget "github.com/cauldron-dr/cauldron/restore/target"
+	"github.com/cauldron-dr/cauldron/restore/write"
+
 	"github.com/cauldron-dr/cauldron/internal/testenv"
 
 	"github.com/cauldron-dr/cauldron/partition"
@@ -99,7 +102,7 @@ func TestRecoverOntoNewImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Generation != gen.ID.String() || len(p.Disks) != 1 || !p.Disks[0].Image || p.Disks[0].Layout != nil {
+	if p.Generation != gen.ID.String() || len(p.Disks) != 1 || p.Disks[0].Kind != rtarget.KindImageFile || p.Disks[0].Layout != nil {
 		t.Fatalf("plan: %+v", p)
 	}
 	var text strings.Builder
@@ -159,8 +162,12 @@ func TestRecoverOntoNewImage(t *testing.T) {
 	}
 	f.WriteAt([]byte{data[100] ^ 0xff}, int64(at+100))
 	f.Close()
-	_, err = r.VerifyTarget(ctx, tib.VerifyTargetOptions{Generation: gen, Disk: "disk0", Target: target})
-	var me *tib.MismatchError
+	tt, err := rtarget.New(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = write.Verify(ctx, r, write.VerifyOptions{Generation: gen, Disk: "disk0", Target: tt})
+	var me *write.MismatchError
 	if !errors.As(err, &me) || len(me.Ranges) != 1 || me.Ranges[0][0] > int64(at+100) || me.Ranges[0][1] <= int64(at+100) {
 		t.Fatalf("verify of a changed target: %v", err)
 	}

@@ -1,21 +1,15 @@
 package restore
 
 import (
-	"path/filepath"
-
 	"fmt"
 	"os/exec"
-	"strconv"
 	"strings"
-
-	"github.com/cauldron-dr/cauldron/inoculate/linux"
 )
 
-// checkVolume runs the filesystem's own checker, read-only, on partition number of the restored
-// disk: its partition device on a device target, a loop device limited to [start, start+size)
-// on an image. It is how the verify stage judges volumes that cannot be compared with the
-// generation byte for byte.
-func checkVolume(d DiskPlan, number int, start, size int64, fsType string) error {
+// checkVolume runs the filesystem's own checker, without repairs, on partition number of the
+// restored disk, reached as its target kind allows (Target.WithPartition). It is how the verify
+// stage judges volumes that cannot be compared with the generation byte for byte.
+func checkVolume(d *DiskPlan, number int, fsType string) error {
 	var args []string
 	switch fsType {
 	case "ext2", "ext3", "ext4":
@@ -36,24 +30,12 @@ func checkVolume(d DiskPlan, number int, start, size int64, fsType string) error
 	if _, err := exec.LookPath(args[0]); err != nil {
 		return fmt.Errorf("%s is not installed", args[0])
 	}
-	if !d.Image {
-		disk, err := filepath.EvalSymlinks(d.Target)
-		if err != nil {
-			return err
-		}
-		return runChecker(args, linux.PartitionDevice(disk, number))
-	}
-	target := d.Target
-	out, err := exec.Command("losetup", "--find", "--show", "--read-only", "--offset", strconv.FormatInt(start, 10),
-		"--sizelimit", strconv.FormatInt(size, 10), target).CombinedOutput()
+	t, err := d.target()
 	if err != nil {
-		return fmt.Errorf("losetup: %v: %s", err, strings.TrimSpace(string(out)))
+		return err
 	}
-	dev := strings.TrimSpace(string(out))
-	defer exec.Command("losetup", "--detach", dev).Run()
-	return runChecker(args, dev)
+	return t.WithPartition(d.Layout, number, func(dev string) error { return runChecker(args, dev) })
 }
-
 func runChecker(args []string, dev string) error {
 	out, err := exec.Command(args[0], append(args[1:], dev)...).CombinedOutput()
 	if err != nil {

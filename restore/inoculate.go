@@ -59,7 +59,7 @@ func inoculate(ctx context.Context, p *Plan, emit func(Event), onTarget bool) ([
 		if err != nil {
 			return changes, fmt.Errorf("%s: %w", d.Source, err)
 		}
-		c, ok, err := inoculateLinuxOn(ctx, p, d, layout, att, onTarget && !d.Image, info)
+		c, ok, err := inoculateLinuxOn(ctx, p, d, layout, att, onTarget && d.onThisMachine(), info)
 		changes = append(changes, c...)
 		if err == nil {
 			var w []string
@@ -107,7 +107,7 @@ func (a attached) partition(n int) string { return linux.PartitionDevice(a.disk,
 // (partition.Apply had the kernel re-read the table); an image gets a loop device with its
 // partitions added through BLKPG (partx), as kernels that parse no tables need.
 func attachDisk(d DiskPlan) (attached, error) {
-	if !d.Image {
+	if d.onThisMachine() {
 		dev, err := filepath.EvalSymlinks(d.Target)
 		if err != nil {
 			return attached{}, err
@@ -197,7 +197,7 @@ func inoculateLinuxRoot(ctx context.Context, p *Plan, d DiskPlan, layout *partit
 		}
 	}
 	// Device names: the disk the source was captured from, if it was a device, is now this one.
-	if src := p.sourceOf(d.Source); strings.HasPrefix(src, "/dev/") && !d.Image {
+	if src := p.sourceOf(d.Source); strings.HasPrefix(src, "/dev/") && d.onThisMachine() {
 		var nums []int
 		for _, part := range layout.Partitions {
 			nums = append(nums, part.Number)
@@ -212,10 +212,10 @@ func inoculateLinuxRoot(ctx context.Context, p *Plan, d DiskPlan, layout *partit
 	// layout implies (a GPT disk with an ESP is UEFI) and gets no NVRAM entry, as a disk that
 	// will run elsewhere.
 	efi := false
-	if _, err := os.Stat("/sys/firmware/efi"); err == nil && !d.Image {
+	if _, err := os.Stat("/sys/firmware/efi"); err == nil && d.onThisMachine() {
 		efi = true
 	}
-	if d.Image {
+	if !d.onThisMachine() {
 		efi = layout.Table == partition.TableGPT && hasESP(layout)
 		o.NoNVRAM = true
 	}
@@ -255,7 +255,7 @@ func targetDrivers(hardware string, d DiskPlan, att attached) ([]string, error) 
 		}
 		return mods, nil
 	}
-	if d.Image {
+	if !d.onThisMachine() {
 		return nil, nil // an image has no controller here: the restored system keeps its own
 	}
 	real, err := filepath.EvalSymlinks(filepath.Join("/sys/block", filepath.Base(att.disk)))

@@ -73,7 +73,7 @@ func inoculateWindowsOn(ctx context.Context, p *Plan, d DiskPlan, layout *partit
 		o := windows.Options{Root: root, Drivers: p.Inoculate.Drivers, Hardware: orDefault(p.Inoculate.Hardware, "detect"),
 			EnableInbox: p.Inoculate.EnableInbox, DisableServices: p.Inoculate.DisableServices, Mapping: mapping,
 			Log: func(s string) { info("%s", s) }}
-		if d.Image && o.Hardware == "detect" {
+		if !d.onThisMachine() && o.Hardware == "detect" {
 			unmount()
 			return nil, true, errors.New("Windows on an image file: name the hardware it will run on (inoculate --hardware), there is no controller to detect")
 		}

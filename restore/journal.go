@@ -31,16 +31,23 @@ type Journal interface {
 	String() string
 }
 
-// JournalFor returns where plan's journal lives.
+// JournalFor returns where plan's journal lives: beside the first target when every target keeps
+// one beside it (Target.JournalBeside: image files), else in the repository.
 func JournalFor(p *Plan) Journal {
-	images := len(p.Disks) > 0
-	for _, d := range p.Disks {
-		images = images && d.Image
+	beside := ""
+	for i := range p.Disks {
+		t, err := p.Disks[i].target()
+		if err != nil || t.JournalBeside() == "" {
+			return &repoJournal{r: p.repo, key: p.Fingerprint}
+		}
+		if beside == "" {
+			beside = t.JournalBeside()
+		}
 	}
-	if images {
-		return FileJournal(p.Disks[0].Target + ".cauldron-journal")
+	if beside == "" {
+		return &repoJournal{r: p.repo, key: p.Fingerprint}
 	}
-	return &repoJournal{r: p.repo, key: p.Fingerprint}
+	return FileJournal(beside)
 }
 
 // FileJournal is a journal in a file, written atomically (temporary file, fsync, rename).

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/restore/target"
+	"github.com/cauldron-dr/cauldron/restore/write"
 	"github.com/cauldron-dr/cauldron/tib"
 )
 
@@ -35,7 +37,10 @@ type Request struct {
 	// Disks say where source disks go. A source disk of the generation that no entry names is
 	// mapped automatically (WWN, serial, then size) onto Candidates, with AutoResize and
 	// AutoIdentity.
-	Disks        []DiskRequest
+	Disks []DiskRequest
+	// Only restores just the disks Disks names (restore-disk: one disk); the generation's other
+	// disks are left out instead of mapped automatically.
+	Only         bool
 	AutoResize   partition.ResizeMode
 	AutoIdentity partition.IdentityMode
 	// Candidates are the disks automatic mapping may choose; nil means this machine's disks
@@ -53,7 +58,7 @@ type Request struct {
 	Release tib.ReleaseMode
 
 	Inoculate Inoculation
-	// Scratch is where volumes that must shrink are rebuilt (tib.RestoreOptions.Scratch).
+	// Scratch is where volumes that must shrink are rebuilt (write.Options.Scratch).
 	Scratch string
 	// Notes are warnings the request's maker has for the plan (shown in the dry run).
 	Notes []string
@@ -96,6 +101,8 @@ type Plan struct {
 
 	repo *tib.Repository
 	gen  *tib.Generation
+	// gate is the safety gate every target passes (Protect); made once, by Prepare.
+	gate *target.Gate
 	// systems are the operating systems inoculation found, where the report is copied to.
 	systems []restoredSystem
 }
@@ -104,13 +111,49 @@ type Plan struct {
 type DiskPlan struct {
 	Source string `json:"source"`
 	Target string `json:"target"`
-	// Image is true when the target is an image file (created if missing) rather than a device.
-	Image bool `json:"image"`
+	// Kind is the target's kind (block device, image file, …): see package restore/target.
+	Kind target.Kind `json:"kind"`
 	// Layout is the layout plan when the target differs from the source (size, sector size,
 	// identities); nil means the disk is restored byte for byte at the source's offsets.
 	Layout *partition.LayoutPlan `json:"layout,omitempty"`
 	// Bytes is how much data the restore writes (the generation's used bytes of this disk).
 	Bytes int64 `json:"bytes"`
+
+	t target.Target
+}
+
+// target is the disk's target, as Prepare found it (or, for a plan read back from a journal, as
+// its path names it now).
+func (d *DiskPlan) target() (target.Target, error) {
+	if d.t == nil {
+		t, err := target.New(d.Target)
+		if err != nil {
+			return nil, err
+		}
+		d.t = t
+	}
+	return d.t, nil
+}
+
+// onThisMachine reports that the target is one of this machine's own disks, which the restored
+// system will boot from here; an image file (or a VM's disk) runs on other hardware.
+func (d *DiskPlan) onThisMachine() bool { return d.Kind == target.KindBlockDevice }
+
+// Overwrites lists the targets whose present contents the recovery destroys: block devices and
+// image files that exist and are not empty. Writing them needs the technician's consent (the
+// typed confirmation, --yes or the kickstart's confirm line); a new image file needs none.
+func (p *Plan) Overwrites() []string {
+	var out []string
+	for _, d := range p.Disks {
+		if d.Kind != target.KindImageFile {
+			out = append(out, d.Target)
+			continue
+		}
+		if fi, err := os.Stat(d.Target); err == nil && fi.Size() > 0 {
+			out = append(out, d.Target)
+		}
+	}
+	return out
 }
 
 // PlanError lists everything that makes a request impossible, each naming what and where.
@@ -153,13 +196,8 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 		}
 	}
 	boot := BootMedia(cands)
-	p.Protect = append(append([]string{}, req.Protect...), boot...)
-	if req.RepoPath != "" {
-		p.Protect = append(p.Protect, req.RepoPath)
-	}
-	if exe, err := os.Executable(); err == nil {
-		p.Protect = append(p.Protect, exe)
-	}
+	p.Protect = protectedPaths(req, boot)
+	p.gate = &target.Gate{Protect: p.Protect}
 	excluded := map[string]bool{}
 	for _, e := range append(append([]string{}, req.Exclude...), boot...) {
 		excluded[canonical(e)] = true
@@ -187,8 +225,11 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 		}
 	}
 	var sources []partition.SourceDisk
+	chosen := func(d *tib.Disk) bool { _, named := byName[d.Name]; return !req.Only || named }
 	for i := range gen.Disks {
-		sources = append(sources, partition.SourceDisk{Name: gen.Disks[i].Name, Layout: &gen.Disks[i].Layout})
+		if chosen(&gen.Disks[i]) {
+			sources = append(sources, partition.SourceDisk{Name: gen.Disks[i].Name, Layout: &gen.Disks[i].Layout})
+		}
 	}
 	var targets []partition.TargetCandidate
 	seen := map[string]bool{}
@@ -204,11 +245,17 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 	for src, t := range explicit {
 		if !seen[canonical(t)] {
 			// An explicit target need not be a candidate (an image file, a disk given by path).
-			l, err := partition.ReadTarget(t)
-			if errors.Is(err, os.ErrNotExist) {
-				l = &partition.Disk{Table: partition.TableNone, Size: 0} // a new image file
-			} else if err != nil {
-				fail("disk %s: target %s: %v", src, t, err)
+			// The gate judges it before anything reads it.
+			tt, err := target.New(t)
+			if err == nil {
+				err = tt.Check(p.gate)
+			}
+			var l *partition.Disk
+			if err == nil {
+				l, err = tt.Layout()
+			}
+			if err != nil {
+				fail("disk %s: %v", src, err)
 				continue
 			}
 			seen[canonical(t)] = true
@@ -225,6 +272,9 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 
 	for i := range gen.Disks {
 		d := &gen.Disks[i]
+		if !chosen(d) {
+			continue
+		}
 		dr := byName[d.Name]
 		if dr.Resize == "" {
 			dr.Resize = req.AutoResize
@@ -248,44 +298,35 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 }
 
 // planDisk decides how one disk is restored and checks it can be.
-func planDisk(ctx context.Context, req Request, p *Plan, d *tib.Disk, target string, dr DiskRequest) (*DiskPlan, error) {
-	dp := &DiskPlan{Source: d.Name, Target: target}
+func planDisk(ctx context.Context, req Request, p *Plan, d *tib.Disk, path string, dr DiskRequest) (*DiskPlan, error) {
+	dp := &DiskPlan{Source: d.Name, Target: path}
 	for i := range d.Regions {
 		dp.Bytes += d.Regions[i].UsedBytes()
 	}
-	fi, err := os.Stat(target)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		// A new image file: it gets the source's layout and size exactly.
-		dp.Image = true
-		dir := filepath.Dir(target)
-		if !isDir(dir) {
-			return nil, fmt.Errorf("the folder %s does not exist", dir)
-		}
-		for _, pr := range p.Protect {
-			if isDir(pr) && strings.HasPrefix(canonical(dir)+"/", canonical(pr)+"/") {
-				return nil, fmt.Errorf("a new image inside %s, which must never be written", pr)
-			}
-		}
-		return dp, nil
-	case err != nil:
-		return nil, err
-	}
-	dp.Image = fi.Mode().IsRegular()
-	if err := partition.CheckTarget(target, p.Protect); err != nil {
-		return nil, err
-	}
-	cur, err := partition.ReadTarget(target)
+	t, err := target.New(path)
 	if err != nil {
 		return nil, err
 	}
+	dp.t, dp.Kind = t, t.Kind()
+	if err := t.Check(p.gate); err != nil {
+		return nil, err
+	}
+	if !t.Exists() {
+		// A new image file: it gets the source's layout and size exactly.
+		return dp, nil
+	}
+	cur, err := t.Layout()
+	if err != nil {
+		return nil, err
+	}
+	image := t.Kind() == target.KindImageFile
 	src := d.Layout
 	same := cur.Size == src.Size && cur.LogicalSectorSize == src.LogicalSectorSize &&
-		dr.Identity != partition.IdentityRenew && (dr.Resize == "" || dr.Resize == partition.ResizeKeep || dp.Image)
-	if same || (dp.Image && cur.Size < src.Size && dr.Resize == "" && dr.Identity != partition.IdentityRenew) {
+		dr.Identity != partition.IdentityRenew && (dr.Resize == "" || dr.Resize == partition.ResizeKeep || image)
+	if same || (image && cur.Size < src.Size && dr.Resize == "" && dr.Identity != partition.IdentityRenew) {
 		// Byte for byte at the source's offsets (an image file smaller than the source is
 		// extended by the restore).
-		if !dp.Image && cur.Size < src.Size {
+		if !image && cur.Size < src.Size {
 			return nil, fmt.Errorf("target is %d bytes, the source %d", cur.Size, src.Size)
 		}
 		return dp, nil
@@ -307,8 +348,8 @@ func planDisk(ctx context.Context, req Request, p *Plan, d *tib.Disk, target str
 		}
 		return nil, errors.New(strings.Join(s, "; "))
 	}
-	lp.Target.Path = target
-	warnings, err := p.repo.CheckRestorePlan(ctx, p.gen, d.Name, lp, req.Scratch)
+	lp.Target.Path = path
+	warnings, err := write.CheckPlan(ctx, p.repo, p.gen, d.Name, lp, req.Scratch)
 	if err != nil {
 		return nil, err
 	}
@@ -317,6 +358,31 @@ func planDisk(ctx context.Context, req Request, p *Plan, d *tib.Disk, target str
 	}
 	dp.Layout = lp
 	return dp, nil
+}
+
+// protectedPaths is the one list of what a recovery must never write: the paths the request
+// names, the boot media, the repository's directory and the running program. Every target passes
+// the gate made from it (package restore/target says what each kind of target checks).
+func protectedPaths(req Request, boot []string) []string {
+	out := append(append([]string{}, req.Protect...), boot...)
+	if req.RepoPath != "" {
+		out = append(out, req.RepoPath)
+	}
+	if exe, err := os.Executable(); err == nil {
+		out = append(out, exe)
+	}
+	return out
+}
+
+// SafetyGate is the gate for a write outside a recovery plan (layout apply): the same list
+// Prepare makes — this machine's boot media, the repository's directory (if any), the running
+// program — plus extra paths.
+func SafetyGate(repoDir string, extra ...string) (*target.Gate, error) {
+	disks, err := SystemDisks()
+	if err != nil {
+		return nil, fmt.Errorf("listing this machine's disks: %w", err)
+	}
+	return &target.Gate{Protect: protectedPaths(Request{RepoPath: repoDir, Protect: extra}, BootMedia(disks))}, nil
 }
 
 // findGeneration chooses the generation: by time when at is set, else latest or an ID prefix.
@@ -368,10 +434,7 @@ func (p *Plan) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "Recovery plan %s\n", p.Name)
 	fmt.Fprintf(w, "  source:     %s, machine %s, generation %s (%s)\n", p.Repository, p.Machine, p.Generation[:12], p.GenerationTime.Local().Format(time.RFC3339))
 	for _, d := range p.Disks {
-		kind := "device"
-		if d.Image {
-			kind = "image file"
-		}
+		kind := string(d.Kind)
 		how := "byte for byte at the source's offsets"
 		if d.Layout != nil {
 			how = fmt.Sprintf("new layout (resize %s, identities %s)", d.Layout.Resize, d.Layout.IdentityOpt)

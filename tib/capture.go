@@ -16,6 +16,7 @@ import (
 	"github.com/cauldron-dr/cauldron/tib/pack"
 	"github.com/cauldron-dr/cauldron/tib/usedblocks"
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 )
 
 // CaptureOptions say what to capture.
@@ -87,6 +88,15 @@ func planSource(path string, chunkSize int64) (*source, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", path, err)
+	}
+	// A shared lock for the capture's length: a restore takes an exclusive one on its target
+	// (package restore/target), so a disk is never written while it is being captured.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("source %s: another process is restoring onto it", path)
+		}
+		return nil, fmt.Errorf("source %s: lock: %w", path, err)
 	}
 	s := &source{path: path, f: f, layout: layout}
 	for _, p := range layout.Partitions {

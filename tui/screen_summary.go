@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cauldron-dr/cauldron/restore/target"
+
 	tea "charm.land/bubbletea/v2"
 	"github.com/cauldron-dr/cauldron/partition"
 	"github.com/cauldron-dr/cauldron/restore"
@@ -191,8 +193,8 @@ func (m *Model) summaryBottom() string {
 		desc := "a new image file"
 		if ti := m.targetInfo(d.Target); ti != nil && ti.disk != nil {
 			kind := "disk"
-			if d.Image {
-				kind = "image file"
+			if d.Kind != target.KindBlockDevice {
+				kind = string(d.Kind)
 			}
 			now := "no partition table"
 			if ti.disk.Table != partition.TableNone {

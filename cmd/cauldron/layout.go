@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/restore"
+	"github.com/cauldron-dr/cauldron/restore/target"
 	"github.com/spf13/cobra"
 )
 
@@ -91,7 +94,8 @@ fails, after printing the plan.`
 GPT copies, MBR, filesystem, MD, LVM and LUKS magics at old and new partition starts and ends),
 the table, the source's boot code (bytes 0–439), disk signature and active flag; the kernel is
 told (BLKRRPART, else BLKPG). Refused for a mounted disk, the disk holding the running system, the
-repository or this program, a partition, and any disk other than the one planned. Needs --yes.`
+repository or this program, the boot medium, a partition, an image attached to a loop device, and
+any disk other than the one planned. Needs consent: --yes, or the target's name typed at the prompt.`
 	}
 	usage := " (--repo DIR --machine NAME [--generation ID] [--disk disk0] | --from SOURCE) --to TARGET [--resize proportional|grow-last|keep] [--identity keep|renew] [--json]"
 	if apply {
@@ -105,9 +109,6 @@ repository or this program, a partition, and any disk other than the one planned
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.to == "" {
 				return errors.New("--to TARGET is required")
-			}
-			if apply && !f.yes {
-				return fmt.Errorf("layout apply destroys what %s holds: add --yes to confirm", f.to)
 			}
 			var plan *partition.LayoutPlan
 			var perr error
@@ -149,18 +150,30 @@ repository or this program, a partition, and any disk other than the one planned
 				}
 				return perr
 			}
-			protect := []string{}
-			if f.repo.dir != "" {
-				protect = append(protect, f.repo.dir)
-			}
+			// The same gate and consent as every other write (restore.SafetyGate, package
+			// restore/target): the source disk given by --from is protected too.
+			var extra []string
 			if f.from != "" {
-				protect = append(protect, f.from)
+				extra = append(extra, f.from)
 			}
-			if exe, err := os.Executable(); err == nil {
-				// The program's own disk is the boot medium when it runs from one.
-				protect = append(protect, exe)
+			gate, err := restore.SafetyGate(f.repo.dir, extra...)
+			if err != nil {
+				return err
 			}
-			res, err := partition.Apply(f.to, plan, partition.ApplyOptions{Protect: protect})
+			t, err := target.New(f.to)
+			if err != nil {
+				return err
+			}
+			if !t.Exists() {
+				return fmt.Errorf("%s does not exist: layout apply writes a table onto an existing disk or image", f.to)
+			}
+			if err := t.Check(gate); err != nil {
+				return err
+			}
+			if err := confirmOverwrite([]string{f.to}, filepath.Base(f.to), f.yes); err != nil {
+				return err
+			}
+			res, err := partition.Apply(f.to, plan, partition.ApplyOptions{Protect: gate.Protect})
 			if err != nil {
 				return err
 			}

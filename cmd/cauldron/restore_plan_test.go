@@ -44,7 +44,7 @@ func TestRestoreDiskPlans(t *testing.T) {
 		t.Fatal("--dry-run wrote to the target")
 	}
 
-	out = ok(t, env, "restore-disk", "--repo", repo, "--machine", "m", "--to", target)
+	out = ok(t, env, "restore-disk", "--repo", repo, "--machine", "m", "--to", target, "--yes")
 	if !strings.Contains(out, "partition 1: ext4 grown") {
 		t.Fatalf("restore-disk onto a bigger target:\n%s", out)
 	}

@@ -4,95 +4,105 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/cauldron-dr/cauldron/partition"
-	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/restore"
 	"github.com/spf13/cobra"
 )
 
 func newRestoreDisk() *cobra.Command {
 	var f repoFlags
 	var machine, genRef, disk, to, resize, identity, scratch string
-	var dryRun bool
+	var dryRun, yes bool
 	c := &cobra.Command{
-		Use:   "restore-disk --repo DIR --machine NAME --generation ID|latest --disk disk0 --to TARGET [--resize MODE] [--identity MODE] [--scratch DIR] [--dry-run]",
+		Use:   "restore-disk --repo DIR --machine NAME --generation ID|latest|TIME --disk disk0 --to TARGET [--resize MODE] [--identity MODE] [--scratch DIR] [--dry-run] [--yes]",
 		Short: "Write one disk of a generation back to a block device or image file",
 		Long: `Write one captured disk back: its layout and every used block, identical to the source.
-TARGET is a block device (not mounted) or an image file (created sparse when missing). Every
-chunk is checked against its hash as it is written.
+TARGET is a whole disk (not mounted, not in use) or an image file (created sparse when missing).
+It is the recovery engine's one-disk case: the same plan, safety gate, journal, verification and
+report as ` + "`recover`" + `, without inoculation (the disk is written as it was captured).
 
 When TARGET exists and differs from the source disk in size or sector size, or --resize or
 --identity is given, the layout is planned onto it first (as ` + "`layout plan`" + ` shows), printed and
 checked against the captured volumes, then the table is written, every partition restored at its
 new place and its filesystem grown or shrunk (ext2/3/4, NTFS, FAT16/32, swap; xfs and btrfs
 grow only). Volumes that shrink are rebuilt in --scratch first (it needs their used bytes), so
-a failure there leaves TARGET untouched. --dry-run stops after printing the plan and its checks.`,
+a failure there leaves TARGET untouched. Afterwards the target is read back and compared with the
+generation's chunk hashes.
+
+Refused before anything is written: the disk (or image file) holding the repository or this
+program, the boot medium, a mounted, swap or stacked device, a partition where a whole disk is
+meant, an image attached to a loop device. A block device or an existing image file is written
+only with consent: --yes, or the machine's name typed at the prompt. --dry-run prints the plan
+and stops.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to == "" {
 				return errors.New("--to TARGET is required")
 			}
+			explicit := cmd.Flags().Changed("resize") || cmd.Flags().Changed("identity")
+			if _, err := os.Stat(to); errors.Is(err, os.ErrNotExist) && explicit {
+				return fmt.Errorf("--resize and --identity plan onto an existing target; %s is new and gets %s exactly as captured", to, disk)
+			}
 			r, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
-			gen, err := r.FindGeneration(cmd.Context(), machine, genRef)
+			dr := restore.DiskRequest{Source: disk, Target: to}
+			if cmd.Flags().Changed("resize") {
+				dr.Resize = partition.ResizeMode(resize)
+			}
+			if cmd.Flags().Changed("identity") {
+				dr.Identity = partition.IdentityMode(identity)
+			}
+			plan, err := restore.Prepare(cmd.Context(), restore.Request{Name: "restore-disk", Repo: r, RepoPath: f.dir,
+				Machine: machine, Generation: genRef, Disks: []restore.DiskRequest{dr}, Only: true, Candidates: []string{},
+				Scratch: scratch, Inoculate: restore.Inoculation{Skip: true}})
 			if err != nil {
 				return err
 			}
-			d, err := gen.Disk(disk)
-			if err != nil {
-				return err
+			d := plan.Disks[0]
+			if d.Layout != nil {
+				printPlan(d.Layout, fmt.Sprintf("%s of %s (generation %s)", d.Source, plan.Machine, plan.Generation[:12]), to)
 			}
-			explicit := cmd.Flags().Changed("resize") || cmd.Flags().Changed("identity")
-			plan, err := restorePlan(d, to, resize, identity, explicit)
-			if plan != nil {
-				printPlan(plan, fmt.Sprintf("%s of %s (generation %s)", d.Name, gen.Machine, gen.ID.String()[:12]), to)
-			}
-			if err != nil {
-				return err
-			}
-			if plan != nil {
-				warnings, err := r.CheckRestorePlan(cmd.Context(), gen, disk, plan, scratch)
-				for _, w := range warnings {
-					fmt.Println("warning:", w)
-				}
-				if err != nil {
-					return err
-				}
-			}
+			plan.WriteText(os.Stdout)
 			if dryRun {
-				if plan == nil {
-					fmt.Printf("%s takes %s as it is: every region at its old place, no plan needed\n", to, d.Name)
+				if d.Layout == nil {
+					fmt.Printf("%s takes %s as it is: every region at its old place, no plan needed\n", to, d.Source)
 				}
 				fmt.Println("dry run: nothing written")
 				return nil
 			}
-			var protect []string
-			if f.dir != "" {
-				protect = append(protect, f.dir)
-			}
-			if exe, err := os.Executable(); err == nil {
-				protect = append(protect, exe)
+			if err := confirmOverwrite(plan.Overwrites(), plan.Machine, yes); err != nil {
+				return err
 			}
 			pl := newProgressLine()
-			start := time.Now()
-			st, err := r.RestoreDisk(cmd.Context(), tib.RestoreOptions{Generation: gen, Disk: disk, Target: to,
-				Plan: plan, Scratch: scratch, Protect: protect,
-				Log: func(s string) { pl.done(); fmt.Println(s) },
-				Progress: func(p tib.RestoreProgress) {
-					pl.show("%s of %s written (%s)", human(p.Written), human(p.Total), rate(p.Written, time.Since(start).Seconds()))
-				}})
+			rep, err := restore.Run(cmd.Context(), plan, restore.RunOptions{Events: func(e restore.Event) {
+				switch {
+				case e.Kind == restore.EventProgress:
+					pl.show("%s: %s of %s (%s/s)", e.Stage, human(e.Bytes), human(e.Total), human(int64(e.Rate)))
+				case e.Kind == restore.EventInfo && e.Stage == restore.StageRestore:
+					pl.done()
+					fmt.Println(e.Message)
+				}
+			}})
 			pl.done()
+			if rep != nil {
+				for _, dr := range rep.Disks {
+					for _, fr := range dr.Resized {
+						fmt.Printf("partition %d: %s %s %s → %s\n", fr.Partition, fr.Type, map[string]string{"grow": "grown", "shrink": "shrunk"}[fr.Action], human(fr.OldSize), human(fr.NewSize))
+					}
+				}
+				for _, w := range rep.Warnings {
+					fmt.Println("warning:", w)
+				}
+			}
 			if err != nil {
 				return err
 			}
-			for _, fr := range st.Resized {
-				fmt.Printf("partition %d: %s %s %s → %s\n", fr.Partition, fr.Type, map[string]string{"grow": "grown", "shrink": "shrunk"}[fr.Action], human(fr.OldSize), human(fr.NewSize))
-			}
-			fmt.Printf("restored %s of %s generation %s to %s: %s written, %s zeroed, %d chunks, %.1f s (%s)\n",
-				disk, gen.Machine, gen.ID.String()[:12], to, human(st.Bytes), human(st.Zeroed), st.Chunks, st.Seconds, rate(st.Bytes, st.Seconds))
+			dr0 := rep.Disks[0]
+			fmt.Printf("restored %s of %s generation %s to %s: %s written in %.1f s (%s), %s compared with the generation\n",
+				d.Source, plan.Machine, plan.Generation[:12], to, human(dr0.Bytes), dr0.Seconds, rate(dr0.Bytes, dr0.Seconds), human(dr0.Verified))
 			return nil
 		},
 	}
@@ -105,39 +115,7 @@ a failure there leaves TARGET untouched. --dry-run stops after printing the plan
 	c.Flags().StringVar(&identity, "identity", string(partition.IdentityKeep), "when planning: keep (recovery in place) or renew (a copy beside the original)")
 	c.Flags().StringVar(&scratch, "scratch", "", "directory for rebuilding volumes that shrink (default $TMPDIR or /tmp); not on TARGET")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and its checks; write nothing")
+	c.Flags().BoolVar(&yes, "yes", false, "consent to overwriting TARGET (a block device or an existing image) without the typed confirmation")
 	c.MarkFlagRequired("machine")
 	return c
-}
-
-// restorePlan returns the plan for restoring d onto to, or nil when the target takes the disk as
-// it was captured: a new (or empty) image file, or a disk of the same size and sector size when
-// no --resize or --identity was asked for. A plan whose checks fail is returned with its error.
-func restorePlan(d *tib.Disk, to, resize, identity string, explicit bool) (*partition.LayoutPlan, error) {
-	fi, err := os.Stat(to)
-	if errors.Is(err, os.ErrNotExist) || (err == nil && fi.Mode().IsRegular() && fi.Size() == 0) {
-		if explicit {
-			return nil, fmt.Errorf("--resize and --identity plan onto an existing target; %s is new and gets %s exactly as captured", to, d.Name)
-		}
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	tgt, err := partition.ReadTarget(to)
-	if err != nil {
-		return nil, err
-	}
-	src := &d.Layout
-	if !explicit && tgt.Size == src.Size && tgt.LogicalSectorSize == src.LogicalSectorSize {
-		return nil, nil
-	}
-	if src.Table == partition.TableNone && !explicit && tgt.LogicalSectorSize == src.LogicalSectorSize {
-		return nil, nil // a disk without a table is restored whole (onto a bigger target too)
-	}
-	plan, err := partition.Plan(src, tgt, partition.PlanOptions{Resize: partition.ResizeMode(resize),
-		Identity: partition.IdentityMode(identity), Used: d.UsedByPartition()})
-	if plan != nil {
-		plan.Target.Path = to
-	}
-	return plan, err
 }

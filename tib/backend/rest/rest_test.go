@@ -659,11 +659,11 @@ func TestRepositoryOverHTTP(t *testing.T) {
 	if err != nil || gen.ID != g.ID {
 		t.Fatalf("latest generation: %v, %v", gen, err)
 	}
-	out := filepath.Join(dir, "restored.img")
-	if _, err := again.RestoreDisk(ctx, tib.RestoreOptions{Generation: gen, Disk: "disk0", Target: out}); err != nil {
+	dr, err := again.NewDiskReader(ctx, gen, "disk0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(out)
+	got, err := io.ReadAll(io.NewSectionReader(dr, 0, dr.Size()))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("restored image differs (%d bytes, %v)", len(got), err)
 	}

@@ -1,41 +1,45 @@
-package tib
+package write
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"os"
+	"io"
 	"runtime"
 	"sync"
 
 	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/restore/target"
+	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/cauldron-dr/cauldron/tib/crypto"
 	"github.com/cauldron-dr/cauldron/tib/usedblocks"
 )
 
-// Verifying a restore: read back what RestoreDisk wrote and compare it with the generation, chunk
+// Verifying a restore: read back what Disk wrote and compare it with the generation, chunk
 // by chunk, through the same keyed hashes capture computed. A recovery that resumes after a power
 // loss ends with this check, so "the same result" is proven, not assumed.
 //
 // What cannot be compared byte for byte is reported instead of checked: volumes a plan resized
-// (their tools rewrote metadata), the boot sectors of moved FAT and NTFS volumes (hidden sectors
-// rewritten), and with a plan the gaps between partitions (the plan wrote new tables there).
-// The recovery engine checks those volumes with their filesystem checkers.
+// (their tools rewrote metadata) and with a plan the gaps between partitions (the plan wrote new
+// tables there). The boot sectors a plan rewrites on purpose (FAT and NTFS hidden sectors, NTFS
+// sector size and backup) are compared with the generation's bytes after the same rewrite
+// (bootcells.go). The recovery engine checks resized volumes with their filesystem checkers.
 
-// VerifyTargetOptions say what to compare.
-type VerifyTargetOptions struct {
-	Generation *Generation
+// VerifyOptions say what to compare.
+type VerifyOptions struct {
+	Generation *tib.Generation
 	Disk       string
-	Target     string
-	Plan       *partition.LayoutPlan // as given to RestoreDisk; nil for a byte-for-byte restore
-	// BeforeGrow compares as RestoreOptions.BeforeGrow sees the target: volumes the plan grows in
+	Target     target.Target
+	Plan       *partition.LayoutPlan // as given to Disk; nil for a byte-for-byte restore
+	// BeforeGrow compares as Options.BeforeGrow sees the target: volumes the plan grows in
 	// their partition (all but FAT, which is rebuilt) are still as captured and are compared.
 	BeforeGrow bool
 	Workers    int
-	Progress   func(RestoreProgress)
+	Progress   func(Progress)
 }
 
-// VerifyTargetStats summarise a verification.
-type VerifyTargetStats struct {
+// VerifyStats summarise a verification.
+type VerifyStats struct {
 	Chunks  int64    // chunks compared
 	Bytes   int64    // bytes compared
 	Skipped []string // what was not compared, and why
@@ -59,14 +63,14 @@ func (e *MismatchError) Error() string {
 	return s
 }
 
-// VerifyTarget compares the target with the generation's disk.
-func (r *Repository) VerifyTarget(ctx context.Context, o VerifyTargetOptions) (VerifyTargetStats, error) {
-	var st VerifyTargetStats
+// Verify compares the target with the generation's disk.
+func Verify(ctx context.Context, r *tib.Repository, o VerifyOptions) (VerifyStats, error) {
+	var st VerifyStats
 	disk, err := o.Generation.Disk(o.Disk)
 	if err != nil {
 		return st, err
 	}
-	f, err := os.Open(o.Target)
+	f, err := o.Target.OpenRead()
 	if err != nil {
 		return st, fmt.Errorf("verify: %w", err)
 	}
@@ -75,12 +79,15 @@ func (r *Repository) VerifyTarget(ctx context.Context, o VerifyTargetOptions) (V
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
 	type job struct {
-		g    *Region
+		g    *tib.Region
 		used *usedblocks.Map
 		cell int64
 		id   crypto.ID
 		at   int64 // target offset of the cell's first byte
 		zero bool  // an absent cell of a whole region: must read as zeros
+		// expect, when set, is what the cell must read as: the restore changed it on purpose
+		// (fixedBootCells).
+		expect []byte
 	}
 	var jobs []job
 	var total int64
@@ -99,49 +106,44 @@ func (r *Repository) VerifyTarget(ctx context.Context, o VerifyTargetOptions) (V
 	}
 	for i := range disk.Regions {
 		g := &disk.Regions[i]
-		delta := int64(0)
-		var skipCells map[int64]bool
+		var m partition.Move
 		if o.Plan != nil {
-			if g.Kind != RegionPartition {
-				st.Skipped = append(st.Skipped, fmt.Sprintf("gap at bytes %d–%d: the plan wrote a new table there", g.Start, g.Start+g.Size-1))
+			var skip string
+			if m, skip = plannedRegion(g, o.Plan, moves, resized); skip != "" {
+				st.Skipped = append(st.Skipped, skip)
 				continue
-			}
-			m, ok := moves[g.Partition]
-			if !ok {
-				st.Skipped = append(st.Skipped, fmt.Sprintf("partition %d: not in the plan", g.Partition))
-				continue
-			}
-			if resized[g.Partition] {
-				st.Skipped = append(st.Skipped, fmt.Sprintf("partition %d (%s): resized, checked by its filesystem checker", g.Partition, m.Filesystem))
-				continue
-			}
-			delta = m.NewStart - m.OldStart
-			if (m.Filesystem == "vfat" || m.Filesystem == "ntfs") && (delta != 0 || o.Plan.Layout.LogicalSectorSize != o.Plan.SourceLSS) {
-				// Boot sectors (the first, and NTFS's backup in the last sector) got a new
-				// hidden-sectors field; their cells are left to the filesystem checker.
-				last := (g.Size - 1) / g.CellSize
-				skipCells = map[int64]bool{0: true, last: true}
-				st.Skipped = append(st.Skipped, fmt.Sprintf("partition %d (%s): boot sector cells, rewritten for the new start", g.Partition, m.Filesystem))
 			}
 		}
 		cells, used, err := r.LoadRegion(ctx, g)
 		if err != nil {
 			return st, err
 		}
+		var fixed map[int64][]byte
+		if o.Plan != nil {
+			if fixed, err = fixedBootCells(ctx, r, g, cells, used, m, int64(o.Plan.Layout.LogicalSectorSize)); err != nil {
+				return st, fmt.Errorf("verify: %w", err)
+			}
+		}
+		delta := m.NewStart - m.OldStart
 		have := map[int64]bool{}
 		for _, c := range cells {
 			have[c.Index] = true
-			if skipCells[c.Index] {
-				continue
-			}
-			s, e := cellRange(g, c.Index)
-			jobs = append(jobs, job{g: g, used: used, cell: c.Index, id: c.ID, at: s + delta})
+			s, e := g.CellRange(c.Index)
+			jobs = append(jobs, job{g: g, used: used, cell: c.Index, id: c.ID, at: s + delta, expect: fixed[c.Index]})
 			total += e - s
+		}
+		for c, b := range fixed {
+			if !have[c] {
+				// A cell of zeros (not stored) that the fix wrote into.
+				s, e := g.CellRange(c)
+				jobs = append(jobs, job{g: g, used: used, cell: c, at: s + delta, expect: b})
+				total += e - s
+			}
 		}
 		if g.Whole && o.Plan == nil {
 			for c := int64(0); c < g.NumCells(); c++ {
 				if !have[c] {
-					s, e := cellRange(g, c)
+					s, e := g.CellRange(c)
 					jobs = append(jobs, job{g: g, cell: c, at: s, zero: true})
 					total += e - s
 				}
@@ -161,7 +163,7 @@ func (r *Repository) VerifyTarget(ctx context.Context, o VerifyTargetOptions) (V
 			defer wg.Done()
 			var buf []byte
 			for j := range next {
-				s, e := cellRange(j.g, j.cell)
+				s, e := j.g.CellRange(j.cell)
 				n := e - s
 				if int64(cap(buf)) < n {
 					buf = make([]byte, n)
@@ -170,16 +172,19 @@ func (r *Repository) VerifyTarget(ctx context.Context, o VerifyTargetOptions) (V
 				err := readCell(f, j.g, j.used, j.cell, j.at, b)
 				ok := false
 				if err == nil {
-					if j.zero {
+					switch {
+					case j.expect != nil:
+						ok = bytes.Equal(b, j.expect)
+					case j.zero:
 						ok = allZero(b)
-					} else {
-						ok = r.key.ChunkID(b) == j.id
+					default:
+						ok = r.Key().ChunkID(b) == j.id
 					}
 				}
 				mu.Lock()
 				switch {
 				case err != nil && firstErr == nil:
-					firstErr = fmt.Errorf("verify: reading %s at byte %d: %w", o.Target, j.at, err)
+					firstErr = fmt.Errorf("verify: reading %s at byte %d: %w", o.Target.Name(), j.at, err)
 				case err == nil && !ok:
 					mism = append(mism, [2]int64{j.at, j.at + n})
 				}
@@ -187,7 +192,7 @@ func (r *Repository) VerifyTarget(ctx context.Context, o VerifyTargetOptions) (V
 				st.Chunks++
 				st.Bytes += n
 				if o.Progress != nil {
-					o.Progress(RestoreProgress{Written: done, Total: total})
+					o.Progress(Progress{Written: done, Total: total})
 				}
 				mu.Unlock()
 			}
@@ -208,14 +213,14 @@ func (r *Repository) VerifyTarget(ctx context.Context, o VerifyTargetOptions) (V
 		return st, firstErr
 	}
 	if len(mism) > 0 {
-		return st, &MismatchError{Target: o.Target, Ranges: mism}
+		return st, &MismatchError{Target: o.Target.Name(), Ranges: mism}
 	}
 	return st, nil
 }
 
 // readCell reads a cell's bytes as capture hashed them: whole for whole regions, else the used
 // blocks with zeros between them.
-func readCell(f *os.File, g *Region, used *usedblocks.Map, cell, at int64, b []byte) error {
+func readCell(f io.ReaderAt, g *tib.Region, used *usedblocks.Map, cell, at int64, b []byte) error {
 	if g.Whole || used == nil {
 		_, err := f.ReadAt(b, at)
 		return err
@@ -233,4 +238,37 @@ func readCell(f *os.File, g *Region, used *usedblocks.Map, cell, at int64, b []b
 		_, err = f.ReadAt(b[s:e], at+s)
 	})
 	return err
+}
+
+// allZero compares against a zero buffer: bytes.Equal is vectorised.
+func allZero(b []byte) bool {
+	var zero [4096]byte
+	for len(b) > 0 {
+		n := min(len(b), len(zero))
+		if !bytes.Equal(b[:n], zero[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// plannedRegion says how a region of a planned restore is compared: its move, or why it is not
+// compared byte for byte (a gap, where the plan wrote a new table; a resized volume, which its
+// filesystem checker judges).
+func plannedRegion(g *tib.Region, plan *partition.LayoutPlan, moves map[int]partition.Move, resized map[int]bool) (partition.Move, string) {
+	if g.Kind != tib.RegionPartition {
+		return partition.Move{}, fmt.Sprintf("gap at bytes %d–%d: the plan wrote a new table there", g.Start, g.Start+g.Size-1)
+	}
+	m, ok := moves[g.Partition]
+	if !ok {
+		return m, fmt.Sprintf("partition %d: not in the plan", g.Partition)
+	}
+	if resized[g.Partition] {
+		return m, fmt.Sprintf("partition %d (%s): resized, checked by its filesystem checker", g.Partition, m.Filesystem)
+	}
+	if m.Filesystem == "vfat" && plan.Layout.LogicalSectorSize != plan.SourceLSS {
+		return m, fmt.Sprintf("partition %d (vfat): rebuilt for %d-byte sectors, checked by its filesystem checker", g.Partition, plan.Layout.LogicalSectorSize)
+	}
+	return m, ""
 }

@@ -1,4 +1,4 @@
-package tib_test
+package write_test
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/cauldron-dr/cauldron/internal/testenv"
-	"github.com/cauldron-dr/cauldron/tib"
 )
 
 // loop attaches an image file to a loop device and detaches it when the test ends.
@@ -33,14 +32,14 @@ func TestCaptureAndRestoreBlockDevices(t *testing.T) {
 	s := makeSample(t, dir, 11)
 	r := newRepo(t, dir, "")
 	// Capture from a block device (a loop device over the sample) as from a real disk.
-	g := capture(t, r, "m", loop(t, s.path))
+	g := capture(t, r, "m", loop(t, s.Path))
 	if g.Disks[0].Layout.Table != "gpt" || len(g.Disks[0].Layout.Partitions) != 3 {
 		t.Fatalf("layout read from the loop device: %+v", g.Disks[0].Layout)
 	}
 
 	// A target that is a loop device over a file of garbage, beside a decoy device that must stay
 	// untouched byte for byte.
-	fi, _ := os.Stat(s.path)
+	fi, _ := os.Stat(s.Path)
 	garbage := bytes.Repeat([]byte("old disk "), int(fi.Size())/9+1)[:fi.Size()]
 	targetImg, decoyImg := filepath.Join(dir, "target.img"), filepath.Join(dir, "decoy.img")
 	writeFile(t, targetImg, garbage)
@@ -68,7 +67,7 @@ func TestCaptureAndRestoreBlockDevices(t *testing.T) {
 	run(t, "mount", busy, mnt)
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 	before := readRange(t, busyImg, 0, 1024)
-	_, err := r.RestoreDisk(ctx, tibRestore(g, busy))
+	_, err := restoreTo(r, g, busy, restoreOpts{})
 	if err == nil || !strings.Contains(err.Error(), "mounted") {
 		t.Fatalf("restore onto a mounted device: %v", err)
 	}
@@ -77,6 +76,58 @@ func TestCaptureAndRestoreBlockDevices(t *testing.T) {
 	}
 }
 
-func tibRestore(g *tib.Generation, to string) tib.RestoreOptions {
-	return tib.RestoreOptions{Generation: g, Disk: "disk0", Target: to}
+func TestRestoreOntoDirtyTargetAndBigger(t *testing.T) {
+	dir := t.TempDir()
+	s := makeSample(t, dir, 2)
+	r := newRepo(t, dir, "")
+	g := capture(t, r, "db01", s.Path)
+	// An existing target full of garbage: whole regions must come back exact (zeros included).
+	out := filepath.Join(dir, "dirty.img")
+	fi, _ := os.Stat(s.Path)
+	garbage := make([]byte, fi.Size())
+	for i := range garbage {
+		garbage[i] = byte(i*7 + 3)
+	}
+	writeFile(t, out, garbage)
+	st := restore(t, r, g, out)
+	if st.Zeroed == 0 {
+		t.Error("no bytes zeroed on a garbage target")
+	}
+	checkRestored(t, s, out, dir)
+
+	// A bigger target: the GPT's backup moves to the new end (sgdisk -v clean, checked by
+	// checkRestored), partitions and data as on the source.
+	big := filepath.Join(dir, "big.img")
+	writeFile(t, big, append(garbage, garbage[:32*MiB]...))
+	restore(t, r, g, big)
+	if o := run(t, "sgdisk", "-v", big); !strings.Contains(o, "No problems found") {
+		t.Fatalf("sgdisk -v on the bigger target:\n%s", o)
+	}
+	ext := filepath.Join(dir, "big-ext")
+	writeFile(t, ext, readRange(t, big, s.ExtOff, s.ExtSize))
+	run(t, "e2fsck", "-fn", ext)
+	if !bytes.Equal(readRange(t, s.Path, s.RawOff, s.RawSize), readRange(t, big, s.RawOff, s.RawSize)) {
+		t.Fatal("raw partition differs on the bigger target")
+	}
+}
+
+// TestRefusedTargets: a target smaller than the disk, or a disk the generation does not have, is
+// refused before anything is written.
+func TestRefusedTargets(t *testing.T) {
+	dir := t.TempDir()
+	s := makeSample(t, dir, 6)
+	r := newRepo(t, dir, "")
+	g := capture(t, r, "m1", s.Path)
+	// A target smaller than the disk: refused, untouched.
+	small := filepath.Join(dir, "small.img")
+	writeFile(t, small, []byte(strings.Repeat("x", 1<<20)))
+	if _, err := restoreTo(r, g, small, restoreOpts{}); err == nil || !strings.Contains(err.Error(), "smaller") {
+		t.Errorf("small target: %v", err)
+	}
+	if b, _ := os.ReadFile(small); string(b) != strings.Repeat("x", 1<<20) {
+		t.Error("the small target was written")
+	}
+	if _, err := restoreTo(r, g, filepath.Join(dir, "x.img"), restoreOpts{disk: "disk7"}); err == nil {
+		t.Error("unknown disk accepted")
+	}
 }

@@ -1,4 +1,4 @@
-package tib
+package write
 
 import (
 	"context"
@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/restore/target"
+	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/cauldron-dr/cauldron/tib/usedblocks"
 	"golang.org/x/sys/unix"
 )
@@ -67,12 +67,12 @@ type plannedRestore struct {
 	warnings []string
 }
 
-// CheckRestorePlan checks, without writing anything, that restoring disk of gen onto the target
+// CheckPlan checks, without writing anything, that restoring disk of gen onto the target
 // of plan can succeed: the plan is this disk's, every resize is one Cauldron can make on these
 // very volumes (read from the repository), the tools are installed, and the scratch directory
 // has room. `cauldron restore-disk` calls it before asking for anything to be written;
-// RestoreDisk repeats it.
-func (r *Repository) CheckRestorePlan(ctx context.Context, gen *Generation, diskName string, plan *partition.LayoutPlan, scratch string) ([]string, error) {
+// Disk repeats it.
+func CheckPlan(ctx context.Context, r *tib.Repository, gen *tib.Generation, diskName string, plan *partition.LayoutPlan, scratch string) ([]string, error) {
 	disk, err := gen.Disk(diskName)
 	if err != nil {
 		return nil, err
@@ -80,11 +80,15 @@ func (r *Repository) CheckRestorePlan(ctx context.Context, gen *Generation, disk
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
-	regions, err := r.loadRegions(ctx, gen, disk)
+	loaded, err := r.DiskRegions(ctx, gen, disk)
 	if err != nil {
 		return nil, err
 	}
-	pr, err := r.preparePlanned(ctx, disk, regions, plan, scratch)
+	regions := make([]regionData, len(loaded))
+	for i := range loaded {
+		regions[i] = regionData{g: loaded[i].Region, cells: loaded[i].Cells, used: loaded[i].Used}
+	}
+	pr, err := preparePlanned(ctx, r, disk, regions, plan, scratch)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +150,7 @@ func bootArea(d *partition.Disk) (lo, hi int64) {
 }
 
 // preparePlanned decides every region's fate and checks everything it can without writing.
-func (r *Repository) preparePlanned(ctx context.Context, disk *Disk, regions []regionData, plan *partition.LayoutPlan, scratch string) (*plannedRestore, error) {
+func preparePlanned(ctx context.Context, r *tib.Repository, disk *tib.Disk, regions []regionData, plan *partition.LayoutPlan, scratch string) (*plannedRestore, error) {
 	if err := checkPlanFor(&disk.Layout, plan); err != nil {
 		return nil, err
 	}
@@ -168,7 +172,7 @@ func (r *Repository) preparePlanned(ctx context.Context, disk *Disk, regions []r
 	}
 	for i := range regions {
 		rd := &regions[i]
-		if rd.g.Kind != RegionPartition {
+		if rd.g.Kind != tib.RegionPartition {
 			pr.gaps = append(pr.gaps, rd)
 			continue
 		}
@@ -180,7 +184,7 @@ func (r *Repository) preparePlanned(ctx context.Context, disk *Disk, regions []r
 			}
 		}
 		j := &volJob{move: m, rd: rd, part: part, fs: rd.g.Filesystem}
-		if err := r.checkVolume(ctx, pr, j); err != nil {
+		if err := checkVolume(ctx, r, pr, j); err != nil {
 			return nil, fmt.Errorf("restore: partition %d (%s): %w", m.Number, orUnknown(j.fs), err)
 		}
 		pr.jobs = append(pr.jobs, j)
@@ -209,14 +213,14 @@ func orUnknown(s string) string {
 }
 
 // checkVolume decides how a partition's volume is restored and checks that it can be.
-func (r *Repository) checkVolume(ctx context.Context, pr *plannedRestore, j *volJob) error {
+func checkVolume(ctx context.Context, r *tib.Repository, pr *plannedRestore, j *volJob) error {
 	m := j.move
 	shrink, grow := m.NewSize < m.OldSize, m.NewSize > m.OldSize
 	resized := false
 	for _, f := range pr.plan.Filesystems {
 		resized = resized || f.Partition == m.Number
 	}
-	head, err := r.regionHead(ctx, j.rd, 8192)
+	head, err := regionHead(ctx, r, j.rd, 8192)
 	if err != nil {
 		return err
 	}
@@ -279,10 +283,10 @@ func (r *Repository) checkVolume(ctx context.Context, pr *plannedRestore, j *vol
 }
 
 // regionHead returns the first n bytes of a region as restored (zeros where nothing is stored).
-func (r *Repository) regionHead(ctx context.Context, rd *regionData, n int64) ([]byte, error) {
+func regionHead(ctx context.Context, r *tib.Repository, rd *regionData, n int64) ([]byte, error) {
 	out := make([]byte, n)
 	for _, c := range rd.cells {
-		s, e := cellRange(rd.g, c.Index)
+		s, e := rd.g.CellRange(c.Index)
 		s, e = s-rd.g.Start, e-rd.g.Start
 		if s >= n {
 			break
@@ -311,40 +315,72 @@ func leUint32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
-// restorePlanned is RestoreDisk with a plan: see the top of this file.
-func (r *Repository) restorePlanned(ctx context.Context, o RestoreOptions, gen *Generation, disk *Disk, regions []regionData, start time.Time) (RestoreStats, error) {
+// restorePlanned is Disk with a plan: see the top of this file.
+func restorePlanned(ctx context.Context, r *tib.Repository, o Options, gen *tib.Generation, disk *tib.Disk, regions []regionData, start time.Time) (Stats, error) {
 	logf := func(format string, args ...any) {
 		if o.Log != nil {
 			o.Log(fmt.Sprintf(format, args...))
 		}
 	}
-	plan := o.Plan
-	pr, err := r.preparePlanned(ctx, disk, regions, plan, o.Scratch)
+	name := o.Target.Name()
+	pr, err := preparePlanned(ctx, r, disk, regions, o.Plan, o.Scratch)
 	if err != nil {
-		return RestoreStats{}, err
+		return Stats{}, err
 	}
-	st := RestoreStats{Warnings: pr.warnings}
-	fi, err := os.Stat(o.Target)
-	if err != nil {
-		return st, fmt.Errorf("restore: the target %s must exist (it was planned): %w", o.Target, err)
+	st := Stats{Warnings: pr.warnings}
+	if !o.Target.Exists() {
+		return st, fmt.Errorf("restore: the target %s must exist (it was planned)", name)
 	}
-	block := !fi.Mode().IsRegular()
 	scratch := o.Scratch
 	if scratch == "" {
 		scratch = os.TempDir()
 	}
-	// The target's safety is checked now, before the scratch work, and again by Apply. A scratch
-	// directory on the target disk would be destroyed under the restore.
-	if err := partition.CheckTarget(o.Target, o.Protect); err != nil {
-		return st, err
-	}
-	if block && pr.need > 0 {
-		if err := partition.CheckTarget(o.Target, []string{scratch}); err != nil {
+	// A scratch directory on the target disk would be destroyed under the restore: the gate
+	// protects it from here on.
+	gate := o.Gate
+	if pr.need > 0 {
+		gate = &target.Gate{Protect: append(append([]string(nil), o.Gate.Protect...), scratch)}
+		if err := o.Target.Check(gate); err != nil {
 			return st, fmt.Errorf("restore: the scratch directory %s must not lie on the target: %w", scratch, err)
 		}
 	}
 
-	// 2. Rebuild in scratch.
+	rebuilt, err := rebuildInScratch(ctx, r, o, gen, disk, regions, pr, scratch, &st, logf)
+	for _, j := range rebuilt {
+		defer os.Remove(j.file.Name())
+		defer j.file.Close()
+	}
+	if err != nil {
+		return st, err
+	}
+
+	logf("writing the %s table to %s", o.Plan.Layout.Table, name)
+	if err := o.Target.WriteTable(o.Plan, gate); err != nil {
+		return st, err
+	}
+	if err := writeDirect(ctx, r, o, gen, disk, regions, pr, rebuilt, &st, logf); err != nil {
+		return st, err
+	}
+	if o.BeforeGrow != nil {
+		// The restored bytes are still the captured ones: the last moment to compare them.
+		if err := o.BeforeGrow(); err != nil {
+			return st, err
+		}
+	}
+	if err := growInPlace(o, pr, logf); err != nil {
+		return st, err
+	}
+	st.Resized = append(st.Resized, o.Plan.Filesystems...)
+	if o.Progress != nil {
+		o.Progress(Progress{Written: st.Bytes, Total: st.Bytes})
+	}
+	st.Seconds = time.Since(start).Seconds()
+	return st, nil
+}
+
+// rebuildInScratch restores the volumes that cannot go straight into their partition into
+// scratch files and shrinks them there (step 2). The target is not touched.
+func rebuildInScratch(ctx context.Context, r *tib.Repository, o Options, gen *tib.Generation, disk *tib.Disk, regions []regionData, pr *plannedRestore, scratch string, st *Stats, logf func(string, ...any)) ([]*volJob, error) {
 	var rebuilt []*volJob
 	for _, j := range pr.jobs {
 		if !j.scratch {
@@ -352,118 +388,108 @@ func (r *Repository) restorePlanned(ctx context.Context, o RestoreOptions, gen *
 		}
 		f, err := os.CreateTemp(scratch, fmt.Sprintf("cauldron-%s-part%d-*.img", disk.Name, j.move.Number))
 		if err != nil {
-			return st, fmt.Errorf("restore: scratch file: %w", err)
-		}
-		defer os.Remove(f.Name())
-		defer f.Close()
-		if err := f.Truncate(j.move.OldSize); err != nil {
-			return st, fmt.Errorf("restore: scratch file %s: %w", f.Name(), err)
+			return rebuilt, fmt.Errorf("restore: scratch file: %w", err)
 		}
 		j.file = f
-		j.rd.w, j.rd.delta, j.rd.lo, j.rd.hi, j.rd.zero = f, -j.rd.g.Start, j.rd.g.Start, j.rd.g.Start+j.rd.g.Size, nil
 		rebuilt = append(rebuilt, j)
-	}
-	if len(rebuilt) > 0 {
-		logf("restoring %d volume(s) into %s to rebuild them before they go to %s", len(rebuilt), scratch, o.Target)
-		s1, err := r.writeRegions(ctx, o, gen, disk, regions)
-		if err != nil {
-			return st, err
+		if err := f.Truncate(j.move.OldSize); err != nil {
+			return rebuilt, fmt.Errorf("restore: scratch file %s: %w", f.Name(), err)
 		}
-		st.Bytes, st.Chunks = s1.Bytes, s1.Chunks
-		for _, j := range rebuilt {
-			j.rd.w = nil
-			if err := j.file.Sync(); err != nil {
-				return st, err
+		j.rd.w, j.rd.delta, j.rd.lo, j.rd.hi, j.rd.zero = f, -j.rd.g.Start, j.rd.g.Start, j.rd.g.Start+j.rd.g.Size, nil
+	}
+	if len(rebuilt) == 0 {
+		return nil, nil
+	}
+	logf("restoring %d volume(s) into %s to rebuild them before they go to %s", len(rebuilt), scratch, o.Target.Name())
+	s1, err := writeRegions(ctx, r, o, gen, disk, regions)
+	if err != nil {
+		return rebuilt, err
+	}
+	st.Bytes, st.Chunks = s1.Bytes, s1.Chunks
+	for _, j := range rebuilt {
+		j.rd.w = nil
+		if err := j.file.Sync(); err != nil {
+			return rebuilt, err
+		}
+		switch j.fs {
+		case "vfat":
+			if err := partition.CheckFATResize(j.file, j.fatOld, j.fatNew); err != nil {
+				return rebuilt, fmt.Errorf("restore: partition %d: %w", j.move.Number, err)
 			}
-			switch j.fs {
-			case "vfat":
-				if err := partition.CheckFATResize(j.file, j.fatOld, j.fatNew); err != nil {
-					return st, fmt.Errorf("restore: partition %d: %w", j.move.Number, err)
-				}
-			default:
-				logf("shrinking partition %d (%s) from %d to %d bytes in %s", j.move.Number, j.fs, j.move.OldSize, j.move.NewSize, j.file.Name())
-				label, uuid := fsIdentity(j.part)
-				if err := partition.ResizeFilesystem(j.file.Name(), j.fs, j.move.NewSize, label, uuid); err != nil {
-					return st, fmt.Errorf("restore: partition %d, before anything was written to %s: %w", j.move.Number, o.Target, err)
-				}
+		default:
+			logf("shrinking partition %d (%s) from %d to %d bytes in %s", j.move.Number, j.fs, j.move.OldSize, j.move.NewSize, j.file.Name())
+			label, uuid := fsIdentity(j.part)
+			if err := partition.ResizeFilesystem(j.file.Name(), j.fs, j.move.NewSize, label, uuid); err != nil {
+				return rebuilt, fmt.Errorf("restore: partition %d, before anything was written to %s: %w", j.move.Number, o.Target.Name(), err)
 			}
 		}
 	}
+	return rebuilt, nil
+}
 
-	// 3. The table.
-	protect := append([]string(nil), o.Protect...)
-	if block && pr.need > 0 {
-		protect = append(protect, scratch)
-	}
-	logf("writing the %s table to %s", plan.Layout.Table, o.Target)
-	res, err := partition.Apply(o.Target, plan, partition.ApplyOptions{Protect: protect})
+// writeDirect restores the partitions at their new places and the boot area (step 4), copies the
+// rebuilt volumes into their partitions (step 5), and fixes boot sectors and GRUB's blocklists.
+func writeDirect(ctx context.Context, r *tib.Repository, o Options, gen *tib.Generation, disk *tib.Disk, regions []regionData, pr *plannedRestore, rebuilt []*volJob, st *Stats, logf func(string, ...any)) error {
+	name := o.Target.Name()
+	t, err := o.Target.Open(o.Plan.Target.Size)
 	if err != nil {
-		return st, err
+		return err
 	}
-
-	// 4. Direct volumes and the boot area.
-	t, err := OpenTarget(o.Target, plan.Target.Size)
-	if err != nil {
-		return st, err
-	}
-	defer t.f.Close()
+	defer t.Close()
 	for _, j := range pr.jobs {
 		if j.scratch {
 			continue
 		}
 		rd := j.rd
-		rd.w, rd.delta, rd.lo, rd.hi, rd.zero = t.f, j.move.NewStart-j.move.OldStart, rd.g.Start, rd.g.Start+min(j.move.OldSize, j.move.NewSize), t.zero
+		rd.w, rd.delta, rd.lo, rd.hi, rd.zero = t, j.move.NewStart-j.move.OldStart, rd.g.Start, rd.g.Start+min(j.move.OldSize, j.move.NewSize), zeroer(t)
 	}
 	for _, rd := range pr.gaps {
 		if lo, hi := max(rd.g.Start, pr.bootLo), min(rd.g.Start+rd.g.Size, pr.bootHi); lo < hi {
-			rd.w, rd.delta, rd.lo, rd.hi, rd.zero = t.f, 0, lo, hi, t.zero
+			rd.w, rd.delta, rd.lo, rd.hi, rd.zero = t, 0, lo, hi, zeroer(t)
 		}
 	}
 	logf("restoring the partitions at their new places")
-	s2, err := r.writeRegions(ctx, o, gen, disk, regions)
+	s2, err := writeRegions(ctx, r, o, gen, disk, regions)
 	if err != nil {
-		return st, err
+		return err
 	}
 	st.Bytes += s2.Bytes
 	st.Chunks += s2.Chunks
 	st.Zeroed += s2.Zeroed
 
-	// 5. Rebuilt volumes into their partitions.
 	for _, j := range rebuilt {
-		part := section{t.f, j.move.NewStart, j.move.NewSize}
+		part := target.Section(t, j.move.NewStart, j.move.NewSize)
 		if j.fs == "vfat" {
 			logf("writing partition %d (FAT%d) resized from %d to %d bytes, %d-byte sectors", j.move.Number, j.fatNew.Bits, j.move.OldSize, j.move.NewSize, j.fatNew.BytesPerSector)
 			if err := partition.ResizeFAT(j.file, part, j.fatOld, j.fatNew, uint32(j.move.NewStart/pr.lss)); err != nil {
-				return st, fmt.Errorf("restore: partition %d: %w", j.move.Number, err)
+				return fmt.Errorf("restore: partition %d: %w", j.move.Number, err)
 			}
 			continue
 		}
-		n, err := copyData(j.file, t.f, j.move.NewStart, j.move.NewSize)
+		n, err := copyData(j.file, t, j.move.NewStart, j.move.NewSize)
 		if err != nil {
-			return st, fmt.Errorf("restore: copying the shrunk partition %d into %s: %w", j.move.Number, o.Target, err)
+			return fmt.Errorf("restore: copying the shrunk partition %d into %s: %w", j.move.Number, name, err)
 		}
 		st.Bytes += n
 	}
-	if err := fixBoots(t.f, pr); err != nil {
-		return st, err
+	if err := fixBoots(t, pr); err != nil {
+		return err
 	}
-	if moved, err := partition.FixGRUBCore(t.f, pr.lss, int64(disk.Layout.LogicalSectorSize), plan.Moves); err != nil {
-		return st, fmt.Errorf("restore: %w", err)
+	if moved, err := partition.FixGRUBCore(t, pr.lss, int64(disk.Layout.LogicalSectorSize), o.Plan.Moves); err != nil {
+		return fmt.Errorf("restore: %w", err)
 	} else if moved {
 		logf("GRUB's core.img moved with its partition: boot.img and core.img's blocklists now point at its new place")
 	}
-	if err := t.f.Sync(); err != nil {
-		return st, fmt.Errorf("syncing %s: %w", o.Target, err)
+	if err := t.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", name, err)
 	}
-	t.f.Close()
-	if o.BeforeGrow != nil {
-		// The restored bytes are still the captured ones: the last moment to compare them.
-		if err := o.BeforeGrow(); err != nil {
-			return st, err
-		}
-	}
+	return nil
+}
 
-	// Grow in place (and remake swap areas whose size changed).
+// growInPlace grows the filesystems that grow in their partition (and remakes swap areas whose
+// size changed), then writes the boot sectors' new start again: ntfsresize rewrites the ones it
+// grows.
+func growInPlace(o Options, pr *plannedRestore, logf func(string, ...any)) error {
 	for _, j := range pr.jobs {
 		m := j.move
 		if j.scratch || m.NewSize == m.OldSize {
@@ -476,38 +502,22 @@ func (r *Repository) restorePlanned(ctx context.Context, o RestoreOptions, gen *
 			continue
 		}
 		logf("resizing partition %d (%s) from %d to %d bytes", m.Number, j.fs, m.OldSize, m.NewSize)
-		if err := withPartitionDevice(o.Target, block, res, plan, j.part, func(dev string) error {
+		if err := o.Target.WithPartition(o.Plan, j.part.Number, func(dev string) error {
 			label, uuid := fsIdentity(j.part)
 			return partition.ResizeFilesystem(dev, j.fs, m.NewSize, label, uuid)
 		}); err != nil {
-			return st, fmt.Errorf("restore: partition %d: %w", m.Number, err)
+			return fmt.Errorf("restore: partition %d: %w", m.Number, err)
 		}
 	}
-	// ntfsresize rewrote the boot sectors it grew: make sure they carry the new start again.
-	if block {
-		if err := flushBuffers(o.Target); err != nil {
-			return st, fmt.Errorf("restore: %s: %w", o.Target, err)
-		}
-	}
-	f, err := os.OpenFile(o.Target, os.O_RDWR, 0)
+	t, err := o.Target.Open(o.Plan.Target.Size)
 	if err != nil {
-		return st, err
+		return err
 	}
-	defer f.Close()
-	if err := fixBoots(f, pr); err != nil {
-		return st, err
+	defer t.Close()
+	if err := fixBoots(t, pr); err != nil {
+		return err
 	}
-	if err := f.Sync(); err != nil {
-		return st, err
-	}
-	for _, fr := range plan.Filesystems {
-		st.Resized = append(st.Resized, fr)
-	}
-	if o.Progress != nil {
-		o.Progress(RestoreProgress{Written: st.Bytes, Total: st.Bytes})
-	}
-	st.Seconds = time.Since(start).Seconds()
-	return st, nil
+	return t.Sync()
 }
 
 // growsInPlace reports whether a filesystem is grown in its partition after restore (FAT is
@@ -522,9 +532,9 @@ func growsInPlace(fs string) bool {
 
 // fixBoots makes FAT and NTFS boot sectors name their partition's new start and the target's
 // sector size (rebuilt FAT volumes have them already).
-func fixBoots(f *os.File, pr *plannedRestore) error {
+func fixBoots(f target.Writer, pr *plannedRestore) error {
 	for _, j := range pr.jobs {
-		part := section{f, j.move.NewStart, j.move.NewSize}
+		part := target.Section(f, j.move.NewStart, j.move.NewSize)
 		startSector := uint64(j.move.NewStart / pr.lss)
 		var err error
 		switch {
@@ -547,62 +557,10 @@ func fsIdentity(p partition.Partition) (label, uuid string) {
 	return "", ""
 }
 
-// withPartitionDevice runs fn with a block device holding exactly partition p of the target: the
-// node Apply made the kernel create for a disk, or a loop device over the partition's bytes of an
-// image file (detached afterwards).
-func withPartitionDevice(target string, block bool, res *partition.ApplyResult, plan *partition.LayoutPlan, p partition.Partition, fn func(dev string) error) error {
-	if block {
-		for i, q := range plan.Layout.Partitions {
-			if q.Number == p.Number && i < len(res.Nodes) {
-				dev := res.Nodes[i]
-				if err := flushBuffers(dev); err != nil {
-					return fmt.Errorf("%s: %w", dev, err)
-				}
-				if err := fn(dev); err != nil {
-					return err
-				}
-				return flushBuffers(target)
-			}
-		}
-		return fmt.Errorf("the kernel has no node for partition %d of %s", p.Number, target)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", "--offset", strconv.FormatInt(p.Start, 10),
-		"--sizelimit", strconv.FormatInt(p.Size, 10), "--sector-size", strconv.Itoa(plan.Layout.LogicalSectorSize), target).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("attaching partition %d of %s to a loop device: %v: %s", p.Number, target, err, strings.TrimSpace(string(out)))
-	}
-	dev := strings.TrimSpace(string(out))
-	ferr := fn(dev)
-	if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil && ferr == nil {
-		ferr = fmt.Errorf("detaching %s: %v: %s", dev, err, strings.TrimSpace(string(out)))
-	}
-	return ferr
-}
-
-// section is a partition's byte range of the target.
-type section struct {
-	f         *os.File
-	off, size int64
-}
-
-func (s section) ReadAt(b []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(b)) > s.size {
-		return 0, fmt.Errorf("read of %d bytes at %d outside the %d-byte partition", len(b), off, s.size)
-	}
-	return s.f.ReadAt(b, s.off+off)
-}
-
-func (s section) WriteAt(b []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(b)) > s.size {
-		return 0, fmt.Errorf("write of %d bytes at %d outside the %d-byte partition", len(b), off, s.size)
-	}
-	return s.f.WriteAt(b, s.off+off)
-}
-
 // copyData copies the data extents of the first n bytes of the sparse file src to dst at off:
 // holes are blocks nobody wrote (unused in the volume, as restore never writes those), so they
 // are skipped, as a restore skips unused blocks.
-func copyData(src, dst *os.File, off, n int64) (int64, error) {
+func copyData(src *os.File, dst io.WriterAt, off, n int64) (int64, error) {
 	fd := int(src.Fd())
 	buf := make([]byte, 4<<20)
 	var copied int64

@@ -1,4 +1,4 @@
-package tib_test
+package write_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/cauldron-dr/cauldron/internal/testenv"
+	"github.com/cauldron-dr/cauldron/restore/write"
 
 	"github.com/cauldron-dr/cauldron/partition"
 	"github.com/cauldron-dr/cauldron/tib"
@@ -299,11 +300,11 @@ func roundTrip(t *testing.T, c rtCase) {
 		run(t, "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", tiny)
 		t.Cleanup(func() { exec.Command("umount", tiny).Run() })
 		before := fileSum(t, img)
-		_, err := r.CheckRestorePlan(ctx, g, "disk0", plan, tiny)
+		_, err := write.CheckPlan(ctx, r, g, "disk0", plan, tiny)
 		if err == nil || !strings.Contains(err.Error(), "scratch directory") || !strings.Contains(err.Error(), "missing") {
 			t.Fatalf("check with a 1 MiB scratch directory: %v", err)
 		}
-		_, err = r.RestoreDisk(ctx, tib.RestoreOptions{Generation: g, Disk: "disk0", Target: dev, Plan: plan, Scratch: tiny})
+		_, err = restoreTo(r, g, dev, restoreOpts{plan: plan, scratch: tiny})
 		if err == nil || !strings.Contains(err.Error(), "scratch directory") {
 			t.Fatalf("restore with a 1 MiB scratch directory: %v", err)
 		}
@@ -314,11 +315,10 @@ func roundTrip(t *testing.T, c rtCase) {
 	// The scratch directory apart from the target's (a loop device's backing file inside the
 	// scratch directory is refused: the scratch must not live on the target).
 	scratch := t.TempDir()
-	if _, err := r.CheckRestorePlan(ctx, g, "disk0", plan, scratch); err != nil {
+	if _, err := write.CheckPlan(ctx, r, g, "disk0", plan, scratch); err != nil {
 		t.Fatalf("check: %v", err)
 	}
-	st, err := r.RestoreDisk(ctx, tib.RestoreOptions{Generation: g, Disk: "disk0", Target: dev, Plan: plan, Scratch: scratch,
-		Log: func(s string) { t.Log(s) }})
+	st, err := restoreTo(r, g, dev, restoreOpts{plan: plan, scratch: scratch, log: func(s string) { t.Log(s) }})
 	if err != nil {
 		t.Fatalf("restore: %v", err)
 	}
@@ -558,7 +558,7 @@ func TestRestorePlanRefusesWhatDoesNotFit(t *testing.T) {
 		t.Fatalf("plan onto a target too small: %v", err)
 	}
 	// Restoring with the refused plan anyway is refused too, before anything is written.
-	_, err = r.RestoreDisk(ctx, tib.RestoreOptions{Generation: g, Disk: "disk0", Target: dev, Plan: plan, Scratch: dir})
+	_, err = restoreTo(r, g, dev, restoreOpts{plan: plan, scratch: dir})
 	if err == nil || !strings.Contains(err.Error(), "cannot be applied") {
 		t.Fatalf("restore with a refused plan: %v", err)
 	}
@@ -579,7 +579,7 @@ func TestRestorePlanRefusesWhatDoesNotFit(t *testing.T) {
 		t.Fatal(err)
 	}
 	before4 := fileSum(t, img4)
-	_, err = r.RestoreDisk(ctx, tib.RestoreOptions{Generation: g, Disk: "disk0", Target: dev4, Plan: plan4, Scratch: t.TempDir()})
+	_, err = restoreTo(r, g, dev4, restoreOpts{plan: plan4, scratch: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "partition 2 (ext4): its 1024-byte blocks are smaller than the target's 4096-byte sectors") {
 		t.Fatalf("restore of 1024-byte ext4 blocks onto 4096-byte sectors: %v", err)
 	}

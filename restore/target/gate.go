@@ -1,0 +1,91 @@
+package target
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Gate is the safety gate every write to a target passes, before anything is written: Protect
+// lists the paths whose disks must never be written — the repository's directory, the boot
+// media, the running program, and whatever the request adds. The recovery computes it once
+// (restore.Prepare); each kind of target applies it with the rules that fit it (Target.Check):
+//   - a block device: not a partition where a whole disk is meant, not the disk under a protected
+//     path (through partitions, loop devices, device-mapper, MD, bind mounts and symlinks), not
+//     the running system's disk, nothing on it mounted, used as swap or stacked on it, and not
+//     being captured or restored by another process;
+//   - an image file: not a protected file or inside a protected directory, not attached to a loop
+//     device (the loop's users — perhaps the repository's own filesystem — would see it change),
+//     not being captured or restored; a new one only in an existing folder.
+//
+// Consent (the typed confirmation, --yes, the kickstart's confirm line) is the front ends' part:
+// the gate refuses what must never be written, consent is asked for what may be.
+type Gate struct {
+	Protect []string
+}
+
+// Check applies the gate to a target: a convenience for t.Check(g).
+func (g *Gate) Check(t Target) error { return t.Check(g) }
+
+// inProtectedDir refuses a new file inside a protected directory (or at a protected path).
+func (g *Gate) inProtectedDir(name string) error {
+	abs := canonical(name)
+	dir := canonical(filepath.Dir(abs))
+	for _, p := range g.Protect {
+		pa := canonical(p)
+		if abs == pa || dir == pa || strings.HasPrefix(dir+"/", pa+"/") {
+			return &Refusal{Target: name, Reason: fmt.Sprintf("it would lie in %s, which must never be written", p)}
+		}
+	}
+	return nil
+}
+
+// Refusal says why the gate refuses a target.
+type Refusal struct {
+	Target string
+	Reason string
+}
+
+func (e *Refusal) Error() string { return fmt.Sprintf("refusing to write %s: %s", e.Target, e.Reason) }
+
+// notInUse refuses a target another Cauldron process holds: a capture reading it (tib takes a
+// shared lock on its sources) or a restore writing it (Open takes an exclusive one).
+func notInUse(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("target %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return &Refusal{Target: path, Reason: "another process is capturing it or restoring onto it"}
+		}
+		return fmt.Errorf("target %s: lock: %w", path, err)
+	}
+	return unix.Flock(int(f.Fd()), unix.LOCK_UN)
+}
+
+// lockExclusive holds f for writing until it is closed; see notInUse.
+func lockExclusive(f *os.File) error {
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return &Refusal{Target: f.Name(), Reason: "another process is capturing it or restoring onto it"}
+		}
+		return fmt.Errorf("target %s: lock: %w", f.Name(), err)
+	}
+	return nil
+}
+
+func canonical(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		p = real
+	}
+	return p
+}
