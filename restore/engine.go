@@ -20,8 +20,8 @@ type RunOptions struct {
 	Events func(Event)
 	// Journal is where progress is recorded; nil means JournalFor(plan).
 	Journal Journal
-	// Inoculate makes the restored system boot on the target; nil skips the stage with a
-	// message (the report says so).
+	// Inoculate replaces the inoculation the plan says (Inoculate, or InoculateOnTarget when
+	// Plan.Inoculate.OnTarget): tests use it; nil is the plan's.
 	Inoculate func(ctx context.Context, p *Plan, emit func(Event)) ([]string, error)
 	// failAfter stops the run with an error after the named step: tests of resuming use it.
 	failAfter string
@@ -119,28 +119,43 @@ func Run(ctx context.Context, p *Plan, o RunOptions) (*Report, error) {
 	if err := state.save(ctx, x.j); err != nil {
 		return x.finish(ctx, err)
 	}
-	steps := []struct {
-		name string
-		fn   func(context.Context) (string, error)
-	}{
-		{StageFreeze, x.freeze},
-		{StageCheck, x.check},
-		{StageRestore, x.restore},
-		{StageVerify, x.verify},
-		{StageInoculate, x.inoculate},
-		{StageFinalize, x.finalize},
-		{StageRelease, x.release},
-	}
-	for _, s := range steps {
-		if err := x.stage(ctx, s.name, s.fn); err != nil {
+	for _, st := range steps {
+		if err := x.stage(ctx, st.name, func(ctx context.Context) (stageOutcome, error) { return st.run(x, ctx) }); err != nil {
 			return x.finish(ctx, err)
 		}
 	}
 	return x.finish(ctx, nil)
 }
 
+// step is one stage of a recovery and the method that carries it out.
+type step struct {
+	name string
+	run  func(x *run, ctx context.Context) (stageOutcome, error)
+}
+
+// steps are the stages Run goes through, in order; the report stage follows them (finish).
+// Stages is derived from this list.
+var steps = []step{
+	{StageFreeze, (*run).freeze},
+	{StageCheck, (*run).check},
+	{StageRestore, (*run).restore},
+	{StageVerify, (*run).verify},
+	{StageInoculate, (*run).inoculate},
+	{StageFinalize, (*run).finalize},
+	{StageRelease, (*run).release},
+}
+
+// stageOutcome is what a stage did: a message for the log, or why it had nothing to do.
+type stageOutcome struct {
+	Message string
+	Skipped string // why the stage did nothing; "" when it ran
+}
+
+func did(format string, args ...any) stageOutcome { return stageOutcome{Message: fmt.Sprintf(format, args...)} }
+func skip(why string) stageOutcome              { return stageOutcome{Skipped: why} }
+
 // stage runs one stage unless the journal has it done, and records it.
-func (x *run) stage(ctx context.Context, name string, fn func(context.Context) (string, error)) error {
+func (x *run) stage(ctx context.Context, name string, fn func(context.Context) (stageOutcome, error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -151,24 +166,22 @@ func (x *run) stage(ctx context.Context, name string, fn func(context.Context) (
 	}
 	start := time.Now()
 	x.emit(Event{Stage: name, Kind: EventStart})
-	msg, err := fn(ctx)
-	sr := StageResult{Name: name, Seconds: time.Since(start).Seconds(), Message: msg, Status: "done"}
+	out, err := fn(ctx)
+	sr := StageResult{Name: name, Seconds: time.Since(start).Seconds(), Message: out.Message, Status: "done"}
 	if err != nil {
 		sr.Status, sr.Message = "failed", err.Error()
 		x.rep.Stages = append(x.rep.Stages, sr)
 		x.emit(Event{Stage: name, Kind: EventError, Message: err.Error()})
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	if msg == skipped {
-		sr.Status, sr.Message = "skipped", ""
+	kind := EventDone
+	if out.Skipped != "" {
+		sr.Status, sr.Message, kind = "skipped", out.Skipped, EventSkip
 	}
 	x.rep.Stages = append(x.rep.Stages, sr)
-	x.emit(Event{Stage: name, Kind: EventDone, Message: msg})
+	x.emit(Event{Stage: name, Kind: kind, Message: sr.Message})
 	return x.markDone(ctx, name)
 }
-
-// skipped is a stage function's message for "nothing to do".
-const skipped = "\x00skipped"
 
 func (x *run) markDone(ctx context.Context, step string) error {
 	x.mu.Lock()
@@ -187,9 +200,6 @@ func (x *run) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	if e.Message == skipped {
-		e.Kind, e.Message = EventSkip, ""
-	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if e.Kind != EventProgress {
@@ -206,44 +216,44 @@ func (x *run) holder() string {
 	return fmt.Sprintf("recovery %.12s (%s) on host %s", x.p.Fingerprint, x.p.Name, host)
 }
 
-func (x *run) freeze(ctx context.Context) (string, error) {
+func (x *run) freeze(ctx context.Context) (stageOutcome, error) {
 	if !x.p.Freeze {
-		return skipped, nil
+		return skip("the recovery leaves replication as it is (no freeze-replication)"), nil
 	}
 	s, err := x.p.repo.Freeze(ctx, x.p.Machine, x.holder())
 	if err != nil {
-		return "", err
+		return stageOutcome{}, err
 	}
-	return s.String(), nil
+	return did("%s", s), nil
 }
 
 // check repeats the plan's target checks: between planning and the confirmation a disk may
 // have been mounted, swapped, unplugged or replaced.
-func (x *run) check(ctx context.Context) (string, error) {
+func (x *run) check(ctx context.Context) (stageOutcome, error) {
 	for i := range x.p.Disks {
 		d := &x.p.Disks[i]
 		t, err := d.target()
 		if err != nil {
-			return "", err
+			return stageOutcome{}, err
 		}
 		if t.Kind() != d.Kind {
-			return "", fmt.Errorf("%s: the target %s was a %s when the plan was made and is a %s now", d.Source, d.Target, d.Kind, t.Kind())
+			return stageOutcome{}, fmt.Errorf("%s: the target %s was a %s when the plan was made and is a %s now", d.Source, d.Target, d.Kind, t.Kind())
 		}
 		if err := t.Check(x.p.gate); err != nil {
-			return "", err
+			return stageOutcome{}, err
 		}
 		if d.Layout != nil && !x.state.done("restore:"+d.Source) {
 			if _, err := write.CheckPlan(ctx, x.p.repo, x.p.gen, d.Source, d.Layout, x.p.Scratch); err != nil {
-				return "", fmt.Errorf("%s: %w", d.Source, err)
+				return stageOutcome{}, fmt.Errorf("%s: %w", d.Source, err)
 			}
 		}
 	}
-	return fmt.Sprintf("%d disk(s) ready", len(x.p.Disks)), nil
+	return did("%d disk(s) ready", len(x.p.Disks)), nil
 }
 
 // restore restores every disk, in parallel: different disks do not compete for a target, and
 // the repository's reads overlap.
-func (x *run) restore(ctx context.Context) (string, error) {
+func (x *run) restore(ctx context.Context) (stageOutcome, error) {
 	var wg sync.WaitGroup
 	errs := make([]error, len(x.p.Disks))
 	var total int64
@@ -263,7 +273,7 @@ func (x *run) restore(ctx context.Context) (string, error) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return "", err
+		return stageOutcome{}, err
 	}
 	for _, d := range x.rep.Disks {
 		total += d.Bytes
@@ -272,7 +282,7 @@ func (x *run) restore(ctx context.Context) (string, error) {
 	if earlier > 0 {
 		msg += fmt.Sprintf("; %d disk(s) restored in an earlier run", earlier)
 	}
-	return msg, nil
+	return did("%s", msg), nil
 }
 
 func (x *run) restoreDisk(ctx context.Context, i int) error {
@@ -285,7 +295,7 @@ func (x *run) restoreDisk(ctx context.Context, i int) error {
 	var last time.Time
 	x.emit(Event{Stage: StageRestore, Kind: EventStart, Disk: d.Source, Message: "→ " + d.Target})
 	var beforeGrow func() error
-	if d.Layout != nil {
+	if d.Layout != nil && !x.p.NoVerify {
 		// Compare with the generation before the filesystems are grown: afterwards their
 		// metadata differs from the captured bytes and only a checker can judge them.
 		beforeGrow = func() error {
@@ -340,7 +350,10 @@ func progressEvent(stage, disk string, done, total int64, start time.Time) Event
 
 // verify compares every restored disk with the generation, and runs the filesystem checkers on
 // the volumes that a byte comparison cannot judge.
-func (x *run) verify(ctx context.Context) (string, error) {
+func (x *run) verify(ctx context.Context) (stageOutcome, error) {
+	if x.p.NoVerify {
+		return skip("--no-verify: every chunk was checked against its hash as it was written; the targets were not read back"), nil
+	}
 	var verified int64
 	for i, d := range x.p.Disks {
 		dr := &x.rep.Disks[i]
@@ -348,13 +361,13 @@ func (x *run) verify(ctx context.Context) (string, error) {
 			verified += dr.Verified
 			x.emit(Event{Stage: StageVerify, Kind: EventInfo, Disk: d.Source, Message: fmt.Sprintf("%s compared with the generation during the restore, before the filesystems grew", HumanBytes(dr.Verified))})
 			if err := x.checkResized(d, dr); err != nil {
-				return "", err
+				return stageOutcome{}, err
 			}
 			continue
 		}
 		t, err := x.p.Disks[i].target()
 		if err != nil {
-			return "", err
+			return stageOutcome{}, err
 		}
 		start := time.Now()
 		var last time.Time
@@ -367,15 +380,15 @@ func (x *run) verify(ctx context.Context) (string, error) {
 				x.emit(progressEvent(StageVerify, d.Source, p.Written, p.Total, start))
 			}})
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", d.Source, err)
+			return stageOutcome{}, fmt.Errorf("%s: %w", d.Source, err)
 		}
 		dr.Verified, dr.Skipped = st.Bytes, st.Skipped
 		verified += st.Bytes
 		if err := x.checkResized(d, dr); err != nil {
-			return "", err
+			return stageOutcome{}, err
 		}
 	}
-	return fmt.Sprintf("%s compared with the generation's chunk hashes", HumanBytes(verified)), nil
+	return did("%s compared with the generation's chunk hashes", HumanBytes(verified)), nil
 }
 
 // checkResized runs the filesystem checkers on the volumes of a planned disk that a byte
@@ -403,45 +416,49 @@ func (x *run) checkResized(d DiskPlan, dr *DiskReport) error {
 	return nil
 }
 
-func (x *run) inoculate(ctx context.Context) (string, error) {
+func (x *run) inoculate(ctx context.Context) (stageOutcome, error) {
 	if x.p.Inoculate.Skip {
-		return skipped, nil
+		return skip(orDefault(x.p.Inoculate.Why, "the plan says not to inoculate")), nil
 	}
-	if x.o.Inoculate == nil {
-		x.rep.Warnings = append(x.rep.Warnings, "inoculation was not run: this program has no inoculator for the restored system")
-		return "no inoculator: the restored system is as captured", nil
+	inoc := x.o.Inoculate
+	switch {
+	case inoc != nil:
+	case x.p.Inoculate.OnTarget:
+		inoc = InoculateOnTarget
+	default:
+		inoc = Inoculate
 	}
-	changes, err := x.o.Inoculate(ctx, x.p, x.emit)
+	changes, err := inoc(ctx, x.p, x.emit)
 	x.rep.Inoculation = append(x.rep.Inoculation, changes...)
 	if err != nil {
-		return "", err
+		return stageOutcome{}, err
 	}
-	return fmt.Sprintf("%d change(s)", len(changes)), nil
+	return did("%d change(s)", len(changes)), nil
 }
 
 // finalize makes every target durable and visible (package restore/target says how for each
 // kind): the report must not claim a recovery that a power cut could still undo.
-func (x *run) finalize(ctx context.Context) (string, error) {
+func (x *run) finalize(ctx context.Context) (stageOutcome, error) {
 	for i := range x.p.Disks {
 		t, err := x.p.Disks[i].target()
 		if err != nil {
-			return "", err
+			return stageOutcome{}, err
 		}
 		if err := t.Finalize(); err != nil {
-			return "", err
+			return stageOutcome{}, err
 		}
 	}
-	return "targets flushed", nil
+	return did("targets flushed"), nil
 }
 
-func (x *run) release(ctx context.Context) (string, error) {
+func (x *run) release(ctx context.Context) (stageOutcome, error) {
 	if !x.p.Freeze {
-		return skipped, nil
+		return skip("replication was not frozen"), nil
 	}
 	if err := x.p.repo.Release(ctx, x.p.Machine, x.p.Release); err != nil {
-		return "", err
+		return stageOutcome{}, err
 	}
-	return fmt.Sprintf("replication session %s", map[tib.ReleaseMode]string{tib.ReleaseRemove: "removed", tib.ReleaseResume: "resumed"}[x.p.Release]), nil
+	return did("replication session %s", map[tib.ReleaseMode]string{tib.ReleaseRemove: "removed", tib.ReleaseResume: "resumed"}[x.p.Release]), nil
 }
 
 // finish completes the report, saves it into the repository (failed runs too: the technician

@@ -58,6 +58,9 @@ type Request struct {
 	Release tib.ReleaseMode
 
 	Inoculate Inoculation
+	// NoVerify leaves out reading the targets back (each chunk is still checked against its
+	// hash as it is written): for benchmarks and for technicians who verify otherwise.
+	NoVerify bool
 	// Scratch is where volumes that must shrink are rebuilt (write.Options.Scratch).
 	Scratch string
 	// Notes are warnings the request's maker has for the plan (shown in the dry run).
@@ -74,7 +77,12 @@ type DiskRequest struct {
 
 // Inoculation says how the restored system is made to boot on the target.
 type Inoculation struct {
-	Skip            bool     `json:"skip,omitempty"`
+	Skip bool `json:"skip,omitempty"`
+	// Why says why inoculation is skipped (shown in the plan and the report).
+	Why string `json:"why,omitempty"`
+	// OnTarget: the recovery runs on the machine being recovered (the boot environment), so
+	// device targets keep host-only settings for this very hardware (InoculateOnTarget).
+	OnTarget        bool     `json:"onTarget,omitempty"`
 	Hardware        string   `json:"hardware,omitempty"` // detect, kvm-virtio-blk, …, nvme
 	Drivers         []string `json:"drivers,omitempty"`
 	EnableInbox     []string `json:"enableInbox,omitempty"`
@@ -92,6 +100,7 @@ type Plan struct {
 	Freeze         bool            `json:"freeze"`
 	Release        tib.ReleaseMode `json:"release,omitempty"`
 	Inoculate      Inoculation     `json:"inoculate"`
+	NoVerify       bool            `json:"noVerify,omitempty"`
 	Scratch        string          `json:"scratch,omitempty"`
 	Protect        []string        `json:"protect"`
 	Warnings       []string        `json:"warnings,omitempty"`
@@ -180,7 +189,7 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 		return nil, err
 	}
 	p := &Plan{Name: req.Name, Repository: req.Repo.Location(), Machine: gen.Machine, Generation: gen.ID.String(),
-		GenerationTime: gen.Time, Freeze: req.Freeze, Release: req.Release, Inoculate: req.Inoculate,
+		GenerationTime: gen.Time, Freeze: req.Freeze, Release: req.Release, Inoculate: req.Inoculate, NoVerify: req.NoVerify,
 		Scratch: req.Scratch, Warnings: append([]string(nil), req.Notes...), repo: req.Repo, gen: gen}
 	if p.Freeze && p.Release == "" {
 		p.Release = tib.ReleaseRemove
@@ -460,14 +469,37 @@ func (p *Plan) WriteText(w io.Writer) {
 	default:
 		fmt.Fprintf(w, "  replication: frozen during the recovery, then %s\n", p.Release)
 	}
-	if p.Inoculate.Skip {
-		fmt.Fprintf(w, "  inoculation: skipped\n")
-	} else {
-		fmt.Fprintf(w, "  inoculation: for hardware %s\n", orDefault(p.Inoculate.Hardware, "detect"))
+	if p.NoVerify {
+		fmt.Fprintf(w, "  verification: left out (--no-verify): chunks are checked as they are written, the targets are not read back\n")
 	}
+	p.writeInoculation(w)
 	fmt.Fprintf(w, "  never written: %s\n", strings.Join(p.Protect, ", "))
 	for _, warn := range p.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+}
+
+// writeInoculation says what inoculation will do: where it runs, for which hardware, with which
+// drivers and services, on which disks.
+func (p *Plan) writeInoculation(w io.Writer) {
+	in := p.Inoculate
+	if in.Skip {
+		fmt.Fprintf(w, "  inoculation: skipped (%s)\n", orDefault(in.Why, "the plan says not to inoculate"))
+		return
+	}
+	where := "off-target (the restored disks will run on other hardware)"
+	if in.OnTarget {
+		where = "on-target (this machine's hardware)"
+	}
+	fmt.Fprintf(w, "  inoculation: %s, hardware %s, on the Linux and Windows systems found on %d disk(s)\n", where, orDefault(in.Hardware, "detect"), len(p.Disks))
+	if len(in.Drivers) > 0 {
+		fmt.Fprintf(w, "      drivers from %s\n", strings.Join(in.Drivers, ", "))
+	}
+	if len(in.EnableInbox) > 0 {
+		fmt.Fprintf(w, "      enable in-box drivers: %s\n", strings.Join(in.EnableInbox, ", "))
+	}
+	if len(in.DisableServices) > 0 {
+		fmt.Fprintf(w, "      disable services: %s\n", strings.Join(in.DisableServices, ", "))
 	}
 }
 

@@ -390,13 +390,13 @@ bench_fs() {
 	V[$fs.dd_bytes]=$((n * (4 << 20)))
 	for i in $(seq 1 "$RUNS"); do
 		PREP=(rm -f "$out")
-		timed "$fs.res_plain" "$WORK/$fs-plain-1" cld "$fs.res_plain" restore-disk --repo "$WORK/$fs-plain-1" --machine "$fs" --generation latest --disk disk0 --to "$out"
+		timed "$fs.res_plain" "$WORK/$fs-plain-1" cld "$fs.res_plain" restore-disk --no-verify --repo "$WORK/$fs-plain-1" --machine "$fs" --generation latest --disk disk0 --to "$out"
 		if [ "$i" = 1 ]; then
 			check "$fs" "cauldron restore (unencrypted), first generation: $( [ "$fs" = ext4 ] && echo 'e2fsck -fn' || echo 'ntfsfix -n') on the partition" fsck_part_of_disk "$fs" "$out"
 			check "$fs" "cauldron restore (unencrypted), first generation: whole disk byte-identical to the source (cmp)" cmp "$img1" "$out"
 		fi
 		PREP=(rm -f "$out")
-		timed "$fs.res_enc" "$WORK/$fs-enc-1" cld_enc "$fs.res_enc" restore-disk --repo "$WORK/$fs-enc-1" --machine "$fs" --generation latest --disk disk0 --to "$out"
+		timed "$fs.res_enc" "$WORK/$fs-enc-1" cld_enc "$fs.res_enc" restore-disk --no-verify --repo "$WORK/$fs-enc-1" --machine "$fs" --generation latest --disk disk0 --to "$out"
 		if [ "$i" = 1 ]; then
 			check "$fs" "cauldron restore (encrypted), first generation: whole disk byte-identical to the source (cmp)" cmp "$img1" "$out"
 		fi
@@ -434,7 +434,7 @@ bench_fs() {
 	say "$fs: capture and restore inside a $MEM_LIMIT_MIB MiB memory cgroup"
 	cld_enc init init --repo "$WORK/$fs-cg"
 	mem_limited "$fs.cg_cap" capture --repo "$WORK/$fs-cg" --machine "$fs" "$disk1"
-	mem_limited "$fs.cg_res" restore-disk --repo "$WORK/$fs-cg" --machine "$fs" --generation latest --disk disk0 --to "$out"
+	mem_limited "$fs.cg_res" restore-disk --no-verify --repo "$WORK/$fs-cg" --machine "$fs" --generation latest --disk disk0 --to "$out"
 	if [ "${V[$fs.cg_res.ok]:-}" = yes ]; then
 		check "$fs" "cauldron restore inside the memory cgroup: whole disk byte-identical to the source (cmp)" cmp "$img1" "$out"
 	fi

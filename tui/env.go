@@ -52,8 +52,8 @@ type Env struct {
 	ExportDir string
 	// Scratch is passed to the request (where shrinking volumes are rebuilt).
 	Scratch string
-	// Inoculate is the engine's inoculation hook (restore.RunOptions.Inoculate); nil: the
-	// engine skips the stage and says so.
+	// Inoculate replaces the inoculation the plan says (restore.RunOptions.Inoculate); nil:
+	// the plan's.
 	Inoculate func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) ([]string, error)
 	// Run runs a plan; nil: restore.Run. Tests replace it to hold a run open.
 	Run func(ctx context.Context, p *restore.Plan, o restore.RunOptions) (*restore.Report, error)

@@ -35,7 +35,7 @@ func (m *Model) Request() restore.Request {
 func (m *Model) inoculation() restore.Inoculation {
 	o := &m.opt
 	if !o.inoculate {
-		return restore.Inoculation{Skip: true}
+		return restore.Inoculation{Skip: true, Why: "turned off in the wizard's options"}
 	}
 	in := restore.Inoculation{Hardware: string(hardwareChoices[o.hardware])}
 	for i, on := range o.driverOn {

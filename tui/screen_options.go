@@ -189,9 +189,6 @@ func (m *Model) viewOptions() (string, string) {
 		}
 		lines = append(lines, t.row(i == s.sel, l))
 	}
-	if m.env.Inoculate == nil && s.inoculate {
-		lines = append(lines, "", t.Warn("This build has no inoculator: the stage is reported as not run, and the restored system stays as captured."))
-	}
 	n := m.bodyHeight()
 	start := listWindow(sel, len(lines), n)
 	return strings.Join(lines[start:min(len(lines), start+n)], "\n"), "up/down move  space/left/right change  enter continue  esc back"

@@ -70,11 +70,27 @@ func TestRestoreDiskPlans(t *testing.T) {
 		t.Fatalf("ext4 is %d×%d bytes after restore onto the bigger disk, want the partition's %d", count, bs, size)
 	}
 
-	// Too small for the data: refused, naming the volume and the bytes missing; untouched.
+	// An existing image smaller than the disk, without --resize, is extended and takes the disk
+	// byte for byte (the engine's rule for image files); without --yes it is not touched.
 	small := filepath.Join(dir, "small.img")
 	sparse(t, small, 12<<20)
 	before := hash(small)
-	stdout, stderr, code := cauldron(t, env, "restore-disk", "--repo", repo, "--machine", "m", "--to", small)
+	if _, errs, code := cauldron(t, env, "restore-disk", "--repo", repo, "--machine", "m", "--to", small); code == 0 || !strings.Contains(errs, "--yes") || hash(small) != before {
+		t.Fatalf("restore-disk onto an existing image without --yes: exit %d %s", code, errs)
+	}
+	grown := filepath.Join(dir, "grown.img")
+	sparse(t, grown, 12<<20)
+	if out := ok(t, env, "restore-disk", "--repo", repo, "--machine", "m", "--to", grown, "--yes"); !strings.Contains(out, "byte for byte") {
+		t.Fatalf("restore-disk onto a smaller image:\n%s", out)
+	}
+	if fi, _ := os.Stat(grown); fi.Size() != 26<<20 {
+		t.Fatalf("the smaller image is %d bytes after the restore, want the disk's %d", fi.Size(), 26<<20)
+	}
+	sgdiskClean(t, grown)
+
+	// Planned onto it (--resize): too small for the data: refused, naming the volume and the
+	// bytes missing; untouched.
+	stdout, stderr, code := cauldron(t, env, "restore-disk", "--repo", repo, "--machine", "m", "--to", small, "--resize", "proportional", "--yes")
 	if code == 0 || !strings.Contains(stdout+stderr, "partition 1 (ext4) holds") || !strings.Contains(stdout+stderr, "more bytes") {
 		t.Fatalf("restore-disk onto a target too small: exit %d\n%s%s", code, stdout, stderr)
 	}

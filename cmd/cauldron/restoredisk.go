@@ -13,7 +13,7 @@ import (
 func newRestoreDisk() *cobra.Command {
 	var f repoFlags
 	var machine, genRef, disk, to, resize, identity, scratch string
-	var dryRun, yes bool
+	var dryRun, yes, noVerify bool
 	c := &cobra.Command{
 		Use:   "restore-disk --repo DIR --machine NAME --generation ID|latest|TIME --disk disk0 --to TARGET [--resize MODE] [--identity MODE] [--scratch DIR] [--dry-run] [--yes]",
 		Short: "Write one disk of a generation back to a block device or image file",
@@ -56,8 +56,8 @@ and stops.`,
 				dr.Identity = partition.IdentityMode(identity)
 			}
 			plan, err := restore.Prepare(cmd.Context(), restore.Request{Name: "restore-disk", Repo: r, RepoPath: f.dir,
-				Machine: machine, Generation: genRef, Disks: []restore.DiskRequest{dr}, Only: true, Candidates: []string{},
-				Scratch: scratch, Inoculate: restore.Inoculation{Skip: true}})
+				Machine: machine, Generation: genRef, Disks: []restore.DiskRequest{dr}, Only: true, Candidates: []string{}, NoVerify: noVerify,
+				Scratch: scratch, Inoculate: restore.Inoculation{Skip: true, Why: "restore-disk writes the disk as it was captured"}})
 			if err != nil {
 				return err
 			}
@@ -101,8 +101,12 @@ and stops.`,
 				return err
 			}
 			dr0 := rep.Disks[0]
-			fmt.Printf("restored %s of %s generation %s to %s: %s written in %.1f s (%s), %s compared with the generation\n",
-				d.Source, plan.Machine, plan.Generation[:12], to, human(dr0.Bytes), dr0.Seconds, rate(dr0.Bytes, dr0.Seconds), human(dr0.Verified))
+			checked := human(dr0.Verified) + " compared with the generation"
+			if noVerify {
+				checked = "not read back (--no-verify)"
+			}
+			fmt.Printf("restored %s of %s generation %s to %s: %s written in %.1f s (%s), %s\n",
+				d.Source, plan.Machine, plan.Generation[:12], to, human(dr0.Bytes), dr0.Seconds, rate(dr0.Bytes, dr0.Seconds), checked)
 			return nil
 		},
 	}
@@ -115,6 +119,7 @@ and stops.`,
 	c.Flags().StringVar(&identity, "identity", string(partition.IdentityKeep), "when planning: keep (recovery in place) or renew (a copy beside the original)")
 	c.Flags().StringVar(&scratch, "scratch", "", "directory for rebuilding volumes that shrink (default $TMPDIR or /tmp); not on TARGET")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and its checks; write nothing")
+	c.Flags().BoolVar(&noVerify, "no-verify", false, "do not read the target back to compare it with the generation (chunks are still checked as they are written)")
 	c.Flags().BoolVar(&yes, "yes", false, "consent to overwriting TARGET (a block device or an existing image) without the typed confirmation")
 	c.MarkFlagRequired("machine")
 	return c

@@ -48,8 +48,8 @@ func (t *ImageFile) Check(g *Gate) error {
 	return notInUse(t.path)
 }
 
-// Open opens the image, creating it (sparse, size bytes) if it is new; an existing one must hold
-// size bytes, or be empty (it is extended).
+// Open opens the image, creating it (sparse, size bytes) if it is new; an existing one smaller
+// than size bytes is extended.
 func (t *ImageFile) Open(size int64) (Writer, error) {
 	fi, err := os.Stat(t.path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -76,9 +76,6 @@ func (t *ImageFile) Open(size int64) (Writer, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("target %s is no longer a regular file", t.path)
 	}
-	if fi.Size() != 0 && fi.Size() < size {
-		return nil, fmt.Errorf("target %s: %d bytes is smaller than the disk (%d bytes); nothing written", t.path, fi.Size(), size)
-	}
 	f, err := os.OpenFile(t.path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", t.path, err)
@@ -87,11 +84,13 @@ func (t *ImageFile) Open(size int64) (Writer, error) {
 		f.Close()
 		return nil, err
 	}
+	// An image smaller than the disk grows to take it (the plan said so, and the technician
+	// agreed to its contents being replaced); an empty one reads as zeros everywhere.
 	fresh := fi.Size() == 0
-	if fresh {
+	if fi.Size() < size {
 		if err := f.Truncate(size); err != nil {
 			f.Close()
-			return nil, fmt.Errorf("target %s: %w", t.path, err)
+			return nil, fmt.Errorf("target %s: growing it to the disk's %d bytes: %w", t.path, size, err)
 		}
 	}
 	return &imageWriter{f: f, size: max(fi.Size(), size), fresh: fresh}, nil

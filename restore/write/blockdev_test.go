@@ -111,22 +111,26 @@ func TestRestoreOntoDirtyTargetAndBigger(t *testing.T) {
 	}
 }
 
-// TestRefusedTargets: a target smaller than the disk, or a disk the generation does not have, is
-// refused before anything is written.
+// TestRefusedTargets: a device smaller than the disk, or a disk the generation does not have, is
+// refused before anything is written (an image file smaller than the disk grows instead).
 func TestRefusedTargets(t *testing.T) {
 	dir := t.TempDir()
 	s := makeSample(t, dir, 6)
 	r := newRepo(t, dir, "")
 	g := capture(t, r, "m1", s.Path)
-	// A target smaller than the disk: refused, untouched.
 	small := filepath.Join(dir, "small.img")
 	writeFile(t, small, []byte(strings.Repeat("x", 1<<20)))
-	if _, err := restoreTo(r, g, small, restoreOpts{}); err == nil || !strings.Contains(err.Error(), "smaller") {
-		t.Errorf("small target: %v", err)
+	dev := loop(t, small)
+	if _, err := restoreTo(r, g, dev, restoreOpts{}); err == nil || !strings.Contains(err.Error(), "smaller") {
+		t.Errorf("small device: %v", err)
 	}
 	if b, _ := os.ReadFile(small); string(b) != strings.Repeat("x", 1<<20) {
-		t.Error("the small target was written")
+		t.Error("the small device was written")
 	}
+	grown := filepath.Join(dir, "grown.img")
+	writeFile(t, grown, []byte(strings.Repeat("x", 1<<20)))
+	restore(t, r, g, grown)
+	checkRestored(t, s, grown, dir)
 	if _, err := restoreTo(r, g, filepath.Join(dir, "x.img"), restoreOpts{disk: "disk7"}); err == nil {
 		t.Error("unknown disk accepted")
 	}
