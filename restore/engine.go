@@ -151,8 +151,10 @@ type stageOutcome struct {
 	Skipped string // why the stage did nothing; "" when it ran
 }
 
-func did(format string, args ...any) stageOutcome { return stageOutcome{Message: fmt.Sprintf(format, args...)} }
-func skip(why string) stageOutcome              { return stageOutcome{Skipped: why} }
+func did(format string, args ...any) stageOutcome {
+	return stageOutcome{Message: fmt.Sprintf(format, args...)}
+}
+func skip(why string) stageOutcome { return stageOutcome{Skipped: why} }
 
 // stage runs one stage unless the journal has it done, and records it.
 func (x *run) stage(ctx context.Context, name string, fn func(context.Context) (stageOutcome, error)) error {
