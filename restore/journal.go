@@ -301,30 +301,19 @@ func (i JournalInfo) Progress() string {
 	return out
 }
 
-// String describes the journal in one paragraph.
-func (i JournalInfo) String() string {
+// Recovery names the journal's recovery: machine, generation, name, host, when it started and
+// last wrote its journal.
+func (i JournalInfo) Recovery() string {
 	var b strings.Builder
-	if len(i.Targets) > 0 {
-		fmt.Fprintf(&b, "target %s: ", strings.Join(i.Targets, ", "))
+	fmt.Fprintf(&b, "%s, generation %.12s", orDefault(i.Machine, "an unknown machine"), orDefault(i.Generation, "unknown"))
+	if i.Name != "" {
+		fmt.Fprintf(&b, ", %q", i.Name)
 	}
-	if i.Damaged != "" {
-		fmt.Fprintf(&b, "the journal %s cannot be read (%s): a recovery that did not finish wrote it, and how far it got is unknown", i.Where, i.Damaged)
-		return b.String()
-	}
-	if i.Own {
-		fmt.Fprintf(&b, "the journal %s is this recovery's own, from an interrupted run", i.Where)
-	} else {
-		fmt.Fprintf(&b, "the journal %s belongs to another recovery (of %s, generation %.12s", i.Where, orDefault(i.Machine, "an unknown machine"), orDefault(i.Generation, "unknown"))
-		if i.Name != "" {
-			fmt.Fprintf(&b, ", %q", i.Name)
-		}
-		if i.Host != "" {
-			fmt.Fprintf(&b, " on host %s", i.Host)
-		}
-		b.WriteString(") that did not finish")
+	if i.Host != "" {
+		fmt.Fprintf(&b, " on host %s", i.Host)
 	}
 	if !i.Started.IsZero() {
-		fmt.Fprintf(&b, "; started %s", i.Started.Local().Format(time.RFC3339))
+		fmt.Fprintf(&b, ", started %s", i.Started.Local().Format(time.RFC3339))
 	}
 	if !i.Updated.IsZero() {
 		fmt.Fprintf(&b, ", last step %s", i.Updated.Local().Format(time.RFC3339))
@@ -332,9 +321,35 @@ func (i JournalInfo) String() string {
 	if i.Runs > 1 {
 		fmt.Fprintf(&b, ", %d runs", i.Runs)
 	}
+	return b.String()
+}
+
+// FrozenNote says what to do about the replication freeze the recovery holds ("" if none).
+func (i JournalInfo) FrozenNote() string {
+	if !i.Frozen || i.Own {
+		return ""
+	}
+	return fmt.Sprintf("it froze the replication of %s (release it with `cauldron replication release %s` when that recovery is abandoned)", i.Machine, i.Machine)
+}
+
+// String describes the journal in one paragraph.
+func (i JournalInfo) String() string {
+	var b strings.Builder
+	if len(i.Targets) > 0 {
+		fmt.Fprintf(&b, "target %s: ", strings.Join(i.Targets, ", "))
+	}
+	switch {
+	case i.Damaged != "":
+		fmt.Fprintf(&b, "the journal %s cannot be read (%s): a recovery that did not finish wrote it, and how far it got is unknown", i.Where, i.Damaged)
+		return b.String()
+	case i.Own:
+		fmt.Fprintf(&b, "the journal %s is this recovery's own, from a run that did not finish (%s)", i.Where, i.Recovery())
+	default:
+		fmt.Fprintf(&b, "the journal %s belongs to another recovery (of %s) that did not finish", i.Where, i.Recovery())
+	}
 	fmt.Fprintf(&b, "; %s", i.Progress())
-	if i.Frozen && !i.Own {
-		fmt.Fprintf(&b, "; it froze the replication of %s (release it with `cauldron replication release %s` when that recovery is abandoned)", i.Machine, i.Machine)
+	if n := i.FrozenNote(); n != "" {
+		b.WriteString("; " + n)
 	}
 	return b.String()
 }
