@@ -21,7 +21,7 @@ type RunOptions struct {
 	Journal Journal
 	// Inoculate makes the restored system boot on the target; nil skips the stage with a
 	// message (the report says so).
-	Inoculate func(ctx context.Context, p *Plan, emit func(Event)) ([]string, error)
+	Inoculate func(ctx context.Context, p *Plan, emit func(Event)) (*InoculationResult, error)
 	// failAfter stops the run with an error after the named step: tests of resuming use it.
 	failAfter string
 }
@@ -396,12 +396,15 @@ func (x *run) inoculate(ctx context.Context) (string, error) {
 		x.rep.Warnings = append(x.rep.Warnings, "inoculation was not run: this program has no inoculator for the restored system")
 		return "no inoculator: the restored system is as captured", nil
 	}
-	changes, err := x.o.Inoculate(ctx, x.p, x.emit)
-	x.rep.Inoculation = append(x.rep.Inoculation, changes...)
+	res, err := x.o.Inoculate(ctx, x.p, x.emit)
+	if res != nil {
+		x.rep.Inoculation = append(x.rep.Inoculation, res.Changes...)
+		x.rep.Warnings = append(x.rep.Warnings, res.Warnings...)
+	}
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%d change(s)", len(changes)), nil
+	return res.Summary(), nil
 }
 
 // finalize flushes every target to stable storage: the report must not claim a recovery that

@@ -82,7 +82,7 @@ type recoverOptions struct {
 	// candidates overrides the machine's disks (tests); nil: SystemDisks.
 	candidates []string
 	// inoculate overrides the inoculation (tests); nil: restore.Inoculate.
-	inoculate func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) ([]string, error)
+	inoculate func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) (*restore.InoculationResult, error)
 	mountUSB  func(ctx context.Context, path string) (string, error)
 }
 
