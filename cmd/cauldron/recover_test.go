@@ -106,25 +106,7 @@ func TestRecoverRestart(t *testing.T) {
 	target := filepath.Join(dir, "recovered.img")
 	journal := target + ".cauldron-journal"
 
-	ctx := context.Background()
-	r, err := tib.Open(ctx, local.New(repo), func() ([]byte, error) { return []byte("pw"), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := restore.Prepare(ctx, restore.Request{Name: "db01.ks", Repo: r, RepoPath: repo, Machine: "db01", Candidates: []string{},
-		Disks: []restore.DiskRequest{{Source: "disk0", Target: target}}, Inoculate: restore.Inoculation{Skip: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, cancel := context.WithCancel(ctx)
-	_, err = restore.Run(stop, p, restore.RunOptions{Events: func(e restore.Event) {
-		if e.Stage == restore.StageRestore && e.Kind == restore.EventProgress {
-			cancel()
-		}
-	}})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("the interrupted recovery of db01: %v", err)
-	}
+	unfinishedRecovery(t, repo, "pw", "db01", target)
 	left, err := os.ReadFile(target)
 	if err != nil {
 		t.Fatal(err)
@@ -180,5 +162,31 @@ func TestRecoverRestart(t *testing.T) {
 	// Nothing left on the way: a plain run again just recovers.
 	if out := ok(t, env, "recover", "--kickstart", ks, "--yes"); !strings.Contains(out, "succeeded") || strings.Contains(out, "resum") {
 		t.Fatalf("the next run:\n%s", out)
+	}
+}
+
+// unfinishedRecovery leaves on target the journal of a recovery of machine that stopped during
+// its restore, as a power loss would.
+func unfinishedRecovery(t *testing.T, repo, password, machine, target string) {
+	t.Helper()
+	ctx := context.Background()
+	r, err := tib.Open(ctx, local.New(repo), func() ([]byte, error) { return []byte(password), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := restore.Prepare(ctx, restore.Request{Name: machine + ".ks", Repo: r, RepoPath: repo, Machine: machine, Candidates: []string{},
+		Disks: []restore.DiskRequest{{Source: "disk0", Target: target}}, Inoculate: restore.Inoculation{Skip: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_, err = restore.Run(stop, p, restore.RunOptions{Events: func(e restore.Event) {
+		if e.Stage == restore.StageRestore && e.Kind == restore.EventProgress {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("the interrupted recovery of %s: %v", machine, err)
 	}
 }
