@@ -2,54 +2,21 @@ package tui
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/cauldron-dr/cauldron/internal/recoverytest"
 	"github.com/cauldron-dr/cauldron/restore"
-	"github.com/cauldron-dr/cauldron/tib"
-	"github.com/cauldron-dr/cauldron/tib/backend/local"
 )
-
-// unfinishedRecovery leaves on target the journal of a recovery of machine that stopped as its
-// restore began, as a power loss would, and returns the journal's path.
-func unfinishedRecovery(t *testing.T, f *fixture, machine, target string) string {
-	t.Helper()
-	ctx := context.Background()
-	r, err := tib.Open(ctx, local.New(f.repo), func() ([]byte, error) { return f.password, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := restore.Prepare(ctx, restore.Request{Name: machine + ".ks", Repo: r, RepoPath: f.repo, Machine: machine, Candidates: []string{},
-		Disks: []restore.DiskRequest{{Source: "disk0", Target: target}}, Inoculate: restore.Inoculation{Skip: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, cancel := context.WithCancel(ctx)
-	defer cancel()
-	_, err = restore.Run(stop, p, restore.RunOptions{Events: func(e restore.Event) {
-		if e.Stage == restore.StageRestore && e.Kind == restore.EventStart {
-			cancel()
-		}
-	}})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("the interrupted recovery of %s: %v", machine, err)
-	}
-	journal := target + ".cauldron-journal"
-	if _, err := os.Stat(journal); err != nil {
-		t.Fatalf("the interrupted recovery left no journal: %v", err)
-	}
-	return journal
-}
 
 // The engine refuses to start because db01's unfinished recovery is on the target: the result
 // screen says nothing was written, names the journal and offers to discard it behind the typed
 // word; a wrong word or esc discards nothing; ERASE discards it and the recovery runs to the end.
 func TestWizardDiscardsAnotherRecoverysJournal(t *testing.T) {
 	f := newFixture(t)
-	journal := unfinishedRecovery(t, f, "db01", f.same)
+	journal := recoverytest.Unfinished(t, f.repo, string(f.password), "db01", f.same)
 	before, _ := os.ReadFile(f.same)
 
 	d := toSummary(t, f, f.env())

@@ -2,16 +2,13 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/cauldron-dr/cauldron/restore"
-	"github.com/cauldron-dr/cauldron/tib"
-	"github.com/cauldron-dr/cauldron/tib/backend/local"
+	"github.com/cauldron-dr/cauldron/internal/recoverytest"
 )
 
 func TestRecoverKickstart(t *testing.T) {
@@ -103,10 +100,13 @@ func TestRecoverRestart(t *testing.T) {
 	ok(t, env, "init")
 	ok(t, env, "capture", "--machine", "web01", web01)
 	ok(t, env, "capture", "--machine", "db01", db01)
+	// The target: a blank image of the disks' size, as a technician prepares one.
 	target := filepath.Join(dir, "recovered.img")
-	journal := target + ".cauldron-journal"
-
-	unfinishedRecovery(t, repo, "pw", "db01", target)
+	fi, err := os.Stat(web01)
+	if err != nil || os.WriteFile(target, nil, 0o644) != nil || os.Truncate(target, fi.Size()) != nil {
+		t.Fatalf("making the target: %v", err)
+	}
+	journal := recoverytest.Unfinished(t, repo, "pw", "db01", target)
 	left, err := os.ReadFile(target)
 	if err != nil {
 		t.Fatal(err)
@@ -162,31 +162,5 @@ func TestRecoverRestart(t *testing.T) {
 	// Nothing left on the way: a plain run again just recovers.
 	if out := ok(t, env, "recover", "--kickstart", ks, "--yes"); !strings.Contains(out, "succeeded") || strings.Contains(out, "resum") {
 		t.Fatalf("the next run:\n%s", out)
-	}
-}
-
-// unfinishedRecovery leaves on target the journal of a recovery of machine that stopped during
-// its restore, as a power loss would.
-func unfinishedRecovery(t *testing.T, repo, password, machine, target string) {
-	t.Helper()
-	ctx := context.Background()
-	r, err := tib.Open(ctx, local.New(repo), func() ([]byte, error) { return []byte(password), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := restore.Prepare(ctx, restore.Request{Name: machine + ".ks", Repo: r, RepoPath: repo, Machine: machine, Candidates: []string{},
-		Disks: []restore.DiskRequest{{Source: "disk0", Target: target}}, Inoculate: restore.Inoculation{Skip: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, cancel := context.WithCancel(ctx)
-	defer cancel()
-	_, err = restore.Run(stop, p, restore.RunOptions{Events: func(e restore.Event) {
-		if e.Stage == restore.StageRestore && e.Kind == restore.EventProgress {
-			cancel()
-		}
-	}})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("the interrupted recovery of %s: %v", machine, err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/recoverytest"
 )
 
 // TestWizardTmuxDiscardJournal: the target holds db01's unfinished recovery; the wizard's
@@ -13,8 +15,7 @@ import (
 func TestWizardTmuxDiscardJournal(t *testing.T) {
 	dir, repo, disk, target := wizardFixture(t)
 	ok(t, []string{"CAULDRON_PASSWORD=wizard-pw", "CAULDRON_REPOSITORY=" + repo}, "capture", "--machine", "db01", disk)
-	unfinishedRecovery(t, repo, "wizard-pw", "db01", target)
-	journal := target + ".cauldron-journal"
+	journal := recoverytest.Unfinished(t, repo, "wizard-pw", "db01", target)
 
 	p := startTmux(t, dir, "journal", wizardCommand("TERM=vt100", repo, target, dir))
 	p.waitFor("step 1 of 8: Network")
