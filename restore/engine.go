@@ -22,7 +22,7 @@ type RunOptions struct {
 	Journal Journal
 	// Inoculate replaces the inoculation the plan says (Inoculate, or InoculateOnTarget when
 	// Plan.Inoculate.OnTarget): tests use it; nil is the plan's.
-	Inoculate func(ctx context.Context, p *Plan, emit func(Event)) ([]string, error)
+	Inoculate func(ctx context.Context, p *Plan, emit func(Event)) (*InoculationResult, error)
 	// failAfter stops the run with an error after the named step: tests of resuming use it.
 	failAfter string
 }
@@ -430,12 +430,15 @@ func (x *run) inoculate(ctx context.Context) (stageOutcome, error) {
 	default:
 		inoc = Inoculate
 	}
-	changes, err := inoc(ctx, x.p, x.emit)
-	x.rep.Inoculation = append(x.rep.Inoculation, changes...)
+	res, err := inoc(ctx, x.p, x.emit)
+	if res != nil {
+		x.rep.Inoculation = append(x.rep.Inoculation, res.Changes...)
+		x.rep.Warnings = append(x.rep.Warnings, res.Warnings...)
+	}
 	if err != nil {
 		return stageOutcome{}, err
 	}
-	return did("%d change(s)", len(changes)), nil
+	return did("%s", res.Summary()), nil
 }
 
 // finalize makes every target durable and visible (package restore/target says how for each

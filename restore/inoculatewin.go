@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -46,36 +47,35 @@ func bcdMapping(p *Plan) (bcd.Mapping, error) {
 	return m, nil
 }
 
-// inoculateWindowsOn looks for a Windows system volume among the disk's NTFS partitions and
+// inoculateWindowsOn looks for a Windows system volume among the disk's NTFS volumes and
 // inoculates it, with the ESP when the disk has one.
-func inoculateWindowsOn(ctx context.Context, p *Plan, d DiskPlan, layout *partition.Disk, att attached, mapping bcd.Mapping, info func(string, ...any)) ([]string, bool, error) {
-	if layout == nil {
-		return nil, false, nil
-	}
-	for _, part := range layout.Partitions {
-		if part.Filesystem == nil || part.Filesystem.Type != "ntfs" {
+func inoculateWindowsOn(ctx context.Context, p *Plan, d DiskPlan, layout *partition.Disk, att attached, mapping bcd.Mapping, info func(string, ...any), sr *search) ([]string, error) {
+	for _, v := range sr.volumes {
+		if v.fs != "ntfs" {
 			continue
 		}
-		dev := att.partition(part.Number)
+		dev := att.partition(v.number)
 		if err := waitFor(dev, 5*time.Second); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		root, unmount, err := mountNTFS(dev)
 		if err != nil {
-			return nil, false, fmt.Errorf("partition %d: %w", part.Number, err)
+			return nil, fmt.Errorf("%s: %w", v, err)
 		}
-		if !hasWindows(root) {
+		if why := notWindows(root); why != "" {
 			unmount()
+			sr.saw(v, why)
 			continue
 		}
-		info("partition %d holds Windows", part.Number)
-		p.systems = append(p.systems, restoredSystem{disk: d, partition: part.Number, fsType: "ntfs", dir: "Windows/Cauldron"})
+		info("%s holds Windows", v)
+		sr.found(v, "Windows")
+		p.systems = append(p.systems, restoredSystem{disk: d, partition: v.number, fsType: "ntfs", dir: "Windows/Cauldron"})
 		o := windows.Options{Root: root, Drivers: p.Inoculate.Drivers, Hardware: orDefault(p.Inoculate.Hardware, "detect"),
 			EnableInbox: p.Inoculate.EnableInbox, DisableServices: p.Inoculate.DisableServices, Mapping: mapping,
 			Log: func(s string) { info("%s", s) }}
 		if !d.onThisMachine() && o.Hardware == "detect" {
 			unmount()
-			return nil, true, errors.New("Windows on an image file: name the hardware it will run on (inoculate --hardware), there is no controller to detect")
+			return nil, errors.New("Windows on an image file: name the hardware it will run on (inoculate --hardware), there is no controller to detect")
 		}
 		if bs, err := readSector(dev); err == nil {
 			o.BootSector = bs
@@ -85,7 +85,7 @@ func inoculateWindowsOn(ctx context.Context, p *Plan, d DiskPlan, layout *partit
 			espDir, espUnmount, err := mountESP(att.partition(esp.Number))
 			if err != nil {
 				unmount()
-				return nil, true, fmt.Errorf("mounting the ESP (partition %d) to rewrite its BCD: %w", esp.Number, err)
+				return nil, fmt.Errorf("mounting the ESP (partition %d) to rewrite its BCD: %w", esp.Number, err)
 			}
 			defer espUnmount()
 			o.ESP = espDir
@@ -98,28 +98,49 @@ func inoculateWindowsOn(ctx context.Context, p *Plan, d DiskPlan, layout *partit
 		}
 		var changes []string
 		if rep != nil {
-			for _, line := range strings.Split(strings.TrimSpace(rep.Text()), "\n") {
-				if line != "" {
-					changes = append(changes, line)
-				}
-			}
+			changes = reportLines(rep.Text())
 		}
-		return changes, true, err
+		return changes, err
 	}
-	return nil, false, nil
+	return nil, nil
 }
 
-func hasWindows(root string) bool {
-	ents, err := os.ReadDir(root)
+// windowsSystemHive is the file that marks a Windows system volume: the SYSTEM hive, which
+// inoculation rewrites (drivers, services, MountedDevices).
+var windowsSystemHive = []string{"Windows", "System32", "config", "SYSTEM"}
+
+// notWindows says why the volume mounted at root is no Windows system volume ("" when it is
+// one): NTFS names are matched without regard to case, as Windows does.
+func notWindows(root string) string {
+	dir := root
+	for i, name := range windowsSystemHive {
+		next, ok := entryFold(dir, name)
+		if !ok {
+			if i == 0 {
+				return `no \Windows folder`
+			}
+			return `a \Windows folder without System32\config\SYSTEM`
+		}
+		dir = next
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.Mode().IsRegular() {
+		return `\Windows\System32\config\SYSTEM is not a file`
+	}
+	return ""
+}
+
+// entryFold finds name in dir, whatever its case.
+func entryFold(dir, name string) (string, bool) {
+	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return false
+		return "", false
 	}
 	for _, e := range ents {
-		if strings.EqualFold(e.Name(), "windows") && e.IsDir() {
-			return true
+		if strings.EqualFold(e.Name(), name) {
+			return filepath.Join(dir, e.Name()), true
 		}
 	}
-	return false
+	return "", false
 }
 
 // mountNTFS mounts an NTFS volume read-write through ntfs-3g (Debian's kernel has no ntfs3).

@@ -54,7 +54,7 @@ type Env struct {
 	Scratch string
 	// Inoculate replaces the inoculation the plan says (restore.RunOptions.Inoculate); nil:
 	// the plan's.
-	Inoculate func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) ([]string, error)
+	Inoculate func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) (*restore.InoculationResult, error)
 	// Run runs a plan; nil: restore.Run. Tests replace it to hold a run open.
 	Run func(ctx context.Context, p *restore.Plan, o restore.RunOptions) (*restore.Report, error)
 	// Open opens a repository wherever sp says it is (a directory, HTTP(S), S3, an NFS or SMB

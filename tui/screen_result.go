@@ -11,11 +11,17 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/cauldron-dr/cauldron/restore"
 )
 
 // Screen 8, result: success, or the error with what to do next; the report (already saved in
 // the archive by the engine) can be saved to a folder too (a USB stick); then reboot, power off,
 // a shell or leaving the wizard, as the place it runs in offers.
+//
+// When the engine refused to start because a target holds another recovery that did not finish
+// (a *restore.JournalConflictError), the screen names where that recovery's journal is and
+// offers to discard it and start this recovery over, behind the same typed word as the summary:
+// that recovery can then no longer resume.
 
 type resultScreen struct {
 	sel       int
@@ -25,10 +31,20 @@ type resultScreen struct {
 	savePath  field
 	countdown int
 	auto      string // the on-success action the countdown leads to
+
+	conflict   *restore.JournalConflictError // the journals in the way, when that is why it failed
+	discarding bool                          // the discard confirmation is open
+	discardIn  field
 }
 
 type savedMsg struct {
 	path string
+	err  error
+}
+
+// discardedMsg is the end of discarding the journals in the way.
+type discardedMsg struct {
+	gone []restore.JournalInfo
 	err  error
 }
 
@@ -40,8 +56,11 @@ var actionLabels = map[string]string{
 }
 
 func (s *resultScreen) focused() *field {
-	if s.saving {
+	switch {
+	case s.saving:
 		return &s.savePath
+	case s.discarding:
+		return &s.discardIn
 	}
 	return nil
 }
@@ -50,9 +69,24 @@ func (m *Model) enterResult() tea.Cmd {
 	m.res = resultScreen{}
 	var b strings.Builder
 	rep, err := m.result.Report, m.result.RunErr
+	errors.As(err, &m.res.conflict)
 	switch {
 	case err == nil:
 		b.WriteString("The recovery succeeded.\n")
+	case m.res.conflict != nil:
+		b.WriteString("The recovery did NOT start: a target holds another recovery that did not finish. Nothing was written.\n")
+		for _, j := range m.res.conflict.Journals {
+			fmt.Fprintf(&b, "  Target:   %s\n  Journal:  %s\n", strings.Join(j.Targets, ", "), j.Where)
+			if j.Damaged != "" {
+				fmt.Fprintf(&b, "  It cannot be read (%s): how far that recovery got is unknown.\n", j.Damaged)
+				continue
+			}
+			fmt.Fprintf(&b, "  Recovery: %s\n  Progress: %s\n", j.Recovery(), j.Progress())
+			if n := j.FrozenNote(); n != "" {
+				b.WriteString("  Note: " + n + "\n")
+			}
+		}
+		b.WriteString("Run that recovery again to finish it, or choose \"Discard\" below to start this one over.\n")
 	case errors.Is(err, context.Canceled):
 		b.WriteString("The recovery was CANCELLED. The target disks are half-written and will not boot as they are.\n" +
 			"Run the same recovery again (same archive, generation and targets) to resume it from its journal.\n")
@@ -83,7 +117,11 @@ func (m *Model) enterResult() tea.Cmd {
 }
 
 func (m *Model) resultRows() []string {
-	return append([]string{"save"}, m.env.Actions...)
+	rows := []string{"save"}
+	if m.res.conflict != nil {
+		rows = append([]string{"discard"}, rows...)
+	}
+	return append(rows, m.env.Actions...)
 }
 
 func (m *Model) updateResult(msg tea.Msg) tea.Cmd {
@@ -106,11 +144,16 @@ func (m *Model) updateResult(msg tea.Msg) tea.Cmd {
 			m.message = "Report saved to " + msg.path
 		}
 		return nil
+	case discardedMsg:
+		return m.discarded(msg)
 	case tea.KeyPressMsg:
 		if s.countdown > 0 {
 			s.countdown = 0
 			m.message = "Staying on this screen."
 			return nil
+		}
+		if s.discarding {
+			return m.discardDialog(msg)
 		}
 		if s.saving {
 			switch {
@@ -134,6 +177,11 @@ func (m *Model) updateResult(msg tea.Msg) tea.Cmd {
 		case msg.String() == "pgdown":
 			s.scroll = min(s.scroll+m.resultRowsShown(), max(len(m.resultLines())-1, 0))
 		case m.isKey(msg, keys.Enter):
+			if rows[s.sel] == "discard" {
+				s.discarding, s.discardIn = true, field{limit: 32}
+				m.message = ""
+				return nil
+			}
 			if rows[s.sel] == "save" {
 				dir := m.env.ExportDir
 				if dir == "" {
@@ -146,6 +194,48 @@ func (m *Model) updateResult(msg tea.Msg) tea.Cmd {
 		}
 	}
 	return nil
+}
+
+// discardDialog is the typed confirmation before the journals in the way are discarded.
+func (m *Model) discardDialog(k tea.KeyPressMsg) tea.Cmd {
+	s := &m.res
+	switch {
+	case m.isKey(k, keys.Back):
+		s.discarding = false
+		m.message = ""
+	case m.isKey(k, keys.Enter):
+		if s.discardIn.value != ConfirmWord {
+			m.message = "!Type " + ConfirmWord + " (capital letters) to discard the journal; nothing has been discarded."
+			s.discardIn.value = ""
+			return nil
+		}
+		s.discarding = false
+		m.message = "Discarding the journal..."
+		ctx, plan := m.ctx, m.plan
+		return safe(func() tea.Msg {
+			gone, err := restore.DiscardJournal(ctx, plan, restore.DiscardAll)
+			return discardedMsg{gone, err}
+		})
+	default:
+		s.discardIn.handle(k.String(), k.Text)
+	}
+	return nil
+}
+
+// discarded starts the recovery over once the journals are gone; the report says what was
+// discarded, for whoever looks for the abandoned recovery later.
+func (m *Model) discarded(msg discardedMsg) tea.Cmd {
+	if msg.err != nil {
+		m.message = "!Discarding the journal failed: " + msg.err.Error()
+		return nil
+	}
+	for _, j := range msg.gone {
+		m.plan.Warnings = append(m.plan.Warnings, "discarded in the wizard to start over: "+j.String())
+	}
+	m.result.Report, m.result.RunErr = nil, nil
+	cmd := m.goTo(scrProgress)
+	m.message = fmt.Sprintf("Discarded %d journal(s); the recovery starts over.", len(msg.gone))
+	return cmd
 }
 
 // saveReport writes the report as text and as JSON into a folder.
@@ -199,6 +289,9 @@ func (m *Model) resultRowsShown() int {
 	if m.res.saving || m.res.countdown > 0 {
 		extra += 2
 	}
+	if m.res.discarding {
+		extra += 3
+	}
 	return max(m.bodyHeight()-len(m.resultRows())-extra, 2)
 }
 
@@ -226,10 +319,18 @@ func (m *Model) viewResult() (string, string) {
 	}
 	for i, r := range m.resultRows() {
 		label := actionLabels[r]
-		if r == "save" {
+		switch r {
+		case "save":
 			label = "Save the report and log to a folder (a USB stick)"
+		case "discard":
+			label = "Discard that recovery's journal and start this recovery over"
 		}
 		b.WriteString(t.row(i == s.sel, label) + "\n")
+	}
+	if s.discarding {
+		fmt.Fprintf(&b, "\nThe other recovery can then no longer be resumed; this one overwrites its targets.\n"+
+			"Type %s and press Enter to discard its journal and start: %s\n", ConfirmWord, s.discardIn.view(t, true, 12))
+		return b.String(), "enter discard and start  esc cancel"
 	}
 	if s.saving {
 		b.WriteString("\nFolder: " + s.savePath.view(t, true, 60) + "\n")

@@ -252,7 +252,7 @@ func (m *Model) screenUpdate(msg tea.Msg) tea.Cmd {
 		return m.updateSummary(msg)
 	case EventMsg, runDoneMsg:
 		return m.updateProgress(msg)
-	case savedMsg:
+	case savedMsg, discardedMsg:
 		return m.updateResult(msg)
 	}
 	switch m.screen {

@@ -18,9 +18,9 @@ import (
 
 func newRecover() *cobra.Command {
 	var ksPath, scratch string
-	var dryRun, yes, asJSON bool
+	var dryRun, yes, asJSON, restart bool
 	c := &cobra.Command{
-		Use:   "recover --kickstart FILE [--dry-run] [--yes]",
+		Use:   "recover --kickstart FILE [--dry-run] [--yes] [--restart]",
 		Short: "Recover a machine from the repository as a kickstart file says",
 		Long: `recover brings a machine back from a generation in the repository onto this machine's disks or
 onto image files, unattended, as a kickstart file describes (docs/kickstart.md): it freezes the
@@ -29,7 +29,13 @@ generation, makes the restored system boot here, and saves a report in the repos
 
 The plan is printed first. Nothing is written without consent: the kickstart's
 "confirm --destroy-data-on-targets" line, --yes, or the machine's name typed at the prompt.
---dry-run prints the plan and stops. A recovery that is interrupted resumes when it is run again.`,
+--dry-run prints the plan and stops. A recovery that is interrupted resumes when it is run again.
+
+A target that holds another recovery that did not finish (its journal, beside an image or in
+the repository) stops the recovery before anything is written, naming that journal; the dry run
+shows it too. --restart discards it, after the same consent, and starts over: it discards this
+recovery's own journal as well, so that an interrupted run starts from the first step instead of
+resuming.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ksPath == "" {
@@ -48,7 +54,7 @@ The plan is printed first. Nothing is written without consent: the kickstart's
 				return err
 			}
 			_, err = recoverKickstart(cmd.Context(), name, data, recoverOptions{
-				out: os.Stdout, dryRun: dryRun, yes: yes, json: asJSON, scratch: scratch,
+				out: os.Stdout, dryRun: dryRun, yes: yes, json: asJSON, scratch: scratch, restart: restart,
 				confirm: promptConfirm,
 			})
 			return err
@@ -58,6 +64,7 @@ The plan is printed first. Nothing is written without consent: the kickstart's
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and write nothing")
 	c.Flags().BoolVar(&yes, "yes", false, "consent to overwriting the target disks without a prompt")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the plan (with --dry-run) or the report as JSON")
+	c.Flags().BoolVar(&restart, "restart", false, "discard the journal of an unfinished recovery on the targets (another's, or this one's) and start from the first step")
 	c.Flags().StringVar(&scratch, "scratch", "", "directory for volumes that must be shrunk before they fit (default: the temporary directory)")
 	return c
 }
@@ -68,12 +75,14 @@ type recoverOptions struct {
 	yes     bool
 	json    bool
 	scratch string
+	// restart discards the journals on the plan's way (after the consent) and starts over.
+	restart bool
 	// confirm asks for consent when neither --yes nor the kickstart gives it; nil: refuse.
 	confirm func(p *restore.Plan) error
 	// candidates overrides the machine's disks (tests); nil: SystemDisks.
 	candidates []string
 	// inoculate overrides the inoculation (tests); nil: restore.Inoculate.
-	inoculate func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) ([]string, error)
+	inoculate func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) (*restore.InoculationResult, error)
 	mountUSB  func(ctx context.Context, path string) (string, error)
 }
 
@@ -101,6 +110,7 @@ func recoverKickstart(ctx context.Context, name string, data []byte, o recoverOp
 	}
 	plan.WriteText(o.out)
 	if o.dryRun {
+		pendingJournals(ctx, plan, o)
 		fmt.Fprintln(o.out, "dry run: nothing written")
 		return ks, nil
 	}
@@ -112,6 +122,22 @@ func recoverKickstart(ctx context.Context, name string, data []byte, o recoverOp
 		}
 	default:
 		return ks, ks.ConsentError()
+	}
+	if o.restart {
+		gone, err := restore.DiscardJournal(ctx, plan, restore.DiscardAll)
+		for _, j := range gone {
+			// Into the report too: the next technician must see that a recovery was abandoned.
+			plan.Warnings = append(plan.Warnings, "--restart discarded: "+j.String())
+			if !o.json {
+				fmt.Fprintln(o.out, "--restart discarded:", j)
+			}
+		}
+		if err != nil {
+			return ks, fmt.Errorf("--restart: %w", err)
+		}
+		if len(gone) == 0 && !o.json {
+			fmt.Fprintln(o.out, "--restart: no journal on the targets; starting from the first step")
+		}
 	}
 	if o.inoculate == nil {
 		o.inoculate = restore.Inoculate
@@ -134,7 +160,29 @@ func recoverKickstart(ctx context.Context, name string, data []byte, o recoverOp
 			rep.WriteText(o.out)
 		}
 	}
+	var jc *restore.JournalConflictError
+	if errors.As(runErr, &jc) {
+		runErr = fmt.Errorf("%w\nNothing was written. To discard that journal and start this recovery over, run the same command with --restart.", runErr)
+	}
 	return ks, runErr
+}
+
+// pendingJournals tells the dry run what the recovery would resume or be refused by.
+func pendingJournals(ctx context.Context, p *restore.Plan, o recoverOptions) {
+	js, err := restore.PendingJournals(ctx, p)
+	if err != nil {
+		fmt.Fprintf(o.out, "  journal: could not be checked: %v\n", err)
+	}
+	for _, j := range js {
+		next := "the recovery is refused until it is discarded (--restart)"
+		switch {
+		case o.restart:
+			next = "--restart discards it"
+		case j.Own:
+			next = "running it resumes; --restart starts over"
+		}
+		fmt.Fprintf(o.out, "  journal: %s (%s)\n", j, next)
+	}
 }
 
 // promptConfirm asks the technician to type the machine's name: a yes/no is answered by reflex.

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cauldron-dr/cauldron/internal/recoverytest"
 )
 
 func TestRecoverKickstart(t *testing.T) {
@@ -80,5 +83,84 @@ func TestRecoverKickstart(t *testing.T) {
 	_, errs, code = cauldron(t, []string{"CAULDRON_PASSWORD=wrong"}, "recover", "--kickstart", ks, "--dry-run")
 	if code == 0 || !strings.Contains(errs, ks+":1:") {
 		t.Fatalf("wrong password: exit %d\n%s", code, errs)
+	}
+}
+
+// A recovery of db01 onto an image that stopped during its restore (as a power loss leaves it)
+// stands in web01's way: recover refuses before writing, naming the journal and --restart; the
+// dry run shows it; --restart asks the same consent first, then discards it and starts over.
+func TestRecoverRestart(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	env := []string{"CAULDRON_PASSWORD=pw", "CAULDRON_REPOSITORY=" + repo}
+	os.Mkdir(filepath.Join(dir, "web01"), 0o755)
+	os.Mkdir(filepath.Join(dir, "db01"), 0o755)
+	web01 := makeDisk(t, filepath.Join(dir, "web01"), 16, 3)
+	db01 := makeDisk(t, filepath.Join(dir, "db01"), 16, 5)
+	ok(t, env, "init")
+	ok(t, env, "capture", "--machine", "web01", web01)
+	ok(t, env, "capture", "--machine", "db01", db01)
+	// The target: a blank image of the disks' size, as a technician prepares one.
+	target := filepath.Join(dir, "recovered.img")
+	fi, err := os.Stat(web01)
+	if err != nil || os.WriteFile(target, nil, 0o644) != nil || os.Truncate(target, fi.Size()) != nil {
+		t.Fatalf("making the target: %v", err)
+	}
+	journal := recoverytest.Unfinished(t, repo, "pw", "db01", target)
+	left, err := os.ReadFile(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ks := filepath.Join(dir, "web01.ks")
+	write := func(extra string) {
+		t.Helper()
+		text := "repository " + repo + "\nmachine web01\ndisk disk0 --target " + target + "\ninoculate --skip\n" + extra
+		if err := os.WriteFile(ks, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("confirm --destroy-data-on-targets\n")
+	_, errs, code := cauldron(t, env, "recover", "--kickstart", ks)
+	for _, want := range []string{"target " + target + ": the journal " + journal + " belongs to another recovery (of db01", `"db01.ks"`,
+		"done: freeze, check; stopped before restore", "Nothing was written", "--restart"} {
+		if code == 0 || !strings.Contains(errs, want) {
+			t.Fatalf("with db01's journal on the target: exit %d, want %q in\n%s", code, want, errs)
+		}
+	}
+	if b, _ := os.ReadFile(target); !bytes.Equal(b, left) {
+		t.Fatal("the refused recovery wrote the target")
+	}
+	out := ok(t, env, "recover", "--kickstart", ks, "--dry-run")
+	if !strings.Contains(out, "journal: target "+target+": the journal "+journal+" belongs to another recovery (of db01") ||
+		!strings.Contains(out, "the recovery is refused until it is discarded (--restart)") {
+		t.Fatalf("dry run:\n%s", out)
+	}
+	// --restart needs the recovery's own consent before it discards anything.
+	write("")
+	if _, errs, code := cauldron(t, env, "recover", "--kickstart", ks, "--restart"); code == 0 || !strings.Contains(errs, "confirm --destroy-data-on-targets") {
+		t.Fatalf("--restart without consent: exit %d\n%s", code, errs)
+	}
+	if _, err := os.Stat(journal); err != nil {
+		t.Fatalf("--restart without consent discarded the journal: %v", err)
+	}
+	out = ok(t, env, "recover", "--kickstart", ks, "--restart", "--yes")
+	for _, want := range []string{"--restart discarded: target " + target + ": the journal " + journal + " belongs to another recovery (of db01",
+		"succeeded", "warning: --restart discarded"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("--restart output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(journal); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("journal after the restarted recovery: %v", err)
+	}
+	a, _ := os.ReadFile(web01)
+	b, _ := os.ReadFile(target)
+	if !bytes.Equal(a, b) {
+		t.Fatal("the restarted recovery's image differs from web01's disk")
+	}
+	// Nothing left on the way: a plain run again just recovers.
+	if out := ok(t, env, "recover", "--kickstart", ks, "--yes"); !strings.Contains(out, "succeeded") || strings.Contains(out, "resum") {
+		t.Fatalf("the next run:\n%s", out)
 	}
 }
