@@ -32,19 +32,24 @@ which is wrapped with a key derived from the password by Argon2id. Without one
 (--no-password, or no terminal to prompt on), files are only checksummed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(); err != nil {
+			sp, err := f.spec()
+			if err != nil {
 				return err
+			}
+			if errs := sp.Check(); len(errs) > 0 {
+				return errs[0]
 			}
 			var pw []byte
 			if !noPassword {
-				var err error
-				if pw, err = f.password(true); err != nil {
+				if pw, err = f.passwordSource().Password(true); err != nil {
 					return err
 				}
 			}
-			var be backend.Backend = local.New(f.repo)
-			if archive.KindOf(f.repo) != archive.Dir {
-				opened, err := archive.Open(cmd.Context(), f.spec())
+			// A new directory is made by tib.Init; anywhere else is reached as every command
+			// reaches it.
+			var be backend.Backend = local.New(sp.Location.Path)
+			if sp.Location.Kind != archive.Path {
+				opened, err := archive.Open(cmd.Context(), sp)
 				if err != nil {
 					return err
 				}
@@ -59,7 +64,7 @@ which is wrapped with a key derived from the password by Argon2id. Without one
 			if r.Config().Encrypted {
 				kind = "encrypted (AES-256-GCM, Argon2id)"
 			}
-			fmt.Printf("created %s repository %s at %s\n", kind, r.Config().ID[:8], f.repo)
+			fmt.Printf("created %s repository %s at %s\n", kind, r.Config().ID[:8], sp.Location)
 			return nil
 		},
 	}

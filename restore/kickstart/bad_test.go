@@ -90,7 +90,7 @@ func TestBadInput(t *testing.T) {
 		{"repository ftp://x/y\nmachine m", []string{`t.ks:1:12: repository: "ftp://x/y": ftp is not supported; want an absolute path, usb:/PATH, http(s)://…, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT or smb://SERVER/SHARE`}},
 		{"repository cdrom:/r\nmachine m", []string{`t.ks:1:12: repository: "cdrom:/r": cdrom locations cannot be used here; want an absolute path, usb:/PATH, http(s)://…, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT or smb://SERVER/SHARE`}},
 		{"repository s3://Bad_Bucket/x\nmachine m", []string{`t.ks:1:12: repository: "s3://Bad_Bucket/x": the bucket name "Bad_Bucket" is not valid (3 to 63 lower-case letters, digits, dots and hyphens)`}},
-		{"repository https://user:pw@h/r\nmachine m", []string{`t.ks:1:12: repository: "https://user:pw@h/r" carries a user name or password in the URL; keep secrets out of kickstart files`}},
+		{"repository https://user:pw@h/r\nmachine m", []string{`t.ks:1:12: repository: "https://user:xxxxx@h/r" carries a user name or password in the URL; keep secrets out of locations (they show in logs and kickstart files)`}},
 		{"repository http:///r\nmachine m", []string{`t.ks:1:12: repository: "http:///r" names no host`}},
 		{"repository /r --password-file pw --password-env=PW\nmachine m", []string{
 			`t.ks:1:31: --password-file: want an absolute path (it is read inside the boot environment, which has no working directory of yours), got "pw"`,
@@ -104,7 +104,7 @@ func TestBadInput(t *testing.T) {
 		{"repository nfs:///export\nmachine m", []string{`t.ks:1:12: repository: "nfs:///export" names no server`}},
 		{"repository nfs://filer\nmachine m", []string{`t.ks:1:12: repository: "nfs://filer" names no export; want nfs://SERVER/EXPORT/PATH`}},
 		{"repository smb://filer/\nmachine m", []string{`t.ks:1:12: repository: "smb://filer/" names no share; want smb://SERVER/SHARE/PATH`}},
-		{"repository smb://bob:pw@filer/s\nmachine m", []string{`t.ks:1:12: repository: "smb://bob:pw@filer/s" carries a user name or password in the URL; keep secrets out of kickstart files (use --credentials-file)`}},
+		{"repository smb://bob:pw@filer/s\nmachine m", []string{`t.ks:1:12: repository: "smb://bob:xxxxx@filer/s" carries a user name or password in the URL; keep secrets out of locations (use --credentials-file)`}},
 		{"repository smb://filer/s?x=1\nmachine m", []string{`t.ks:1:12: repository: "smb://filer/s?x=1": a share URL takes no ?query or #fragment`}},
 		{"repository /r --credentials-file /c\nmachine m", []string{"t.ks:1:15: --credentials-file is for s3:// (access keys) and smb:// (user name and password) repositories, not for /r"}},
 		{"repository smb://f/s --credentials-file c\nmachine m", []string{`t.ks:1:41: --credentials-file: want an absolute path (it is read inside the boot environment, which has no working directory of yours), got "c"`}},
