@@ -6,8 +6,9 @@ import (
 	"net/url"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strings"
+
+	"github.com/cauldron-dr/cauldron/tib/backend/s3"
 )
 
 // Kind says how a location is reached.
@@ -89,8 +90,6 @@ func ParseLocationFrom(s, dir string, allowed ...Kind) (Location, error) {
 	return parseLocation(s, dir, allowed)
 }
 
-var s3Bucket = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
-
 // parseLocation reads s; dir is what a relative path is relative to ("" refuses them).
 func parseLocation(s, dir string, allowed []Kind) (Location, error) {
 	if len(allowed) == 0 {
@@ -105,7 +104,7 @@ func parseLocation(s, dir string, allowed []Kind) (Location, error) {
 	case strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://"):
 		u, err := url.Parse(s)
 		if err != nil {
-			return l, fmt.Errorf("%q is not a valid URL: %v", s, unwrapURLError(err))
+			return l, fmt.Errorf("%q is not a valid URL: %v", s, errors.Unwrap(err)) // what is wrong, without url.Error's repeat of s
 		}
 		if u.Host == "" {
 			return l, fmt.Errorf("%q names no host", s)
@@ -115,16 +114,18 @@ func parseLocation(s, dir string, allowed []Kind) (Location, error) {
 		}
 		l = Location{Kind: HTTP, URL: s}
 	case strings.HasPrefix(lower, "s3://"):
-		bucket, prefix, _ := strings.Cut(s[len("s3://"):], "/")
-		if !s3Bucket.MatchString(bucket) || strings.Contains(bucket, "..") {
-			return l, fmt.Errorf("%q: the bucket name %q is not valid (3 to 63 lower-case letters, digits, dots and hyphens)", s, bucket)
+		// The backend's own rules for bucket names and key prefixes, checked before anything
+		// is sent (and before a kickstart is accepted).
+		sl, err := s3.ParseLocation(s)
+		if err != nil {
+			return l, err
 		}
-		l = Location{Kind: S3, Bucket: bucket, Path: strings.Trim(prefix, "/")}
+		l = Location{Kind: S3, Bucket: sl.Bucket, Path: sl.Prefix}
 	case strings.HasPrefix(lower, "nfs://") || strings.HasPrefix(lower, "smb://"):
 		kind := Kind(lower[:3])
 		u, err := url.Parse(s)
 		if err != nil {
-			return l, fmt.Errorf("%q is not a valid URL: %v", s, unwrapURLError(err))
+			return l, fmt.Errorf("%q is not a valid URL: %v", s, errors.Unwrap(err)) // what is wrong, without url.Error's repeat of s
 		}
 		if u.Host == "" || u.Hostname() == "" {
 			return l, fmt.Errorf("%q names no server", s)
@@ -178,44 +179,22 @@ func isScheme(s string) bool {
 	return true
 }
 
+// kindForms are how "want …" messages write each kind.
+var kindForms = map[Kind]string{Path: "an absolute path", HTTP: "http(s)://…", CDROM: "cdrom:/PATH", USB: "usb:/PATH",
+	S3: "s3://BUCKET/PREFIX", NFS: "nfs://SERVER/EXPORT", SMB: "smb://SERVER/SHARE"}
+
 // kindList names the kinds for "want …" messages; relative says a path need not be absolute.
 func kindList(kinds []Kind, relative bool) string {
 	var s []string
 	for _, k := range kinds {
-		switch k {
-		case Path:
-			if relative {
-				s = append(s, "a path")
-			} else {
-				s = append(s, "an absolute path")
-			}
-		case HTTP:
-			s = append(s, "http(s)://…")
-		case CDROM:
-			s = append(s, "cdrom:/PATH")
-		case USB:
-			s = append(s, "usb:/PATH")
-		case S3:
-			s = append(s, "s3://BUCKET/PREFIX")
-		case NFS:
-			s = append(s, "nfs://SERVER/EXPORT")
-		case SMB:
-			s = append(s, "smb://SERVER/SHARE")
+		if k == Path && relative {
+			s = append(s, "a path")
+		} else {
+			s = append(s, kindForms[k])
 		}
 	}
-	switch len(s) {
-	case 0:
-		return ""
-	case 1:
-		return s[0]
+	if len(s) < 2 {
+		return strings.Join(s, "")
 	}
 	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
-}
-
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

@@ -89,7 +89,7 @@ func TestBadInput(t *testing.T) {
 		{"repository repo\nmachine m", []string{`t.ks:1:12: repository: "repo" is not an absolute path; want an absolute path, usb:/PATH, http(s)://…, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT or smb://SERVER/SHARE`}},
 		{"repository ftp://x/y\nmachine m", []string{`t.ks:1:12: repository: "ftp://x/y": ftp is not supported; want an absolute path, usb:/PATH, http(s)://…, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT or smb://SERVER/SHARE`}},
 		{"repository cdrom:/r\nmachine m", []string{`t.ks:1:12: repository: "cdrom:/r": cdrom locations cannot be used here; want an absolute path, usb:/PATH, http(s)://…, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT or smb://SERVER/SHARE`}},
-		{"repository s3://Bad_Bucket/x\nmachine m", []string{`t.ks:1:12: repository: "s3://Bad_Bucket/x": the bucket name "Bad_Bucket" is not valid (3 to 63 lower-case letters, digits, dots and hyphens)`}},
+		{"repository s3://Bad_Bucket/x\nmachine m", []string{`t.ks:1:12: repository: S3 location "s3://Bad_Bucket/x": bucket name "Bad_Bucket": upper-case letters are not allowed ('B' at position 1)`}},
 		{"repository https://user:pw@h/r\nmachine m", []string{`t.ks:1:12: repository: "https://user:xxxxx@h/r" carries a user name or password in the URL; keep secrets out of locations (they show in logs and kickstart files)`}},
 		{"repository http:///r\nmachine m", []string{`t.ks:1:12: repository: "http:///r" names no host`}},
 		{"repository /r --password-file pw --password-env=PW\nmachine m", []string{
