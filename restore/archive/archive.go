@@ -1,7 +1,10 @@
 // Package archive opens a backup repository wherever a technician keeps it: a directory (a local
 // disk, a USB stick, a share mounted by hand), an HTTP(S) server running `cauldron serve`, an S3
 // bucket, or an NFS export or SMB share that it mounts first. The kickstart, the wizard and the
-// command line all come through here, so a location means the same thing everywhere.
+// command line all come through here, so a location means the same thing everywhere: Location
+// is the one parsed place (ParseLocation, ParseLocationFrom for a command line's relative
+// directory), Spec says how to reach it (Check is the one rule for its options), PasswordSource
+// is the one way to the password, and OpenRepository opens the repository there.
 package archive
 
 import (
