@@ -1,11 +1,9 @@
 package restore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -23,6 +21,9 @@ type KickstartOptions struct {
 	// MountUSB makes a usb:/PATH location reachable and returns the local path (the boot
 	// environment mounts the stick); nil refuses usb: locations.
 	MountUSB func(ctx context.Context, path string) (string, error)
+	// Prompt asks for the repository's password when the kickstart names no source and
+	// $CAULDRON_PASSWORD is unset (an attended run: archive.TerminalPrompt); nil: no password.
+	Prompt func(confirm bool) ([]byte, error)
 	// Scratch is passed on to the Request.
 	Scratch string
 	// Log hears about share mounts that needed more than one attempt; nil discards.
@@ -30,52 +31,22 @@ type KickstartOptions struct {
 }
 
 // FromKickstart opens the kickstart's repository and turns the kickstart into a Request. Every
-// error names the kickstart line it comes from.
+// error names the kickstart line it comes from and wraps its cause (errors.Is finds
+// tib.ErrWrongPassword through it).
 func FromKickstart(ctx context.Context, ks *kickstart.Kickstart, o KickstartOptions) (*Request, error) {
 	at := func(p kickstart.Pos, format string, args ...any) error {
-		return fmt.Errorf("%s: %s", p, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%s: %w", p, fmt.Errorf(format, args...))
 	}
 	repo := ks.Repository
-	spec := archive.Spec{Location: repo.Location.String(), Endpoint: repo.Endpoint,
-		InsecureTLS: repo.InsecureTLS, CredentialsFile: repo.CredentialsFile, Log: o.Log}
-	switch repo.Location.Kind {
-	case kickstart.LocationUSB:
-		if o.MountUSB == nil {
-			return nil, at(repo.Pos, "repository %s: usb: locations work only in the boot environment", repo.Location)
-		}
-		p, err := o.MountUSB(ctx, repo.Location.Path)
-		if err != nil {
-			return nil, at(repo.Pos, "repository %s: %v", repo.Location, err)
-		}
-		spec.Location = p
-	}
-	opened, err := archive.Open(ctx, spec)
+	spec := repo.Spec()
+	spec.MountUSB, spec.Log = o.MountUSB, o.Log
+	source := repo.Password()
+	source.Prompt = o.Prompt
+	r, opened, err := archive.OpenRepository(ctx, spec, func() ([]byte, error) { return source.Password(false) })
 	if err != nil {
-		return nil, at(repo.Pos, "repository %s: %v", repo.Location, err)
+		return nil, at(repo.Pos, "repository %s: %w", repo.Location, err)
 	}
 	dir := opened.Dir
-	password := func() ([]byte, error) {
-		switch {
-		case repo.PasswordFile != "":
-			b, err := os.ReadFile(repo.PasswordFile)
-			if err != nil {
-				return nil, at(repo.Pos, "--password-file: %v", err)
-			}
-			return bytes.TrimRight(b, "\r\n"), nil
-		case repo.PasswordEnv != "":
-			v, ok := os.LookupEnv(repo.PasswordEnv)
-			if !ok {
-				return nil, at(repo.Pos, "--password-env: $%s is not set", repo.PasswordEnv)
-			}
-			return []byte(v), nil
-		}
-		return []byte(os.Getenv("CAULDRON_PASSWORD")), nil
-	}
-	r, err := tib.Open(ctx, opened, password)
-	if err != nil {
-		opened.Close()
-		return nil, at(repo.Pos, "repository %s: %v", repo.Location, err)
-	}
 
 	if ks.Target.Kind == kickstart.TargetVM {
 		return nil, at(ks.Target.Pos, "target vm: writing virtual disk images and registering them with a hypervisor is not supported yet; use target physical (disks or image files)")
@@ -87,12 +58,9 @@ func FromKickstart(ctx context.Context, ks *kickstart.Kickstart, o KickstartOpti
 		// plan rather than drop it silently.
 		req.Notes = append(req.Notes, fmt.Sprintf("%s: network settings are not applied to the restored system yet (it keeps its own)", n.Pos))
 	}
-	switch ks.Machine.Generation.Kind {
-	case kickstart.GenerationID:
-		req.Generation = ks.Machine.Generation.ID
-	case kickstart.GenerationTime:
-		req.At = ks.Machine.Generation.Time
-	}
+	// The repository resolves every kind of reference by one rule (tib.FindGeneration),
+	// times included: the kickstart hands it on as written.
+	req.Generation = ks.Machine.Generation.String()
 	if ks.Replication != nil {
 		req.Freeze = true
 		req.Release = tib.ReleaseMode(ks.Replication.Release)
@@ -116,7 +84,7 @@ func FromKickstart(ctx context.Context, ks *kickstart.Kickstart, o KickstartOpti
 		for _, sel := range ks.IgnoreDisk.Drives {
 			paths, err := selectDisks(sel, info)
 			if err != nil {
-				return nil, at(ks.IgnoreDisk.Pos, "ignoredisk %s: %v", sel, err)
+				return nil, at(ks.IgnoreDisk.Pos, "ignoredisk %s: %w", sel, err)
 			}
 			req.Exclude = append(req.Exclude, paths...)
 		}
@@ -136,7 +104,7 @@ func FromKickstart(ctx context.Context, ks *kickstart.Kickstart, o KickstartOpti
 		if d.Target.By != kickstart.SelectAuto {
 			paths, err := selectDisks(d.Target, free)
 			if err != nil {
-				return nil, at(d.Pos, "disk %s --target %s: %v", d.Source, d.Target, err)
+				return nil, at(d.Pos, "disk %s --target %s: %w", d.Source, d.Target, err)
 			}
 			if len(paths) != 1 {
 				return nil, at(d.Pos, "disk %s --target %s: %d disks match (%s); make the selector unambiguous", d.Source, d.Target, len(paths), strings.Join(paths, ", "))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -259,8 +260,93 @@ var (
 	ErrUnknownGeneration = errors.New("unknown generation")
 )
 
-// FindGeneration resolves "latest" or a unique ID prefix (at least 4 hex digits) within a machine.
+// GenerationKind says how a GenerationRef chooses a generation.
+type GenerationKind string
+
+const (
+	GenerationLatest GenerationKind = "latest" // the machine's newest generation
+	GenerationID     GenerationKind = "id"     // a unique prefix of a generation ID
+	GenerationTime   GenerationKind = "time"   // the newest generation taken at or before a time
+)
+
+// GenerationRef chooses one of a machine's generations. The kickstart's --generation, the
+// command line's --generation and the wizard all mean the same by it: ParseGenerationRef reads
+// it and FindGeneration resolves it.
+type GenerationRef struct {
+	Kind GenerationKind `json:"kind"`
+	ID   string         `json:"id,omitempty"`  // lower-case hex, 4 to 64 digits
+	Time time.Time      `json:"time,omitzero"` // UTC
+}
+
+var hexRef = regexp.MustCompile(`^[0-9a-f]{4,64}$`)
+
+// generationTimeLayouts are the forms of a time without a zone, which is UTC: the boot
+// environment has no local zone, and a kickstart must mean the same wherever it is read. A time
+// may have fractional seconds wherever it has seconds.
+var generationTimeLayouts = []string{"2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02 15:04"}
+
+// ParseGenerationRef reads "latest", a generation ID prefix (at least 4 hex digits) or a time:
+// RFC 3339 with its zone (2026-11-21T03:00:00+01:00, as FormatTime prints it), the same with a
+// space for the T, a time without a zone (UTC; 2026-11-21T02:00, 2026-11-21 02:00:30), or a
+// date alone (2026-11-21), meaning the end of that day in UTC.
+func ParseGenerationRef(s string) (GenerationRef, error) {
+	lower := strings.ToLower(s)
+	if lower == "latest" {
+		return GenerationRef{Kind: GenerationLatest}, nil
+	}
+	if hexRef.MatchString(lower) {
+		return GenerationRef{Kind: GenerationID, ID: lower}, nil
+	}
+	withZone := strings.Replace(s, " ", "T", 1)
+	if t, err := time.Parse(time.RFC3339Nano, withZone); err == nil {
+		return GenerationRef{Kind: GenerationTime, Time: t.UTC()}, nil
+	}
+	for _, layout := range generationTimeLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return GenerationRef{Kind: GenerationTime, Time: t}, nil
+		}
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return GenerationRef{Kind: GenerationTime, Time: t.Add(24*time.Hour - time.Nanosecond)}, nil
+	}
+	if len(lower) > 0 && len(lower) < 4 && hexRef.MatchString(lower+strings.Repeat("0", 4-len(lower))) {
+		return GenerationRef{}, fmt.Errorf("want at least 4 hex digits of a generation ID, got %q", s)
+	}
+	return GenerationRef{}, fmt.Errorf("want latest, a generation ID (at least 4 hex digits) or a time such as 2026-11-21T02:00:00Z, got %q", s)
+}
+
+// String writes g so that ParseGenerationRef reads it back.
+func (g GenerationRef) String() string {
+	switch g.Kind {
+	case GenerationID:
+		return g.ID
+	case GenerationTime:
+		return g.Time.UTC().Format(time.RFC3339Nano)
+	}
+	return "latest"
+}
+
+// FormatTime is how every command and screen shows a generation's (or a session's) time: the
+// local time with its offset from UTC, in RFC 3339, so that it can be pasted back as a
+// --generation (in the boot environment, which has no zone, that is UTC with a Z).
+func FormatTime(t time.Time) string { return t.Local().Format(time.RFC3339) }
+
+// FindGeneration resolves a generation reference as ParseGenerationRef reads it ("" is
+// latest) within a machine.
 func (r *Repository) FindGeneration(ctx context.Context, machine, ref string) (*Generation, error) {
+	g := GenerationRef{Kind: GenerationLatest}
+	if ref != "" {
+		var err error
+		if g, err = ParseGenerationRef(ref); err != nil {
+			return nil, fmt.Errorf("generation: %w", err)
+		}
+	}
+	return r.ResolveGeneration(ctx, machine, g)
+}
+
+// ResolveGeneration finds the generation ref chooses among machine's: the newest, the one
+// whose ID starts with ref.ID, or the newest taken at or before ref.Time.
+func (r *Repository) ResolveGeneration(ctx context.Context, machine string, ref GenerationRef) (*Generation, error) {
 	gens, err := r.Generations(ctx, machine)
 	if err != nil {
 		return nil, err
@@ -272,26 +358,39 @@ func (r *Repository) FindGeneration(ctx context.Context, machine, ref string) (*
 		}
 		return nil, fmt.Errorf("%w %q in %s (machines: %s)", ErrUnknownMachine, machine, r.Location(), machineList(all))
 	}
-	if ref == "" || ref == "latest" {
+	switch ref.Kind {
+	case GenerationLatest, "":
 		return gens[len(gens)-1], nil
-	}
-	ref = strings.ToLower(ref)
-	if len(ref) < 4 {
-		return nil, fmt.Errorf("generation %q: give at least 4 hex digits of its ID, or latest", ref)
+	case GenerationTime:
+		// gens are sorted oldest first: the last one not after the time is the newest at or before it.
+		var best *Generation
+		for _, g := range gens {
+			if !g.Time.After(ref.Time) {
+				best = g
+			}
+		}
+		if best == nil {
+			return nil, fmt.Errorf("%w: machine %q has no generation taken at or before %s (the first is from %s)",
+				ErrUnknownGeneration, machine, FormatTime(ref.Time), FormatTime(gens[0].Time))
+		}
+		return best, nil
+	case GenerationID:
+	default:
+		return nil, fmt.Errorf("generation reference of unknown kind %q", ref.Kind)
 	}
 	var found []*Generation
 	for _, g := range gens {
-		if strings.HasPrefix(g.ID.String(), ref) {
+		if strings.HasPrefix(g.ID.String(), ref.ID) {
 			found = append(found, g)
 		}
 	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("%w %q for machine %q (see `cauldron generations --machine %s`)", ErrUnknownGeneration, ref, machine, machine)
+		return nil, fmt.Errorf("%w %q for machine %q (see `cauldron generations --machine %s`)", ErrUnknownGeneration, ref.ID, machine, machine)
 	case 1:
 		return found[0], nil
 	}
-	return nil, fmt.Errorf("generation %q is ambiguous for machine %q: %d generations match", ref, machine, len(found))
+	return nil, fmt.Errorf("generation %q is ambiguous for machine %q: %d generations match", ref.ID, machine, len(found))
 }
 
 func machineList(gens []*Generation) string {

@@ -248,22 +248,9 @@ func subdirs(dir string) []string {
 
 // openArchive is the default Env.Open.
 func openArchive(ctx context.Context, sp archive.Spec, password []byte) (*tib.Repository, string, error) {
-	if archive.KindOf(sp.Location) == archive.Dir {
-		if fi, err := os.Stat(sp.Location); err != nil || !fi.IsDir() {
-			if err == nil {
-				err = errors.New("not a directory")
-			}
-			return nil, "", fmt.Errorf("%s: %w", sp.Location, err)
-		}
-	}
-	be, err := archive.Open(ctx, sp)
+	r, o, err := archive.OpenRepository(ctx, sp, func() ([]byte, error) { return password, nil })
 	if err != nil {
 		return nil, "", err
 	}
-	r, err := tib.Open(ctx, be, func() ([]byte, error) { return password, nil })
-	if err != nil {
-		be.Close() // unmounts a share mounted for it; the next attempt mounts it again
-		return nil, "", err
-	}
-	return r, be.Dir, nil
+	return r, o.Dir, nil
 }

@@ -6,9 +6,7 @@ import (
 
 	"github.com/cauldron-dr/cauldron/partition"
 	"github.com/cauldron-dr/cauldron/restore"
-	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/restore/kickstart"
-	"github.com/cauldron-dr/cauldron/tib/backend/s3"
 )
 
 // Request is what the technician has chosen, as the engine takes it: the same Request a
@@ -127,20 +125,5 @@ func (m *Model) kickstartText(consent bool) (string, error) {
 // which the export says.
 func (m *Model) kickstartRepository() kickstart.Repository {
 	sp := m.repoSpec
-	r := kickstart.Repository{Endpoint: sp.Endpoint, InsecureTLS: sp.InsecureTLS}
-	switch archive.KindOf(sp.Location) {
-	case archive.HTTP:
-		r.Location = kickstart.Location{Kind: kickstart.LocationHTTP, URL: sp.Location}
-	case archive.NFS:
-		r.Location = kickstart.Location{Kind: kickstart.LocationNFS, URL: sp.Location}
-	case archive.SMB:
-		r.Location = kickstart.Location{Kind: kickstart.LocationSMB, URL: sp.Location}
-	case archive.S3:
-		// The location opened, so it parses.
-		l, _ := s3.ParseLocation(sp.Location)
-		r.Location = kickstart.Location{Kind: kickstart.LocationS3, Bucket: l.Bucket, Path: l.Prefix}
-	default:
-		r.Location = kickstart.Location{Kind: kickstart.LocationPath, Path: m.repoPath}
-	}
-	return r
+	return kickstart.Repository{Location: sp.Location, Endpoint: sp.Endpoint, InsecureTLS: sp.InsecureTLS}
 }

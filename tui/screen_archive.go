@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	tea "charm.land/bubbletea/v2"
@@ -45,8 +44,9 @@ type formField struct {
 }
 
 type archiveRow struct {
-	kind int // 0 a directory found, 1 the directory field, 2 the network field
-	a    Archive
+	kind  int // 0 a directory found, 1 the directory field, 2 the network field
+	a     Archive
+	given bool // Env.Repo, reached as Env.RepoSpec says
 }
 
 type archivesMsg struct {
@@ -92,13 +92,13 @@ func (m *Model) archiveRows() []archiveRow {
 	var rows []archiveRow
 	seen := map[string]bool{}
 	if m.env.Repo != "" {
-		if archive.KindOf(m.env.Repo) == archive.Dir {
-			p := filepath.Clean(m.env.Repo)
-			seen[p] = true
-			rows = append(rows, archiveRow{a: Archive{Path: p, Note: "given on the command line", Repository: IsRepository(p)}})
+		if l, err := archive.ParseLocation(m.env.Repo); err == nil && l.Kind == archive.Path {
+			seen[l.Path] = true
+			rows = append(rows, archiveRow{given: true, a: Archive{Path: l.Path, Note: "given on the command line", Repository: IsRepository(l.Path)}})
 		} else {
-			// A network location is only known to hold a repository once it is opened.
-			rows = append(rows, archiveRow{a: Archive{Path: m.env.Repo, Note: "given on the command line", Repository: true}})
+			// A network location is only known to hold a repository once it is opened (and one
+			// that does not parse says why then).
+			rows = append(rows, archiveRow{given: true, a: Archive{Path: m.env.Repo, Note: "given on the command line", Repository: true}})
 		}
 	}
 	for _, a := range m.arch.found {
@@ -125,12 +125,12 @@ func (m *Model) enterArchive() tea.Cmd {
 }
 
 func (m *Model) openRepo(sp archive.Spec, pw []byte) tea.Cmd {
-	what := "opening " + sp.Location + " ..."
-	switch archive.KindOf(sp.Location) {
+	what := "opening " + sp.Location.String() + " ..."
+	switch sp.Location.Kind {
 	case archive.NFS, archive.SMB:
-		what = "mounting " + sp.Location + " ..."
+		what = "mounting " + sp.Location.String() + " ..."
 	case archive.HTTP, archive.S3:
-		what = "connecting to " + sp.Location + " ..."
+		what = "connecting to " + sp.Location.String() + " ..."
 	}
 	m.arch.busy = what
 	open, ctx := m.env.Open, m.ctx
@@ -146,13 +146,13 @@ func (m *Model) openRepo(sp archive.Spec, pw []byte) tea.Cmd {
 
 // openDetails starts a network location: straight away when nothing more is needed, else
 // through the details form.
-func (m *Model) openDetails(loc string) tea.Cmd {
+func (m *Model) openDetails(loc archive.Location) tea.Cmd {
 	s := &m.arch
 	s.spec = archive.Spec{Location: loc}
 	var form []formField
-	switch archive.KindOf(loc) {
+	switch loc.Kind {
 	case archive.HTTP:
-		if strings.HasPrefix(strings.ToLower(loc), "https://") {
+		if loc.HTTPS() {
 			form = append(form, formField{label: "Skip the certificate check", toggle: true,
 				hint: "only for a lab server with a self-signed certificate"})
 		}
@@ -188,7 +188,7 @@ func (m *Model) submitForm() tea.Cmd {
 		return &formField{}
 	}
 	sp.InsecureTLS = get("Skip the certificate check").on
-	switch archive.KindOf(sp.Location) {
+	switch sp.Location.Kind {
 	case archive.S3:
 		sp.Endpoint = strings.TrimSpace(get("Endpoint").f.value)
 		if sp.Endpoint != "" && !strings.HasPrefix(sp.Endpoint, "http://") && !strings.HasPrefix(sp.Endpoint, "https://") {
@@ -260,7 +260,7 @@ func (m *Model) updateArchive(msg tea.Msg) tea.Cmd {
 		return nil
 	case openedMsg:
 		s.busy = ""
-		where := msg.spec.Location
+		where := msg.spec.Location.String()
 		switch {
 		case errors.Is(msg.err, tib.ErrNeedPassword):
 			s.pwFor, s.spec, s.pw = where, msg.spec, field{mask: true, limit: 256}
@@ -322,11 +322,16 @@ func (m *Model) updateArchive(msg tea.Msg) tea.Cmd {
 			r := rows[s.sel]
 			switch r.kind {
 			case 0:
-				sp := archive.Spec{Location: r.a.Path}
-				if r.a.Path == m.env.Repo || r.a.Path == filepath.Clean(m.env.Repo) {
+				var sp archive.Spec
+				if r.given {
 					sp = m.env.RepoSpec
-					sp.Location = r.a.Path
 				}
+				l, err := archive.ParseLocation(r.a.Path)
+				if err != nil {
+					m.message = "!" + err.Error()
+					return nil
+				}
+				sp.Location = l
 				return m.openFirst(sp)
 			case 1:
 				p := strings.TrimSpace(s.path.value)
@@ -334,18 +339,24 @@ func (m *Model) updateArchive(msg tea.Msg) tea.Cmd {
 					m.message = "!Type the repository's directory, such as /mnt/backup/repo."
 					return nil
 				}
-				if !filepath.IsAbs(p) {
-					m.message = "!Give an absolute path (starting with /)."
+				l, err := archive.ParseLocation(p, archive.Path)
+				if err != nil {
+					m.message = "!" + err.Error()
 					return nil
 				}
-				return m.openFirst(archive.Spec{Location: filepath.Clean(p)})
+				return m.openFirst(archive.Spec{Location: l})
 			case 2:
 				u := strings.TrimSpace(s.url.value)
-				if u == "" || archive.KindOf(u) == archive.Dir {
+				if u == "" || !strings.Contains(u, "://") {
 					m.message = "!Type a network location: http(s)://SERVER:PORT/PATH, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT/PATH or smb://SERVER/SHARE/PATH."
 					return nil
 				}
-				return m.openDetails(u)
+				l, err := archive.ParseLocation(u, archive.HTTP, archive.S3, archive.NFS, archive.SMB)
+				if err != nil {
+					m.message = "!" + err.Error()
+					return nil
+				}
+				return m.openDetails(l)
 			}
 		case msg.String() == "r" && m.archFocused() == nil:
 			s.found, s.err = nil, nil
@@ -402,7 +413,7 @@ func (m *Model) viewArchive() (string, string) {
 		b.WriteString("\nNo archive was found on mounted media; type its directory.\n")
 	}
 	if s.form != nil {
-		b.WriteString("\n" + s.spec.Location + "\n")
+		b.WriteString("\n" + s.spec.Location.String() + "\n")
 		for i, ff := range s.form {
 			var line string
 			if ff.toggle {

@@ -81,13 +81,13 @@ func (m *Model) viewMachine() (string, string) {
 	t := m.theme
 	var b strings.Builder
 	fmt.Fprintf(&b, "Machines in %s:\n\n", m.repoPath)
-	fmt.Fprintf(&b, "  %-24s %11s  %-19s %10s\n", "machine", "generations", "latest", "size")
+	fmt.Fprintf(&b, "  %-24s %11s  %-*s %10s\n", "machine", "generations", stampWidth, "latest", "size")
 	rows := m.machines()
 	n := m.bodyHeight() - 3
 	start := listWindow(m.mach.sel, len(rows), n)
 	for i := start; i < len(rows) && i < start+n; i++ {
 		r := rows[i]
-		fmt.Fprintf(&b, "%s\n", t.row(i == m.mach.sel, fmt.Sprintf("%-24s %11d  %-19s %10s", r.name, r.count, stamp(r.latest.Time), human(r.latest.Stats.UsedBytes))))
+		fmt.Fprintf(&b, "%s\n", t.row(i == m.mach.sel, fmt.Sprintf("%-24s %11d  %-*s %10s", r.name, r.count, stampWidth, stamp(r.latest.Time), human(r.latest.Stats.UsedBytes))))
 	}
 	return b.String(), "up/down choose  enter timeline  esc back"
 }
@@ -155,14 +155,14 @@ func (m *Model) viewGeneration() (string, string) {
 	pages := (len(tl) + page - 1) / page
 	cur := m.gsel.sel / page
 	fmt.Fprintf(&b, "Generations of %s, newest first (page %d of %d):\n", m.machine, cur+1, max(pages, 1))
-	fmt.Fprintf(&b, "  %-19s %-12s %-11s %10s %10s\n", "taken", "id", "kind", "size", "new")
+	fmt.Fprintf(&b, "  %-*s %-12s %-11s %10s %10s\n", stampWidth, "taken", "id", "kind", "size", "new")
 	for i := cur * page; i < len(tl) && i < (cur+1)*page; i++ {
 		g := tl[i]
 		kind := "full"
 		if g.Parent != nil {
 			kind = "incremental"
 		}
-		fmt.Fprintf(&b, "%s\n", t.row(i == m.gsel.sel, fmt.Sprintf("%-19s %-12.12s %-11s %10s %10s", stamp(g.Time), g.ID.String(), kind, human(g.Stats.UsedBytes), human(g.Stats.NewBytes))))
+		fmt.Fprintf(&b, "%s\n", t.row(i == m.gsel.sel, fmt.Sprintf("%-*s %-12.12s %-11s %10s %10s", stampWidth, stamp(g.Time), g.ID.String(), kind, human(g.Stats.UsedBytes), human(g.Stats.NewBytes))))
 	}
 	if len(tl) > 0 {
 		b.WriteString("\n" + genDetails(tl[m.gsel.sel]))
@@ -236,5 +236,9 @@ func guessSystem(g *tib.Generation) string {
 	return s + "; confirmed after the restore"
 }
 
-// stamp shows a time as the technician's clock does, to the second.
-func stamp(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
+// stamp shows a time as every command does (tib.FormatTime): the technician's clock, to the
+// second, with its offset from UTC, so that it can be typed back as a kickstart's --generation.
+func stamp(t time.Time) string { return tib.FormatTime(t) }
+
+// stampWidth is how wide stamp's text is with an offset (+01:00); in UTC (Z) it is narrower.
+const stampWidth = len("2006-01-02T15:04:05+00:00")

@@ -793,17 +793,23 @@ func TestWizardFindArchives(t *testing.T) {
 // The exported kickstart names a network repository as it was opened (secrets are never in it).
 func TestKickstartRepositoryOfNetworkLocations(t *testing.T) {
 	for _, c := range []struct {
+		loc  string
 		sp   archive.Spec
 		want string
 	}{
-		{archive.Spec{Location: "s3://dr-archive/prod/site", Endpoint: "https://minio:9000", InsecureTLS: true, SecretAccessKey: "x"},
+		{"s3://dr-archive/prod/site", archive.Spec{Endpoint: "https://minio:9000", InsecureTLS: true, SecretAccessKey: "x"},
 			"repository s3://dr-archive/prod/site --endpoint https://minio:9000 --insecure-tls"},
-		{archive.Spec{Location: "s3://dr-archive"}, "repository s3://dr-archive"},
-		{archive.Spec{Location: "smb://filer/backup/dr", User: "tech", Password: "pw"}, "repository smb://filer/backup/dr"},
-		{archive.Spec{Location: "nfs://filer/export/dr"}, "repository nfs://filer/export/dr"},
-		{archive.Spec{Location: "/mnt/archive"}, "repository /mnt/archive"},
+		{"s3://dr-archive", archive.Spec{}, "repository s3://dr-archive"},
+		{"smb://filer/backup/dr", archive.Spec{User: "tech", Password: "pw"}, "repository smb://filer/backup/dr"},
+		{"nfs://filer/export/dr", archive.Spec{}, "repository nfs://filer/export/dr"},
+		{"/mnt/archive", archive.Spec{}, "repository /mnt/archive"},
 	} {
-		m := &Model{repoSpec: c.sp, repoPath: c.sp.Location}
+		l, err := archive.ParseLocation(c.loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.sp.Location = l
+		m := &Model{repoSpec: c.sp, repoPath: c.loc}
 		ks := &kickstart.Kickstart{Repository: m.kickstartRepository(), Machine: kickstart.Machine{Name: "m"}}
 		var line string
 		for _, l := range strings.Split(ks.Format(), "\n") {

@@ -32,19 +32,24 @@ which is wrapped with a key derived from the password by Argon2id. Without one
 (--no-password, or no terminal to prompt on), files are only checksummed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(); err != nil {
+			sp, err := f.spec()
+			if err != nil {
 				return err
+			}
+			if errs := sp.Check(); len(errs) > 0 {
+				return errs[0]
 			}
 			var pw []byte
 			if !noPassword {
-				var err error
-				if pw, err = f.password(true); err != nil {
+				if pw, err = f.passwordSource().Password(true); err != nil {
 					return err
 				}
 			}
-			var be backend.Backend = local.New(f.repo)
-			if archive.KindOf(f.repo) != archive.Dir {
-				opened, err := archive.Open(cmd.Context(), f.spec())
+			// A new directory is made by tib.Init; anywhere else is reached as every command
+			// reaches it.
+			var be backend.Backend = local.New(sp.Location.Path)
+			if sp.Location.Kind != archive.Path {
+				opened, err := archive.Open(cmd.Context(), sp)
 				if err != nil {
 					return err
 				}
@@ -59,7 +64,7 @@ which is wrapped with a key derived from the password by Argon2id. Without one
 			if r.Config().Encrypted {
 				kind = "encrypted (AES-256-GCM, Argon2id)"
 			}
-			fmt.Printf("created %s repository %s at %s\n", kind, r.Config().ID[:8], f.repo)
+			fmt.Printf("created %s repository %s at %s\n", kind, r.Config().ID[:8], sp.Location)
 			return nil
 		},
 	}
@@ -233,7 +238,7 @@ func newGenerations() *cobra.Command {
 				for _, d := range g.Disks {
 					disks = append(disks, d.Name)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Machine, g.ID.String()[:12], g.Time.Local().Format("2006-01-02 15:04:05"),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Machine, g.ID.String()[:12], tib.FormatTime(g.Time),
 					par, strings.Join(disks, ","), human(g.Stats.LogicalBytes), human(g.Stats.UsedBytes), human(g.Stats.NewBytes))
 			}
 			return tw.Flush()
@@ -250,7 +255,7 @@ func newVerify() *cobra.Command {
 	var machine, genRef string
 	var readData bool
 	c := &cobra.Command{
-		Use:   "verify --repo DIR [--machine NAME] [--generation ID] [--read-data]",
+		Use:   "verify --repo DIR [--machine NAME] [--generation ID|latest|TIME] [--read-data]",
 		Short: "Check the repository's structure, or every byte; exit status 3 on damage",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -288,7 +293,7 @@ func newVerify() *cobra.Command {
 	}
 	f.register(c)
 	c.Flags().StringVar(&machine, "machine", "", "only this machine's generations (and the packs they use)")
-	c.Flags().StringVar(&genRef, "generation", "", "only this generation (needs --machine)")
+	c.Flags().StringVar(&genRef, "generation", "", "only this generation: latest, an ID (a unique prefix) or a time, the newest at or before it (needs --machine)")
 	c.Flags().BoolVar(&readData, "read-data", false, "read and check every byte of the packs")
 	return c
 }
@@ -301,8 +306,11 @@ func newForget() *cobra.Command {
 		Short: "Remove a generation (run prune to reclaim its space)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if genRef == "" || genRef == "latest" {
-				return errors.New("--generation ID is required (an explicit ID: forget does not take latest)")
+			// Forgetting is for good: only an explicit ID, never latest or a time.
+			if ref, err := tib.ParseGenerationRef(genRef); genRef == "" || err == nil && ref.Kind != tib.GenerationID {
+				return errors.New("--generation ID is required (an explicit ID: forget takes neither latest nor a time)")
+			} else if err != nil {
+				return fmt.Errorf("--generation: %w", err)
 			}
 			r, err := f.open(cmd)
 			if err != nil {
@@ -320,7 +328,7 @@ func newForget() *cobra.Command {
 			if err := r.Forget(cmd.Context(), gen); err != nil {
 				return err
 			}
-			fmt.Printf("forgot generation %s of %s (%s); run `cauldron prune` to reclaim space\n", gen.ID.String()[:12], gen.Machine, gen.Time.Local().Format(time.RFC3339))
+			fmt.Printf("forgot generation %s of %s (%s); run `cauldron prune` to reclaim space\n", gen.ID.String()[:12], gen.Machine, tib.FormatTime(gen.Time))
 			return nil
 		},
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/restore/kickstart"
 	"github.com/spf13/cobra"
 )
@@ -90,18 +91,25 @@ func readKickstart(cmd *cobra.Command, arg string) (string, []byte, error) {
 		b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), kickstart.MaxSize+1))
 		return "stdin", b, err
 	}
-	lower := strings.ToLower(arg)
-	if strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://") {
-		b, err := kickstart.Fetch(cmd.Context(), arg, kickstart.FetchOptions{
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", nil, err
+	}
+	l, err := archive.ParseLocationFrom(arg, wd, archive.Path, archive.HTTP, archive.CDROM, archive.USB)
+	if err != nil {
+		return "", nil, err
+	}
+	switch l.Kind {
+	case archive.HTTP:
+		b, err := kickstart.Fetch(cmd.Context(), l.URL, kickstart.FetchOptions{
 			Attempts: 3,
 			Log:      func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", a...) },
 		})
 		return arg, b, err
-	}
-	if strings.HasPrefix(lower, "cdrom:") || strings.HasPrefix(lower, "usb:") {
+	case archive.CDROM, archive.USB:
 		return "", nil, fmt.Errorf("%s: validate reads files and URLs; mount the medium and give the file's path", arg)
 	}
-	f, err := os.Open(arg)
+	f, err := os.Open(l.Path)
 	if err != nil {
 		return "", nil, err
 	}

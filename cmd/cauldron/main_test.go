@@ -37,7 +37,14 @@ func TestMain(m *testing.M) {
 // cauldron runs the binary and returns stdout, stderr and the exit status.
 func cauldron(t *testing.T, env []string, args ...string) (string, string, int) {
 	t.Helper()
+	return cauldronIn(t, "", env, args...)
+}
+
+// cauldronIn is cauldron run in the working directory dir ("" for the test's).
+func cauldronIn(t *testing.T, dir string, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -29,88 +28,60 @@ type repoFlags struct {
 
 func (f *repoFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.repo, "repo", os.Getenv("CAULDRON_REPOSITORY"),
-		"repository: a directory, http(s)://HOST/PATH (cauldron serve), s3://BUCKET/PREFIX, nfs://SERVER/EXPORT/PATH or smb://SERVER/SHARE/PATH (also $CAULDRON_REPOSITORY)")
-	c.Flags().StringVar(&f.passwordFile, "password-file", "", "read the repository password from this file (else $CAULDRON_PASSWORD, else a prompt)")
+		"repository: a directory (a relative one is taken from the working directory), http(s)://HOST/PATH (cauldron serve), s3://BUCKET/PREFIX, nfs://SERVER/EXPORT/PATH or smb://SERVER/SHARE/PATH (also $CAULDRON_REPOSITORY)")
+	c.Flags().StringVar(&f.passwordFile, "password-file", "", "read the repository password from this file (else $CAULDRON_PASSWORD, else a prompt); an empty file is refused")
 	c.Flags().StringVar(&f.endpoint, "endpoint", "", "s3:// only: the http(s) URL of an S3-compatible server (empty: Amazon S3)")
 	c.Flags().BoolVar(&f.insecureTLS, "insecure-tls", false, "https:// and s3:// only: do not check the server's certificate (a lab's self-signed one)")
 	c.Flags().StringVar(&f.credentialsFile, "credentials-file", "", "s3:// only: an AWS shared-credentials file (else $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY); smb:// only: username=/password=/domain= lines (else a guest)")
 }
 
-// spec is where --repo and its options say the repository is.
-func (f *repoFlags) spec() archive.Spec {
-	return archive.Spec{Location: f.repo, Endpoint: f.endpoint, InsecureTLS: f.insecureTLS, CredentialsFile: f.credentialsFile,
-		Log: func(s string) { fmt.Fprintln(os.Stderr, "cauldron: repository:", s) }}
-}
+// location is --repo parsed as every command reads it.
+func (f *repoFlags) location() (archive.Location, error) { return repoLocation(f.repo) }
 
-func (f *repoFlags) check() error {
-	if f.repo == "" {
-		return errors.New("--repo is required (or set CAULDRON_REPOSITORY)")
+// repoLocation reads a --repo value: a relative directory is taken from the working directory
+// (the location keeps it as given, for messages), as every shell user expects.
+func repoLocation(repo string) (archive.Location, error) {
+	if repo == "" {
+		return archive.Location{}, errors.New("--repo is required (or set CAULDRON_REPOSITORY)")
 	}
-	return nil
-}
-
-// password finds the password: --password-file, then $CAULDRON_PASSWORD, then a prompt when
-// standard input is a terminal.
-func (f *repoFlags) password(confirm bool) ([]byte, error) {
-	if f.passwordFile != "" {
-		b, err := os.ReadFile(f.passwordFile)
-		if err != nil {
-			return nil, fmt.Errorf("--password-file: %w", err)
-		}
-		b = bytes.TrimRight(b, "\r\n")
-		if len(b) == 0 {
-			return nil, fmt.Errorf("--password-file %s is empty", f.passwordFile)
-		}
-		return b, nil
-	}
-	if pw, ok := os.LookupEnv("CAULDRON_PASSWORD"); ok && pw != "" {
-		return []byte(pw), nil
-	}
-	if !term.IsTerminal(int(os.Stdin.Fd())) {
-		return nil, nil
-	}
-	fmt.Fprint(os.Stderr, "Repository password: ")
-	pw, err := term.ReadPassword(int(os.Stdin.Fd()))
-	fmt.Fprintln(os.Stderr)
+	wd, err := os.Getwd()
 	if err != nil {
-		return nil, err
+		return archive.Location{}, fmt.Errorf("--repo %s: the working directory: %w", repo, err)
 	}
-	if confirm {
-		fmt.Fprint(os.Stderr, "Repeat the password: ")
-		again, err := term.ReadPassword(int(os.Stdin.Fd()))
-		fmt.Fprintln(os.Stderr)
-		if err != nil {
-			return nil, err
-		}
-		if !bytes.Equal(pw, again) {
-			return nil, errors.New("the passwords differ")
-		}
+	l, err := archive.ParseLocationFrom(repo, wd)
+	if err != nil {
+		return archive.Location{}, fmt.Errorf("--repo: %w", err)
 	}
-	return pw, nil
+	return l, nil
+}
+
+// spec is where --repo and its options say the repository is.
+func (f *repoFlags) spec() (archive.Spec, error) {
+	l, err := f.location()
+	if err != nil {
+		return archive.Spec{}, err
+	}
+	return archive.Spec{Location: l, Endpoint: f.endpoint, InsecureTLS: f.insecureTLS, CredentialsFile: f.credentialsFile,
+		Log: func(s string) { fmt.Fprintln(os.Stderr, "cauldron: repository:", s) }}, nil
+}
+
+// passwordSource is where the password comes from: --password-file, then $CAULDRON_PASSWORD,
+// then a prompt when standard input is a terminal.
+func (f *repoFlags) passwordSource() archive.PasswordSource {
+	return archive.PasswordSource{File: f.passwordFile, Prompt: archive.TerminalPrompt}
 }
 
 func (f *repoFlags) open(cmd *cobra.Command) (*tib.Repository, error) {
-	if err := f.check(); err != nil {
-		return nil, err
-	}
-	if archive.KindOf(f.repo) == archive.Dir {
-		if st, err := os.Stat(f.repo); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("%s: %w (create one with `cauldron init --repo %s`)", f.repo, tib.ErrNoRepository, f.repo)
-		}
-	}
-	be, err := archive.Open(cmd.Context(), f.spec())
+	sp, err := f.spec()
 	if err != nil {
 		return nil, err
 	}
-	f.dir = be.Dir
-	r, err := tib.Open(cmd.Context(), be, func() ([]byte, error) { return f.password(false) })
-	if errors.Is(err, tib.ErrWrongPassword) {
-		err = fmt.Errorf("wrong password for the repository %s", f.repo)
-	}
+	src := f.passwordSource()
+	r, opened, err := archive.OpenRepository(cmd.Context(), sp, func() ([]byte, error) { return src.Password(false) })
 	if err != nil {
-		be.Close()
 		return nil, err
 	}
+	f.dir = opened.Dir
 	// A share mounted for this command is left mounted: the process ends soon after, and the
 	// boot environment reuses the mount (same folder for the same URL).
 	return r, nil

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
 	"github.com/cauldron-dr/cauldron/tib/backend/rest"
@@ -40,11 +41,15 @@ already stored can be removed: a compromised client cannot destroy the archive) 
 browsing and copying the archive). The protocol is specified in docs/archive-format.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if repo == "" {
-				return errors.New("--repo is required (or set CAULDRON_REPOSITORY)")
+			l, err := repoLocation(repo)
+			if err != nil {
+				return err
 			}
-			if fi, err := os.Stat(filepath.Join(repo, "config")); err != nil || !fi.Mode().IsRegular() {
-				return fmt.Errorf("%s: %w: it has no config file (create one with `cauldron init --repo %s`)", repo, tib.ErrNoRepository, repo)
+			if l.Kind != archive.Path {
+				return fmt.Errorf("--repo %s: serve offers a directory of this machine, not a %s location", l, l.Kind)
+			}
+			if fi, err := os.Stat(filepath.Join(l.Path, "config")); err != nil || !fi.Mode().IsRegular() {
+				return fmt.Errorf("%s: %w: it has no config file (create one with `cauldron init --repo %s`)", l.Shown(), tib.ErrNoRepository, l)
 			}
 			var tlsConf *tls.Config
 			if tlsCert != "" {
@@ -67,7 +72,7 @@ browsing and copying the archive). The protocol is specified in docs/archive-for
 				mode = "read-only"
 			}
 			srv := &http.Server{
-				Handler: rest.NewHandler(local.New(repo), rest.HandlerOptions{
+				Handler: rest.NewHandler(local.New(l.Path), rest.HandlerOptions{
 					AppendOnly: appendOnly, ReadOnly: readOnly, ErrorLog: errLog}),
 				TLSConfig: tlsConf,
 				// Slow or silent clients must not hold connections for ever; bodies (packs of
@@ -80,7 +85,7 @@ browsing and copying the archive). The protocol is specified in docs/archive-for
 			if tlsConf != nil {
 				scheme = "https"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "serving %s (%s) at %s\n", repo, mode, serveURL(scheme, ln.Addr()))
+			fmt.Fprintf(cmd.OutOrStdout(), "serving %s (%s) at %s\n", l, mode, serveURL(scheme, ln.Addr()))
 			if tlsConf == nil && !isLoopback(ln.Addr()) {
 				fmt.Fprintln(cmd.ErrOrStderr(), "cauldron serve: note: without TLS, the repository's files cross the network in the clear (encrypted repositories stay encrypted)")
 			}
@@ -111,7 +116,7 @@ browsing and copying the archive). The protocol is specified in docs/archive-for
 			return nil
 		},
 	}
-	c.Flags().StringVar(&repo, "repo", os.Getenv("CAULDRON_REPOSITORY"), "repository directory (also $CAULDRON_REPOSITORY)")
+	c.Flags().StringVar(&repo, "repo", os.Getenv("CAULDRON_REPOSITORY"), "repository directory; a relative one is taken from the working directory (also $CAULDRON_REPOSITORY)")
 	c.Flags().StringVar(&listen, "listen", defaultServeAddr, "address to listen on, HOST:PORT (port 0: any free port)")
 	c.Flags().BoolVar(&appendOnly, "append-only", false, "refuse removing anything but locks, sessions and journals")
 	c.Flags().BoolVar(&readOnly, "read-only", false, "refuse every write")

@@ -1,11 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 
+	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/restore/share"
 	"github.com/spf13/cobra"
 )
@@ -35,11 +34,11 @@ func (f *shareFlags) options() (share.Options, error) {
 		if f.user == "" {
 			return o, fmt.Errorf("--password-file needs --user (without a user the share is mounted as a guest)")
 		}
-		b, err := os.ReadFile(f.passwordFile)
+		b, err := archive.ReadPasswordFile(f.passwordFile)
 		if err != nil {
-			return o, fmt.Errorf("--password-file: %w", err)
+			return o, err
 		}
-		o.Password = string(bytes.TrimRight(b, "\r\n"))
+		o.Password = string(b)
 	}
 	if f.domain != "" && f.user == "" {
 		return o, fmt.Errorf("--domain needs --user")
@@ -61,8 +60,9 @@ NFS: versions 4.2, 4.1 and 4.0 are tried, then 3 (without locking); --nfs-versio
 mounted and PATH is found inside it.
 
 SMB: dialects 3.1.1, 3.0 and 2.1 are tried. Without --user the share is mounted as a guest.
-The password is read from a file (its first line), never from the command line. A refused
-password is not tried again, so that it cannot lock the account.
+The password is read from a file (all of it but a trailing line break; an empty file is
+refused), never from the command line. A refused password is not tried again, so that it
+cannot lock the account.
 
 The directory that holds the URL's path is printed on the last line.`,
 		Args: cobra.ExactArgs(2),

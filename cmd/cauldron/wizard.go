@@ -34,7 +34,14 @@ The look is plain ASCII on dumb, vt100 and serial terminals; --ascii 1 or 0 forc
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The same inoculation as `cauldron recover` (the kickstart's way).
-			env := tui.Env{Repo: f.repo, RepoSpec: f.spec(), ExportDir: exportDir, Scratch: scratch, Inoculate: restore.Inoculate}
+			env := tui.Env{ExportDir: exportDir, Scratch: scratch, Inoculate: restore.Inoculate}
+			if f.repo != "" {
+				sp, err := f.spec()
+				if err != nil {
+					return err
+				}
+				env.Repo, env.RepoSpec = sp.Location.String(), sp
+			}
 			if cmd.Flags().Changed("media") {
 				env.MediaRoots = []string{}
 				for _, m := range media {
@@ -51,13 +58,14 @@ The look is plain ASCII on dumb, vt100 and serial terminals; --ascii 1 or 0 forc
 					}
 				}
 			}
-			if f.passwordFile != "" || os.Getenv("CAULDRON_PASSWORD") != "" {
-				pw, err := f.password(false)
-				if err != nil {
-					return err
-				}
-				env.Password = pw
+			// The wizard asks for the password itself; one given beforehand is tried first.
+			src := f.passwordSource()
+			src.Prompt = nil
+			pw, err := src.Password(false)
+			if err != nil {
+				return err
 			}
+			env.Password = pw
 			res, err := tui.Run(cmd.Context(), env, tui.Console{ASCII: ascii})
 			return wizardEnded(cmd.OutOrStdout(), res, err)
 		},

@@ -1,7 +1,10 @@
 // Package archive opens a backup repository wherever a technician keeps it: a directory (a local
 // disk, a USB stick, a share mounted by hand), an HTTP(S) server running `cauldron serve`, an S3
 // bucket, or an NFS export or SMB share that it mounts first. The kickstart, the wizard and the
-// command line all come through here, so a location means the same thing everywhere.
+// command line all come through here, so a location means the same thing everywhere: Location
+// is the one parsed place (ParseLocation, ParseLocationFrom for a command line's relative
+// directory), Spec says how to reach it (Check is the one rule for its options), PasswordSource
+// is the one way to the password, and OpenRepository opens the repository there.
 package archive
 
 import (
@@ -17,44 +20,18 @@ import (
 	"strings"
 
 	"github.com/cauldron-dr/cauldron/restore/share"
+	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/cauldron-dr/cauldron/tib/backend"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
 	"github.com/cauldron-dr/cauldron/tib/backend/rest"
 	"github.com/cauldron-dr/cauldron/tib/backend/s3"
 )
 
-// Kind says how a location is reached.
-type Kind string
-
-const (
-	Dir  Kind = "directory"
-	HTTP Kind = "http"
-	S3   Kind = "s3"
-	NFS  Kind = "nfs"
-	SMB  Kind = "smb"
-)
-
-// KindOf classifies a location by its scheme; anything without a known scheme is a directory.
-func KindOf(location string) Kind {
-	l := strings.ToLower(location)
-	switch {
-	case strings.HasPrefix(l, "http://"), strings.HasPrefix(l, "https://"):
-		return HTTP
-	case strings.HasPrefix(l, "s3://"):
-		return S3
-	case strings.HasPrefix(l, "nfs://"):
-		return NFS
-	case strings.HasPrefix(l, "smb://"):
-		return SMB
-	}
-	return Dir
-}
-
 // Spec says where a repository is and how to reach it. Only Location is always needed.
 type Spec struct {
-	// Location: an absolute directory, http(s)://HOST[:PORT]/PATH, s3://BUCKET/PREFIX,
+	// Location: a directory (Path), usb:/PATH, http(s)://HOST[:PORT]/PATH, s3://BUCKET/PREFIX,
 	// nfs://SERVER[:PORT]/EXPORT/PATH or smb://SERVER[:PORT]/SHARE/PATH.
-	Location string
+	Location Location
 	// Endpoint is an S3-compatible server's http(s) URL; empty for Amazon S3.
 	Endpoint string
 	// InsecureTLS skips checking an https server's certificate (a lab's self-signed one).
@@ -68,8 +45,52 @@ type Spec struct {
 	User, Password, Domain string
 	// MountRoot is where shares are mounted; empty: /run/cauldron/shares.
 	MountRoot string
+	// MountUSB makes a usb:/PATH location reachable and returns its local path (the boot
+	// environment mounts the stick); nil refuses usb: locations.
+	MountUSB func(ctx context.Context, path string) (string, error)
 	// Log, when set, hears about mount attempts that failed before one worked.
 	Log func(string)
+}
+
+// OptionError is an option of a Spec that does not fit its location. The kickstart places it at
+// the option (or its value); the command line and the wizard show it as it is.
+type OptionError struct {
+	Option  string // endpoint, insecure-tls or credentials-file
+	InValue bool   // the value is wrong (else the option does not go with this location)
+	Msg     string
+}
+
+func (e *OptionError) Error() string { return e.Msg }
+
+// Check returns what in sp does not fit its location, at most one error per option. A Location
+// that is not set (its Kind empty: it did not parse) is not held against the options.
+func (sp Spec) Check() []*OptionError {
+	var errs []*OptionError
+	add := func(opt string, inValue bool, format string, a ...any) {
+		errs = append(errs, &OptionError{Option: opt, InValue: inValue, Msg: fmt.Sprintf(format, a...)})
+	}
+	l := sp.Location
+	known := l.Kind != ""
+	endpointTLS := true // Amazon S3 is reached over https
+	if sp.Endpoint != "" {
+		switch el, err := ParseLocation(sp.Endpoint, HTTP); {
+		case err != nil && !strings.Contains(sp.Endpoint, "://"):
+			add("endpoint", true, "--endpoint: want the server's URL, such as https://%s, got %q", sp.Endpoint, sp.Endpoint)
+		case err != nil:
+			add("endpoint", true, "--endpoint: %v", err)
+		case known && l.Kind != S3:
+			add("endpoint", false, "--endpoint is for s3:// repositories (an S3-compatible server's URL), not for %s", l)
+		default:
+			endpointTLS = el.HTTPS()
+		}
+	}
+	if sp.InsecureTLS && known && !(l.HTTPS() || l.Kind == S3 && endpointTLS) {
+		add("insecure-tls", false, "--insecure-tls: %s is not reached over TLS, so there is no certificate to skip checking", l)
+	}
+	if sp.CredentialsFile != "" && known && l.Kind != S3 && l.Kind != SMB {
+		add("credentials-file", false, "--credentials-file is for s3:// (access keys) and smb:// (user name and password) repositories, not for %s", l)
+	}
+	return errs
 }
 
 // DefaultMountRoot is where shares are mounted in the boot environment.
@@ -101,55 +122,85 @@ func (o *Opened) Close() error {
 	return err
 }
 
-// Open reaches the location. A directory must exist; a share is mounted (read-write: a
-// recovery writes its session, journal and report into the repository).
+// Open reaches the location. A directory must hold a repository; a share is mounted
+// (read-write: a recovery writes its session, journal and report into the repository).
 func Open(ctx context.Context, sp Spec) (*Opened, error) {
-	loc := strings.TrimSpace(sp.Location)
-	if loc == "" {
+	l := sp.Location
+	if l.Kind == "" {
 		return nil, errors.New("no repository location given")
 	}
-	kind := KindOf(loc)
-	if sp.Endpoint != "" && kind != S3 {
-		return nil, fmt.Errorf("%s: an endpoint is for s3:// locations only", loc)
+	if errs := sp.Check(); len(errs) > 0 {
+		return nil, errs[0]
 	}
-	if sp.InsecureTLS && !(kind == HTTP || kind == S3) {
-		return nil, fmt.Errorf("%s: skipping the certificate check is for https:// and s3:// locations only", loc)
-	}
-	switch kind {
+	dir := l.Path
+	switch l.Kind {
 	case HTTP:
-		be, err := rest.New(loc, rest.Options{InsecureTLS: sp.InsecureTLS})
+		be, err := rest.New(l.URL, rest.Options{InsecureTLS: sp.InsecureTLS})
 		if err != nil {
 			return nil, err
 		}
 		return &Opened{Backend: be}, nil
 	case S3:
-		l, err := s3.ParseLocation(loc)
-		if err != nil {
-			return nil, err
-		}
 		cred, err := s3Credentials(sp)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", loc, err)
+			return nil, fmt.Errorf("%s: %w", l, err)
 		}
-		be, err := s3.New(ctx, s3.Options{Bucket: l.Bucket, Prefix: l.Prefix, Endpoint: sp.Endpoint,
+		be, err := s3.New(ctx, s3.Options{Bucket: l.Bucket, Prefix: l.Path, Endpoint: sp.Endpoint,
 			Credentials: cred, InsecureTLS: sp.InsecureTLS})
 		if err != nil {
 			return nil, err
 		}
 		return &Opened{Backend: be}, nil
 	case NFS, SMB:
-		return mountShare(ctx, loc, sp)
+		return mountShare(ctx, l, sp)
+	case USB:
+		if sp.MountUSB == nil {
+			return nil, fmt.Errorf("%s: usb: locations work only in the boot environment (which mounts the stick); give the directory it is mounted on", l)
+		}
+		p, err := sp.MountUSB(ctx, l.Path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", l, err)
+		}
+		dir = p
+	case Path:
+	default:
+		return nil, fmt.Errorf("%s: a repository cannot be at a %s location; want %s", l, l.Kind, kindList(repositoryKinds, false))
 	}
-	if !filepath.IsAbs(loc) {
-		return nil, fmt.Errorf("%s: want an absolute directory, http(s)://, s3://, nfs:// or smb:// location", loc)
-	}
-	dir := filepath.Clean(loc)
-	if fi, err := os.Stat(dir); err != nil {
+	if fi, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil, noRepository(l)
+	} else if err != nil {
 		return nil, err
 	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("%s: not a directory", dir)
+		return nil, fmt.Errorf("%s: not a directory", l.Shown())
 	}
 	return &Opened{Backend: local.New(dir), Dir: dir}, nil
+}
+
+// noRepository says that l holds no repository, naming it as given and as the absolute path it
+// means, and how to make one.
+func noRepository(l Location) error {
+	return fmt.Errorf("%s: %w (create one with `cauldron init --repo %s`)", l.Shown(), tib.ErrNoRepository, l)
+}
+
+// OpenRepository reaches sp's location and opens the repository there; password is called only
+// when it is encrypted (PasswordSource.Password, or a password the wizard asked for). Errors
+// keep their chain (errors.Is finds tib.ErrWrongPassword, tib.ErrNeedPassword,
+// tib.ErrNoRepository). The caller closes the Opened when done with the repository; a share
+// mounted for it is unmounted then.
+func OpenRepository(ctx context.Context, sp Spec, password func() ([]byte, error)) (*tib.Repository, *Opened, error) {
+	o, err := Open(ctx, sp)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := tib.Open(ctx, o, password)
+	if err != nil {
+		o.Close() // unmounts a share mounted for it; the next attempt mounts it again
+		if errors.Is(err, tib.ErrNoRepository) && o.Dir != "" && sp.Location.Kind == Path {
+			err = noRepository(sp.Location)
+		}
+		return nil, nil, err
+	}
+	return r, o, nil
 }
 
 func s3Credentials(sp Spec) (s3.Credentials, error) {
@@ -167,9 +218,10 @@ func s3Credentials(sp Spec) (s3.Credentials, error) {
 
 // mountShare mounts the share under MountRoot (a folder named after the URL, so the same share
 // is not mounted twice) and opens the repository in it.
-func mountShare(ctx context.Context, loc string, sp Spec) (*Opened, error) {
+func mountShare(ctx context.Context, l Location, sp Spec) (*Opened, error) {
+	loc := l.URL
 	o := share.Options{User: sp.User, Password: sp.Password, Domain: sp.Domain, Log: sp.Log}
-	if KindOf(loc) == SMB && sp.User == "" && sp.CredentialsFile != "" {
+	if l.Kind == SMB && sp.User == "" && sp.CredentialsFile != "" {
 		c, err := ReadSMBCredentials(sp.CredentialsFile)
 		if err != nil {
 			return nil, err

@@ -14,13 +14,124 @@ import (
 	"github.com/cauldron-dr/cauldron/tib/backend/rest"
 )
 
-func TestKindOf(t *testing.T) {
-	for loc, want := range map[string]Kind{
-		"/srv/archive": Dir, "relative": Dir, "HTTPS://h/r": HTTP, "http://h:8420": HTTP,
-		"s3://bkt/p": S3, "nfs://filer/export": NFS, "SMB://filer/share": SMB, "usb:/x": Dir,
+// loc parses a location the test knows to be valid.
+func loc(t *testing.T, s string) Location {
+	t.Helper()
+	l, err := ParseLocation(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestParseLocation: every kind parses, String gives it back in a form that parses to the same
+// location, and what is wrong is named.
+func TestParseLocation(t *testing.T) {
+	for _, c := range []struct {
+		in, str string
+		want    Location
+	}{
+		{"/srv/archive/", "/srv/archive", Location{Kind: Path, Path: "/srv/archive"}},
+		{"usb:/archive", "usb:/archive", Location{Kind: USB, Path: "/archive"}},
+		{"USB://a//b/", "usb:/a/b", Location{Kind: USB, Path: "/a/b"}},
+		{"HTTPS://h:8420/r", "HTTPS://h:8420/r", Location{Kind: HTTP, URL: "HTTPS://h:8420/r"}},
+		{"s3://bkt/a/b/", "s3://bkt/a/b", Location{Kind: S3, Bucket: "bkt", Path: "a/b"}},
+		{"s3://bkt", "s3://bkt", Location{Kind: S3, Bucket: "bkt"}},
+		{"nfs://filer:2049/export/dr", "nfs://filer:2049/export/dr", Location{Kind: NFS, URL: "nfs://filer:2049/export/dr"}},
+		{"SMB://filer/share", "SMB://filer/share", Location{Kind: SMB, URL: "SMB://filer/share"}},
 	} {
-		if got := KindOf(loc); got != want {
-			t.Errorf("KindOf(%q) = %s, want %s", loc, got, want)
+		got, err := ParseLocation(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("ParseLocation(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+			continue
+		}
+		if got.String() != c.str {
+			t.Errorf("%q: String() = %q, want %q", c.in, got.String(), c.str)
+		}
+		if back, err := ParseLocation(got.String()); err != nil || back != got {
+			t.Errorf("%q: String() %q parses as %+v, %v", c.in, got.String(), back, err)
+		}
+	}
+	if l, err := ParseLocation("cdrom:/ks/web01.ks", CDROM, HTTP); err != nil || l != (Location{Kind: CDROM, Path: "/ks/web01.ks"}) || l.String() != "cdrom:/ks/web01.ks" {
+		t.Errorf("cdrom: %+v %v", l, err)
+	}
+	for in, want := range map[string]string{
+		"":                  "empty location",
+		"archive":           `"archive" is not an absolute path; want an absolute path, usb:/PATH, http(s)://…, s3://BUCKET/PREFIX, nfs://SERVER/EXPORT or smb://SERVER/SHARE`,
+		"ftp://x/y":         `"ftp://x/y": ftp is not supported; want an absolute path`,
+		"cdrom:/r":          `"cdrom:/r": cdrom locations cannot be used here`,
+		"usb:r":             `"usb:r": want usb:/PATH, a path from the top of the medium`,
+		"s3://Bad_Bucket/x": `bucket name "Bad_Bucket": upper-case letters are not allowed`,
+		"s3://bkt/a//b":     `prefix "a//b": empty path segment`,
+		"http:///r":         `"http:///r" names no host`,
+		"nfs://filer":       `names no export`,
+		"smb://filer/":      `names no share`,
+		"smb://f/s?x=1":     `a share URL takes no ?query or #fragment`,
+		"http://h/%zz":      `is not a valid URL: invalid URL escape "%zz"`,
+	} {
+		if _, err := ParseLocation(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseLocation(%q): %v, want %q", in, err, want)
+		}
+	}
+	// A password in a URL is refused without being repeated.
+	for _, in := range []string{"https://user:hunter2@h/r", "smb://bob:hunter2@filer/s"} {
+		_, err := ParseLocation(in)
+		if err == nil || !strings.Contains(err.Error(), "carries a user name or password") || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: %v", in, err)
+		}
+	}
+}
+
+// TestParseLocationFrom: a relative directory on a command line is taken from the working
+// directory and remembered as given, for messages; everything else parses as ParseLocation.
+func TestParseLocationFrom(t *testing.T) {
+	l, err := ParseLocationFrom("backups/../repo", "/home/tech")
+	if err != nil || l.Kind != Path || l.Path != "/home/tech/repo" || l.String() != "/home/tech/repo" || l.Given != "backups/../repo" {
+		t.Fatalf("relative: %+v %v", l, err)
+	}
+	if s := l.Shown(); s != "backups/../repo (/home/tech/repo)" {
+		t.Errorf("Shown() = %q", s)
+	}
+	if l, err := ParseLocationFrom("/srv/r", "/home/tech"); err != nil || l != (Location{Kind: Path, Path: "/srv/r"}) || l.Shown() != "/srv/r" {
+		t.Errorf("absolute: %+v %v", l, err)
+	}
+	if l, err := ParseLocationFrom("s3://bkt/p", "/home/tech"); err != nil || l.Kind != S3 {
+		t.Errorf("s3: %+v %v", l, err)
+	}
+	if _, err := ParseLocationFrom("ftp://x", "/home/tech"); err == nil || !strings.Contains(err.Error(), "want a path, usb:/PATH") {
+		t.Errorf("ftp: %v", err)
+	}
+	if _, err := ParseLocationFrom("repo", ""); err == nil {
+		t.Error("relative to nothing: parsed")
+	}
+}
+
+func TestSpecCheck(t *testing.T) {
+	for _, c := range []struct {
+		sp   Spec
+		want []OptionError // Msg: a part of it
+	}{
+		{Spec{Location: loc(t, "s3://bkt"), Endpoint: "https://minio:9000", InsecureTLS: true, CredentialsFile: "/c"}, nil},
+		{Spec{Location: loc(t, "https://h/r"), InsecureTLS: true}, nil},
+		{Spec{Location: loc(t, "smb://f/s"), CredentialsFile: "/c"}, nil},
+		{Spec{Location: loc(t, "/r"), Endpoint: "https://x"}, []OptionError{{"endpoint", false, "--endpoint is for s3:// repositories (an S3-compatible server's URL), not for /r"}}},
+		{Spec{Location: loc(t, "s3://bkt"), Endpoint: "minio:9000"}, []OptionError{{"endpoint", true, `--endpoint: want the server's URL, such as https://minio:9000, got "minio:9000"`}}},
+		{Spec{Location: loc(t, "s3://bkt"), Endpoint: "ftp://h"}, []OptionError{{"endpoint", true, `--endpoint: "ftp://h": ftp is not supported; want http(s)://…`}}},
+		{Spec{Location: loc(t, "http://h/r"), InsecureTLS: true}, []OptionError{{"insecure-tls", false, "--insecure-tls: http://h/r is not reached over TLS"}}},
+		{Spec{Location: loc(t, "s3://bkt"), Endpoint: "http://h", InsecureTLS: true}, []OptionError{{"insecure-tls", false, "--insecure-tls: s3://bkt is not reached over TLS"}}},
+		{Spec{Location: loc(t, "nfs://f/e"), CredentialsFile: "/c"}, []OptionError{{"credentials-file", false, "--credentials-file is for s3:// (access keys) and smb:// (user name and password) repositories, not for nfs://f/e"}}},
+		// A location that did not parse is not held against the options.
+		{Spec{Endpoint: "https://x", InsecureTLS: true, CredentialsFile: "/c"}, nil},
+	} {
+		got := c.sp.Check()
+		if len(got) != len(c.want) {
+			t.Errorf("%+v: %v, want %v", c.sp, got, c.want)
+			continue
+		}
+		for i, w := range c.want {
+			if got[i].Option != w.Option || got[i].InValue != w.InValue || !strings.Contains(got[i].Msg, w.Msg) {
+				t.Errorf("%+v: %+v, want %+v", c.sp, *got[i], w)
+			}
 		}
 	}
 }
@@ -36,7 +147,7 @@ func TestOpenDirectoryAndHTTP(t *testing.T) {
 	}
 	id := r.Config().ID
 
-	o, err := Open(ctx, Spec{Location: dir + "/"})
+	o, err := Open(ctx, Spec{Location: loc(t, dir+"/")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +162,7 @@ func TestOpenDirectoryAndHTTP(t *testing.T) {
 
 	srv := httptest.NewServer(rest.NewHandler(local.New(dir), rest.HandlerOptions{}))
 	defer srv.Close()
-	o, err = Open(ctx, Spec{Location: srv.URL})
+	o, err = Open(ctx, Spec{Location: loc(t, srv.URL)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,22 +178,22 @@ func TestOpenDirectoryAndHTTP(t *testing.T) {
 
 func TestOpenRefuses(t *testing.T) {
 	ctx := context.Background()
-	file := filepath.Join(t.TempDir(), "file")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
 	os.WriteFile(file, []byte("x"), 0o600)
 	for _, c := range []struct {
 		sp   Spec
 		want string
 	}{
 		{Spec{}, "no repository location given"},
-		{Spec{Location: "archive"}, "want an absolute directory"},
-		{Spec{Location: file}, "not a directory"},
-		{Spec{Location: "/nonexistent/repo"}, "no such file or directory"},
-		{Spec{Location: "/srv", Endpoint: "https://minio"}, "an endpoint is for s3:// locations only"},
-		{Spec{Location: "nfs://filer/x", InsecureTLS: true}, "for https:// and s3:// locations only"},
-		{Spec{Location: "http://user:hunter2@h/r"}, "user"},
-		{Spec{Location: "s3://Bad_Bucket/p", AccessKeyID: "a", SecretAccessKey: "b"}, "Bad_Bucket"},
-		{Spec{Location: "s3://bucket/p", AccessKeyID: "a"}, "give both the access key ID and the secret access key"},
-		{Spec{Location: "smb://filer/share", CredentialsFile: "/nonexistent/cred"}, "SMB credentials"},
+		{Spec{Location: loc(t, file)}, "not a directory"},
+		{Spec{Location: loc(t, "/nonexistent/repo")}, "/nonexistent/repo: no repository (create one with `cauldron init --repo /nonexistent/repo`)"},
+		{Spec{Location: loc(t, "usb:/repo")}, "usb:/repo: usb: locations work only in the boot environment"},
+		{Spec{Location: loc(t, "/srv"), Endpoint: "https://minio"}, "--endpoint is for s3:// repositories (an S3-compatible server's URL), not for /srv"},
+		{Spec{Location: loc(t, "nfs://filer/x"), InsecureTLS: true}, "--insecure-tls: nfs://filer/x is not reached over TLS"},
+		{Spec{Location: loc(t, "s3://bucket/p"), AccessKeyID: "a"}, "give both the access key ID and the secret access key"},
+		{Spec{Location: loc(t, "smb://filer/share"), CredentialsFile: "/nonexistent/cred"}, "SMB credentials"},
+		{Spec{Location: loc(t, dir), CredentialsFile: "/c"}, "--credentials-file is for s3://"},
 	} {
 		o, err := Open(ctx, c.sp)
 		if err == nil {
@@ -93,16 +204,66 @@ func TestOpenRefuses(t *testing.T) {
 		if !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want %q", c.sp, err, c.want)
 		}
-		if strings.Contains(err.Error(), "hunter2") {
-			t.Errorf("%+v: the message repeats the password: %v", c.sp, err)
-		}
+	}
+	// A relative directory given on a command line: the message names it as given and as the
+	// absolute path it means.
+	l, err := ParseLocationFrom("missing", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(ctx, Spec{Location: l})
+	if !errors.Is(err, tib.ErrNoRepository) || !strings.Contains(err.Error(), "missing ("+filepath.Join(dir, "missing")+"): no repository") {
+		t.Errorf("relative: %v", err)
+	}
+	// A USB stick is mounted by whoever can (the boot environment), then opened as a directory.
+	mounted := filepath.Join(dir, "stick")
+	if _, err := tib.Init(ctx, local.New(filepath.Join(mounted, "repo")), tib.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := Open(ctx, Spec{Location: loc(t, "usb:/repo"), MountUSB: func(_ context.Context, p string) (string, error) { return filepath.Join(mounted, p), nil }})
+	if err != nil || o.Dir != filepath.Join(mounted, "repo") {
+		t.Fatalf("usb: %+v %v", o, err)
+	}
+	o.Close()
+}
+
+// TestOpenRepository: the errors keep their chain, and a directory without a repository is
+// named as given.
+func TestOpenRepository(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if _, err := tib.Init(ctx, local.New(filepath.Join(dir, "repo")), tib.InitOptions{Password: []byte("right")}); err != nil {
+		t.Fatal(err)
+	}
+	sp := Spec{Location: loc(t, filepath.Join(dir, "repo"))}
+	pw := func(s string) func() ([]byte, error) { return func() ([]byte, error) { return []byte(s), nil } }
+	r, o, err := OpenRepository(ctx, sp, pw("right"))
+	if err != nil || o.Dir != filepath.Join(dir, "repo") || r.Config().ID == "" {
+		t.Fatalf("right password: %v", err)
+	}
+	o.Close()
+	if _, _, err := OpenRepository(ctx, sp, pw("wrong")); !errors.Is(err, tib.ErrWrongPassword) {
+		t.Errorf("wrong password: %v", err)
+	}
+	if _, _, err := OpenRepository(ctx, sp, nil); !errors.Is(err, tib.ErrNeedPassword) {
+		t.Errorf("no password: %v", err)
+	}
+	// A directory that exists but holds no repository.
+	os.Mkdir(filepath.Join(dir, "empty"), 0o755)
+	l, err := ParseLocationFrom("empty", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = OpenRepository(ctx, Spec{Location: l}, nil)
+	if !errors.Is(err, tib.ErrNoRepository) || !strings.HasPrefix(err.Error(), "empty ("+filepath.Join(dir, "empty")+"): no repository") {
+		t.Errorf("empty directory: %v", err)
 	}
 }
 
 func TestS3CredentialsFromEnvironment(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-	_, err := Open(context.Background(), Spec{Location: "s3://bucket/p", Endpoint: "http://127.0.0.1:1"})
+	_, err := Open(context.Background(), Spec{Location: loc(t, "s3://bucket/p"), Endpoint: "http://127.0.0.1:1"})
 	if err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
 		t.Fatalf("without keys: %v", err)
 	}
@@ -146,5 +307,68 @@ func TestReadSMBCredentials(t *testing.T) {
 	}
 	if _, err := ReadSMBCredentials(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// TestPasswordSource: the one way to a password, in its order, refusing an empty file or
+// variable by name.
+func TestPasswordSource(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pwFile, empty, newlines := write("pw", "correct horse\r\n"), write("empty", ""), write("newlines", "\n\n")
+	prompted := func(confirm bool) ([]byte, error) {
+		if confirm {
+			return []byte("typed twice"), nil
+		}
+		return []byte("typed"), nil
+	}
+	t.Setenv("ARCHIVE_PW", "from env")
+	t.Setenv("EMPTY_PW", "")
+	for _, c := range []struct {
+		name     string
+		env      string // $CAULDRON_PASSWORD
+		src      PasswordSource
+		confirm  bool
+		want     string
+		wantNone bool
+		err      string
+	}{
+		{name: "file wins", env: "x", src: PasswordSource{File: pwFile, Prompt: prompted}, want: "correct horse"},
+		{name: "empty file", src: PasswordSource{File: empty}, err: "--password-file " + empty + " is empty (an empty password opens nothing)"},
+		{name: "line breaks only", src: PasswordSource{File: newlines}, err: "--password-file " + newlines + " is empty"},
+		{name: "missing file", src: PasswordSource{File: filepath.Join(dir, "none")}, err: "--password-file: open " + filepath.Join(dir, "none")},
+		{name: "variable", env: "x", src: PasswordSource{Env: "ARCHIVE_PW"}, want: "from env"},
+		{name: "variable unset", src: PasswordSource{Env: "NO_SUCH_PW"}, err: "--password-env: $NO_SUCH_PW is not set"},
+		{name: "variable empty", src: PasswordSource{Env: "EMPTY_PW"}, err: "--password-env $EMPTY_PW is empty"},
+		{name: "CAULDRON_PASSWORD", env: "from cauldron", src: PasswordSource{Prompt: prompted}, want: "from cauldron"},
+		{name: "prompt", src: PasswordSource{Prompt: prompted}, want: "typed"},
+		{name: "prompt, twice", src: PasswordSource{Prompt: prompted}, confirm: true, want: "typed twice"},
+		{name: "none", src: PasswordSource{}, wantNone: true},
+	} {
+		t.Setenv(PasswordEnv, c.env)
+		got, err := c.src.Password(c.confirm)
+		switch {
+		case c.err != "":
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: %q, %v; want the error %q", c.name, got, err, c.err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.wantNone && got != nil, !c.wantNone && string(got) != c.want:
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+	if _, err := ReadPasswordFile(empty); !errors.Is(err, ErrEmptyPassword) {
+		t.Errorf("empty file: %v is not ErrEmptyPassword", err)
+	}
+	t.Setenv(PasswordEnv, "")
+	if (PasswordSource{Prompt: prompted}).Given() || !(PasswordSource{File: pwFile}).Given() {
+		t.Error("Given: a prompt is not a given password; a file is")
 	}
 }

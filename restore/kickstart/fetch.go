@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/cauldron-dr/cauldron/restore/archive"
 )
 
 // FetchOptions tune Fetch; the zero value gives the defaults.
@@ -28,7 +30,7 @@ type FetchOptions struct {
 // what will not (any other 4xx, a body over the size limit). Its errors name the URL and say
 // what happened in words a technician can act on.
 func Fetch(ctx context.Context, rawURL string, opt FetchOptions) ([]byte, error) {
-	loc, err := parseLocation(rawURL, LocationHTTP)
+	loc, err := archive.ParseLocation(rawURL, LocationHTTP)
 	if err != nil {
 		return nil, fmt.Errorf("fetching kickstart: %w", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/restore/archive"
+	"github.com/cauldron-dr/cauldron/tib"
 )
 
 // Pos is a place in a kickstart file. Line and Col count from 1; Col counts characters (not
@@ -84,6 +86,16 @@ type Repository struct {
 	CredentialsFile string `json:"credentialsFile,omitempty"`
 }
 
+// Spec is how to reach the repository, as archive.Open takes it.
+func (r Repository) Spec() archive.Spec {
+	return archive.Spec{Location: r.Location, Endpoint: r.Endpoint, InsecureTLS: r.InsecureTLS, CredentialsFile: r.CredentialsFile}
+}
+
+// Password is where its password comes from.
+func (r Repository) Password() archive.PasswordSource {
+	return archive.PasswordSource{File: r.PasswordFile, Env: r.PasswordEnv}
+}
+
 // Machine is the machine command: whose disks to bring back, and from when.
 type Machine struct {
 	Pos        Pos           `json:"pos"`
@@ -91,13 +103,13 @@ type Machine struct {
 	Generation GenerationRef `json:"generation"`
 }
 
-// GenerationKind says how a generation is chosen.
-type GenerationKind string
+// GenerationKind says how a generation is chosen (as the repository resolves it).
+type GenerationKind = tib.GenerationKind
 
 const (
-	GenerationLatest GenerationKind = "latest" // the machine's newest generation
-	GenerationID     GenerationKind = "id"     // a unique prefix of a generation ID
-	GenerationTime   GenerationKind = "time"   // the newest generation taken at or before a time
+	GenerationLatest = tib.GenerationLatest // the machine's newest generation
+	GenerationID     = tib.GenerationID     // a unique prefix of a generation ID
+	GenerationTime   = tib.GenerationTime   // the newest generation taken at or before a time
 )
 
 // GenerationRef chooses a generation of the machine.

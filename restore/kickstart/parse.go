@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/restore/archive"
 )
 
 // MaxSize is the largest kickstart Parse reads. A kickstart is a few lines; anything bigger is
@@ -333,7 +334,7 @@ func (p *parser) build(inv *invocation) {
 			p.errorf(inv.cmd.start, "report: want --to PATH|usb:/PATH (where to copy the report and the log)")
 			return
 		}
-		l, err := parseLocation(v.text, LocationPath, LocationUSB)
+		l, err := archive.ParseLocation(v.text, LocationPath, LocationUSB)
 		if err != nil {
 			p.errorf(v.start, "--to: %v", err)
 			return
@@ -351,7 +352,7 @@ func (p *parser) build(inv *invocation) {
 
 func (p *parser) repository(inv *invocation) {
 	r := Repository{Pos: inv.cmd.start}
-	loc, err := parseLocation(inv.args[0].text, LocationPath, LocationUSB, LocationHTTP, LocationS3, LocationNFS, LocationSMB)
+	loc, err := archive.ParseLocation(inv.args[0].text)
 	if err != nil {
 		p.errorf(inv.args[0].start, "repository: %v", err)
 	}
@@ -370,29 +371,22 @@ func (p *parser) repository(inv *invocation) {
 		p.errorf(inv.optPos("password-env"), "give --password-file or --password-env, not both")
 	}
 	if v, ok := inv.value("endpoint"); ok {
-		switch el, err := parseLocation(v.text, LocationHTTP); {
-		case err != nil && !strings.Contains(v.text, "://"):
-			p.errorf(v.start, "--endpoint: want the server's URL, such as https://%s, got %q", v.text, v.text)
-		case err != nil:
-			p.errorf(v.start, "--endpoint: %v", err)
-		case err == nil && loc.Kind != LocationS3 && loc.Kind != "":
-			p.errorf(inv.optPos("endpoint"), "--endpoint is for s3:// repositories (an S3-compatible server's URL), not for %s", loc)
-		default:
-			r.Endpoint = el.URL
-		}
+		r.Endpoint = v.text
 	}
-	if inv.has("insecure-tls") {
-		tls := loc.HTTPS() || loc.Kind == LocationS3 && (r.Endpoint == "" || strings.HasPrefix(strings.ToLower(r.Endpoint), "https://"))
-		if loc.Kind != "" && !tls {
-			p.errorf(inv.optPos("insecure-tls"), "--insecure-tls: %s is not reached over TLS, so there is no certificate to skip checking", loc)
-		}
-		r.InsecureTLS = true
-	}
+	r.InsecureTLS = inv.has("insecure-tls")
 	if v, ok := inv.value("credentials-file"); ok {
 		r.CredentialsFile, _ = p.absPath("credentials-file", v)
-		if loc.Kind != "" && loc.Kind != LocationS3 && loc.Kind != LocationSMB {
-			p.errorf(inv.optPos("credentials-file"), "--credentials-file is for s3:// (access keys) and smb:// (user name and password) repositories, not for %s", loc)
+	}
+	// Whether the options fit the location is the archive's rule, the same for the command line.
+	for _, e := range r.Spec().Check() {
+		at := inv.optPos(e.Option)
+		if v, ok := inv.value(e.Option); ok && e.InValue {
+			at = v.start
 		}
+		if e.Option == "endpoint" && e.InValue {
+			r.Endpoint = ""
+		}
+		p.errorf(at, "%s", e.Msg)
 	}
 	p.ks.Repository = r
 }

@@ -9,164 +9,35 @@ import (
 	"path"
 	"regexp"
 	"strings"
-	"time"
 	"unicode"
+
+	"github.com/cauldron-dr/cauldron/restore/archive"
+	"github.com/cauldron-dr/cauldron/tib"
 )
+
+// Location is a parsed place: `cauldron.ks=` values, the repository, report destinations. It is
+// archive.Location: the kickstart, the wizard, the command line and the backends share one type
+// and one parser.
+type Location = archive.Location
 
 // LocationKind says where a file or a repository is.
-type LocationKind string
+type LocationKind = archive.Kind
 
 const (
-	LocationPath  LocationKind = "path"  // an absolute path on the running system
-	LocationHTTP  LocationKind = "http"  // an http:// or https:// URL
-	LocationCDROM LocationKind = "cdrom" // a path on the CD/DVD the boot environment started from
-	LocationUSB   LocationKind = "usb"   // a path on a removable disk (the first that has it)
-	LocationS3    LocationKind = "s3"    // an S3 bucket and key prefix
-	LocationNFS   LocationKind = "nfs"   // nfs://HOST[:PORT]/PATH: an NFS export the boot environment mounts
-	LocationSMB   LocationKind = "smb"   // smb://HOST[:PORT]/SHARE/PATH: an SMB (CIFS) share it mounts
+	LocationPath  = archive.Path  // an absolute path on the running system
+	LocationHTTP  = archive.HTTP  // an http:// or https:// URL
+	LocationCDROM = archive.CDROM // a path on the CD/DVD the boot environment started from
+	LocationUSB   = archive.USB   // a path on a removable disk (the first that has it)
+	LocationS3    = archive.S3    // an S3 bucket and key prefix
+	LocationNFS   = archive.NFS   // nfs://HOST[:PORT]/PATH: an NFS export the boot environment mounts
+	LocationSMB   = archive.SMB   // smb://HOST[:PORT]/SHARE/PATH: an SMB (CIFS) share it mounts
 )
-
-// Location is a parsed place: `cauldron.ks=` values, the repository, report destinations.
-type Location struct {
-	Kind   LocationKind `json:"kind"`
-	Path   string       `json:"path,omitempty"`   // path, cdrom, usb: absolute and clean; s3: the key prefix
-	URL    string       `json:"url,omitempty"`    // http, nfs, smb: the URL as given
-	Bucket string       `json:"bucket,omitempty"` // s3
-}
-
-// String writes l in the form it is given in.
-func (l Location) String() string {
-	switch l.Kind {
-	case LocationHTTP, LocationNFS, LocationSMB:
-		return l.URL
-	case LocationS3:
-		if l.Path == "" {
-			return "s3://" + l.Bucket
-		}
-		return "s3://" + l.Bucket + "/" + l.Path
-	case LocationCDROM, LocationUSB:
-		return string(l.Kind) + ":" + l.Path
-	}
-	return l.Path
-}
-
-// HTTPS reports whether l is an https:// URL.
-func (l Location) HTTPS() bool {
-	return l.Kind == LocationHTTP && strings.HasPrefix(strings.ToLower(l.URL), "https://")
-}
 
 // ParseLocation parses a `cauldron.ks=` value from the kernel command line: an http:// or
 // https:// URL, cdrom:/PATH (on the boot CD), usb:/PATH (on a removable disk) or an absolute
 // path (inside the boot image, or on the host for `cauldron recover --kickstart`).
 func ParseLocation(s string) (Location, error) {
-	return parseLocation(s, LocationHTTP, LocationCDROM, LocationUSB, LocationPath)
-}
-
-var s3Bucket = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
-
-func parseLocation(s string, allowed ...LocationKind) (Location, error) {
-	var l Location
-	lower := strings.ToLower(s)
-	scheme, rest, hasScheme := strings.Cut(s, ":")
-	switch {
-	case s == "":
-		return l, errors.New("empty location")
-	case strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://"):
-		u, err := url.Parse(s)
-		if err != nil {
-			return l, fmt.Errorf("%q is not a valid URL: %v", s, unwrapURLError(err))
-		}
-		if u.Host == "" {
-			return l, fmt.Errorf("%q names no host", s)
-		}
-		if u.User != nil {
-			return l, fmt.Errorf("%q carries a user name or password in the URL; keep secrets out of kickstart files", s)
-		}
-		l = Location{Kind: LocationHTTP, URL: s}
-	case strings.HasPrefix(lower, "s3://"):
-		bucket, prefix, _ := strings.Cut(s[len("s3://"):], "/")
-		if !s3Bucket.MatchString(bucket) || strings.Contains(bucket, "..") {
-			return l, fmt.Errorf("%q: the bucket name %q is not valid (3 to 63 lower-case letters, digits, dots and hyphens)", s, bucket)
-		}
-		prefix = strings.Trim(prefix, "/")
-		l = Location{Kind: LocationS3, Bucket: bucket, Path: prefix}
-	case strings.HasPrefix(lower, "nfs://") || strings.HasPrefix(lower, "smb://"):
-		kind := LocationKind(lower[:3])
-		u, err := url.Parse(s)
-		if err != nil {
-			return l, fmt.Errorf("%q is not a valid URL: %v", s, unwrapURLError(err))
-		}
-		if u.Host == "" || u.Hostname() == "" {
-			return l, fmt.Errorf("%q names no server", s)
-		}
-		if u.User != nil {
-			return l, fmt.Errorf("%q carries a user name or password in the URL; keep secrets out of kickstart files (use --credentials-file)", s)
-		}
-		if u.RawQuery != "" || u.Fragment != "" {
-			return l, fmt.Errorf("%q: a share URL takes no ?query or #fragment", s)
-		}
-		p := strings.Trim(u.Path, "/")
-		switch {
-		case kind == LocationNFS && p == "":
-			return l, fmt.Errorf("%q names no export; want nfs://SERVER/EXPORT/PATH", s)
-		case kind == LocationSMB && p == "":
-			return l, fmt.Errorf("%q names no share; want smb://SERVER/SHARE/PATH", s)
-		}
-		l = Location{Kind: kind, URL: s}
-	case strings.HasPrefix(s, "/"):
-		l = Location{Kind: LocationPath, Path: path.Clean(s)}
-	case hasScheme && (strings.EqualFold(scheme, "cdrom") || strings.EqualFold(scheme, "usb")):
-		kind := LocationKind(strings.ToLower(scheme))
-		if !strings.HasPrefix(rest, "/") {
-			return l, fmt.Errorf("%q: want %s:/PATH, a path from the top of the medium", s, kind)
-		}
-		l = Location{Kind: kind, Path: path.Clean(rest)}
-	case hasScheme && isScheme(scheme):
-		return l, fmt.Errorf("%q: %s is not supported; want %s", s, scheme, kindList(allowed))
-	default:
-		return l, fmt.Errorf("%q is not an absolute path; want %s", s, kindList(allowed))
-	}
-	for _, k := range allowed {
-		if k == l.Kind {
-			return l, nil
-		}
-	}
-	return l, fmt.Errorf("%q: %s locations cannot be used here; want %s", s, l.Kind, kindList(allowed))
-}
-
-func isScheme(s string) bool {
-	if s == "" || len(s) > 16 {
-		return false
-	}
-	for i, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && (r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.')) {
-			return false
-		}
-	}
-	return true
-}
-
-func kindList(kinds []LocationKind) string {
-	var s []string
-	for _, k := range kinds {
-		switch k {
-		case LocationPath:
-			s = append(s, "an absolute path")
-		case LocationHTTP:
-			s = append(s, "http(s)://…")
-		case LocationCDROM:
-			s = append(s, "cdrom:/PATH")
-		case LocationUSB:
-			s = append(s, "usb:/PATH")
-		case LocationS3:
-			s = append(s, "s3://BUCKET/PREFIX")
-		case LocationNFS:
-			s = append(s, "nfs://SERVER/EXPORT")
-		case LocationSMB:
-			s = append(s, "smb://SERVER/SHARE")
-		}
-	}
-	return orList(s)
+	return archive.ParseLocation(s, LocationHTTP, LocationCDROM, LocationUSB, LocationPath)
 }
 
 func unwrapURLError(err error) error {
@@ -298,45 +169,20 @@ func isKernelName(s string) bool {
 	return true
 }
 
-var hexRef = regexp.MustCompile(`^[0-9a-f]{4,64}$`)
-
-// parseGeneration reads latest, a generation ID prefix or a time. A time without a zone is UTC
-// (the boot environment has no local zone); a date alone means the end of that day.
+// parseGeneration reads latest, a generation ID prefix or a time, as the repository resolves
+// them (tib.ParseGenerationRef): a time without a zone is UTC, a date alone the end of that day.
 func parseGeneration(s string) (GenerationRef, error) {
-	lower := strings.ToLower(s)
-	if lower == "latest" {
-		return GenerationRef{Kind: GenerationLatest}, nil
-	}
-	if hexRef.MatchString(lower) {
-		return GenerationRef{Kind: GenerationID, ID: lower}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return GenerationRef{Kind: GenerationTime, Time: t.UTC()}, nil
-	}
-	for _, layout := range []string{"2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02 15:04"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return GenerationRef{Kind: GenerationTime, Time: t}, nil
-		}
-	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return GenerationRef{Kind: GenerationTime, Time: t.Add(24*time.Hour - time.Nanosecond)}, nil
-	}
-	if len(lower) < 4 && hexRef.MatchString(lower+strings.Repeat("0", 4-len(lower))) {
-		return GenerationRef{}, fmt.Errorf("want at least 4 hex digits of a generation ID, got %q", s)
-	}
-	return GenerationRef{}, fmt.Errorf("want latest, a generation ID (at least 4 hex digits) or a time such as 2026-11-21T02:00:00Z, got %q", s)
+	g, err := tib.ParseGenerationRef(s)
+	return GenerationRef{Kind: g.Kind, ID: g.ID, Time: g.Time}, err
+}
+
+// Ref is g as the repository resolves it.
+func (g GenerationRef) Ref() tib.GenerationRef {
+	return tib.GenerationRef{Kind: g.Kind, ID: g.ID, Time: g.Time}
 }
 
 // String writes g as the kickstart does.
-func (g GenerationRef) String() string {
-	switch g.Kind {
-	case GenerationID:
-		return g.ID
-	case GenerationTime:
-		return g.Time.UTC().Format(time.RFC3339Nano)
-	}
-	return "latest"
-}
+func (g GenerationRef) String() string { return g.Ref().String() }
 
 // checkName checks a machine, disk or VM name the way the repository does: 1 to 128
 // printable characters, no slashes.

@@ -1,0 +1,100 @@
+package archive
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/term"
+)
+
+// PasswordEnv is the environment variable the password is taken from when no source is named.
+const PasswordEnv = "CAULDRON_PASSWORD"
+
+// ErrEmptyPassword is returned (wrapped, naming the file or variable) when a password source
+// that was named explicitly holds nothing: an empty password opens nothing, and a file emptied
+// by mistake should say so instead of failing later as "a password is needed".
+var ErrEmptyPassword = errors.New("empty (an empty password opens nothing)")
+
+// PasswordSource says where a repository's password comes from. The kickstart's repository
+// line, the command line's --password-file and the wizard all obtain it here, so a source
+// means the same, and is refused for the same reasons, everywhere.
+type PasswordSource struct {
+	// File holds the password (--password-file); a trailing line break is not part of it.
+	File string
+	// Env names an environment variable that holds it (the kickstart's --password-env).
+	Env string
+	// Prompt asks for it when neither File nor Env is given and $CAULDRON_PASSWORD is unset
+	// or empty; nil: there is no password then. confirm asks twice (a new repository).
+	Prompt func(confirm bool) ([]byte, error)
+}
+
+// Password returns the password: from File, else from Env, else from $CAULDRON_PASSWORD, else
+// from Prompt; nil when none gives one (an unencrypted repository needs none).
+func (s PasswordSource) Password(confirm bool) ([]byte, error) {
+	switch {
+	case s.File != "":
+		return ReadPasswordFile(s.File)
+	case s.Env != "":
+		v, ok := os.LookupEnv(s.Env)
+		if !ok {
+			return nil, fmt.Errorf("--password-env: $%s is not set", s.Env)
+		}
+		if v == "" {
+			return nil, fmt.Errorf("--password-env $%s is %w", s.Env, ErrEmptyPassword)
+		}
+		return []byte(v), nil
+	}
+	if v := os.Getenv(PasswordEnv); v != "" {
+		return []byte(v), nil
+	}
+	if s.Prompt != nil {
+		return s.Prompt(confirm)
+	}
+	return nil, nil
+}
+
+// Given reports whether Password finds one without asking.
+func (s PasswordSource) Given() bool {
+	return s.File != "" || s.Env != "" || os.Getenv(PasswordEnv) != ""
+}
+
+// ReadPasswordFile reads a password file (a repository's, or an SMB share's): all of it but the
+// trailing line breaks. An empty file is refused, naming it.
+func ReadPasswordFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--password-file: %w", err)
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) == 0 {
+		return nil, fmt.Errorf("--password-file %s is %w", path, ErrEmptyPassword)
+	}
+	return b, nil
+}
+
+// TerminalPrompt asks for the password on the terminal (standard input, without echo); when
+// standard input is not a terminal there is no one to ask and it returns no password.
+func TerminalPrompt(confirm bool) ([]byte, error) {
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return nil, nil
+	}
+	fmt.Fprint(os.Stderr, "Repository password: ")
+	pw, err := term.ReadPassword(fd)
+	fmt.Fprintln(os.Stderr)
+	if err != nil || !confirm {
+		return pw, err
+	}
+	fmt.Fprint(os.Stderr, "Repeat the password: ")
+	again, err := term.ReadPassword(fd)
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(pw, again) {
+		return nil, errors.New("the passwords differ")
+	}
+	return pw, nil
+}
