@@ -152,7 +152,7 @@ func (e *PlanError) Error() string {
 // resize2fs, ntfsresize, mkswap, and FAT16/FAT32 in Go; xfs_growfs and btrfs only grow). It must
 // agree with ResizeFilesystem and ResizeFAT; the limits that depend on a volume's own geometry
 // (FAT cluster counts, sector sizes) are checked against its boot sector before a restore writes
-// anything (tib's CheckRestorePlan).
+// anything (restore/write.CheckPlan).
 func resizable(fsType string) (grow, shrink bool) {
 	switch fsType {
 	case "ext2", "ext3", "ext4", "ntfs", "swap", "vfat":

@@ -1,14 +1,16 @@
-// Package restore is the recovery engine: it turns a request (from a kickstart file, the wizard
-// or the command line) into a plan that is validated before anything is written, and runs the
-// plan as stages that report events, keep a journal for resuming after a power loss, and end in
-// a report.
+// Package restore is the recovery engine: it turns a request (from a kickstart file, the wizard or
+// restore-disk) into a plan that is validated before anything is written — every target through
+// one safety gate (package restore/target) made from one list of protected paths (SafetyGate
+// gives layout apply the same) — and runs the plan as stages that report events, keep a journal
+// for resuming after a power loss, and end in a report. Consent is the front ends' part:
+// Plan.Overwrites names what needs it.
 //
 // Stages, in order (each reported as start, progress, done or error events):
 //
 //	freeze     freeze the machine's replication session (no new generation while recovering)
 //	check      check every disk's plan against the generation and the tools (nothing written)
 //	restore    per disk, in parallel across disks: wipe and write the layout, restore every
-//	           volume (at its new place), resize filesystems as the plan says (tib.RestoreDisk)
+//	           volume (at its new place), resize filesystems as the plan says (restore/write)
 //	verify     read back what was restored and compare it with the chunk hashes; read-only
 //	           filesystem checks where a volume was resized or its boot sector rewritten
 //	inoculate  make the restored system boot on this hardware (package inoculate)

@@ -114,7 +114,7 @@ func Run(ctx context.Context, p *Plan, o RunOptions) (*Report, error) {
 			}
 		}
 		x.emit(Event{Stage: StageCheck, Kind: EventInfo, Message: fmt.Sprintf("resuming the recovery started %s (run %d); done before: %v",
-			state.Started.Local().Format(time.RFC3339), state.Runs, state.Done)})
+			tib.FormatTime(state.Started), state.Runs, state.Done)})
 	}
 	if err := state.save(ctx, x.j); err != nil {
 		return x.finish(ctx, err)

@@ -260,3 +260,37 @@ func TestPrepareRefuses(t *testing.T) {
 		t.Fatal("a refused plan wrote to the target")
 	}
 }
+
+// TestPlanShowsInoculation: inoculation is part of the plan — the dry run says where it runs,
+// for which hardware, with which drivers, on which volumes it looks for which system — and of
+// its fingerprint (a journal of an off-target recovery is not resumed on-target).
+func TestPlanShowsInoculation(t *testing.T) {
+	dir, r, repoPath, _, _ := captured(t)
+	prepare := func(in Inoculation) *Plan {
+		p, err := Prepare(ctx, Request{Name: "t", Repo: r, RepoPath: repoPath, Machine: "web01", Candidates: []string{},
+			Disks: []DiskRequest{{Source: "disk0", Target: filepath.Join(dir, "new.img")}}, Inoculate: in})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	text := func(p *Plan) string {
+		var b bytes.Buffer
+		p.WriteText(&b)
+		return b.String()
+	}
+	on := prepare(Inoculation{OnTarget: true, Hardware: "nvme", Drivers: []string{"/run/media/drivers"}, DisableServices: []string{"vmware"}})
+	for _, want := range []string{"on-target", "hardware nvme", "drivers from /run/media/drivers", "disable services: vmware", "disk0: looks for Linux on partition 1 (ext4)"} {
+		if !strings.Contains(text(on), want) {
+			t.Errorf("the plan does not say %q:\n%s", want, text(on))
+		}
+	}
+	off := prepare(Inoculation{Hardware: "nvme", Drivers: []string{"/run/media/drivers"}, DisableServices: []string{"vmware"}})
+	if !strings.Contains(text(off), "off-target") || off.Fingerprint == on.Fingerprint {
+		t.Errorf("off-target: fingerprint %s (on-target %s)\n%s", off.Fingerprint, on.Fingerprint, text(off))
+	}
+	skipped := prepare(Inoculation{Skip: true, Why: "restore-disk writes the disk as it was captured"})
+	if !strings.Contains(text(skipped), "inoculation: skipped (restore-disk writes the disk as it was captured)") {
+		t.Errorf("a skipped inoculation does not say why:\n%s", text(skipped))
+	}
+}

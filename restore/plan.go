@@ -29,10 +29,9 @@ type Request struct {
 	RepoPath string
 
 	Machine string
-	// Generation is "latest" (or empty), or a unique prefix of a generation ID; At, when not
-	// zero, chooses instead the newest generation taken at or before it.
+	// Generation is "latest" (or empty), a unique prefix of a generation ID, or a time: the
+	// newest generation taken at or before it (tib.ParseGenerationRef; no zone means UTC).
 	Generation string
-	At         time.Time
 
 	// Disks say where source disks go. A source disk of the generation that no entry names is
 	// mapped automatically (WWN, serial, then size) onto Candidates, with AutoResize and
@@ -181,7 +180,7 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 	if req.Repo == nil {
 		return nil, errors.New("recovery plan: no repository")
 	}
-	gen, err := findGeneration(ctx, req.Repo, req.Machine, req.Generation, req.At)
+	gen, err := req.Repo.FindGeneration(ctx, req.Machine, req.Generation)
 	if err != nil {
 		return nil, err
 	}
@@ -394,31 +393,6 @@ func SafetyGate(repoDir string, extra ...string) (*target.Gate, error) {
 	return &target.Gate{Protect: protectedPaths(Request{RepoPath: repoDir, Protect: extra}, BootMedia(disks))}, nil
 }
 
-// findGeneration chooses the generation: by time when at is set, else latest or an ID prefix.
-func findGeneration(ctx context.Context, r *tib.Repository, machine, ref string, at time.Time) (*tib.Generation, error) {
-	if at.IsZero() {
-		return r.FindGeneration(ctx, machine, ref)
-	}
-	gens, err := r.Generations(ctx, machine)
-	if err != nil {
-		return nil, err
-	}
-	if len(gens) == 0 {
-		return r.FindGeneration(ctx, machine, "latest") // its error names the machines there are
-	}
-	var best *tib.Generation
-	for _, g := range gens {
-		if !g.Time.After(at) && (best == nil || g.Time.After(best.Time)) {
-			best = g
-		}
-	}
-	if best == nil {
-		return nil, fmt.Errorf("%w: machine %q has no generation taken at or before %s (the first is from %s)",
-			tib.ErrUnknownGeneration, machine, at.Format(time.RFC3339), gens[0].Time.Format(time.RFC3339))
-	}
-	return best, nil
-}
-
 // fingerprint hashes what identifies a recovery: source, targets and choices, not the plan's
 // details (renewed identities are random, and a resumed run must find the same journal).
 func fingerprint(p *Plan) string {
@@ -441,7 +415,7 @@ func fingerprint(p *Plan) string {
 // WriteText prints the plan as the dry run shows it.
 func (p *Plan) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "Recovery plan %s\n", p.Name)
-	fmt.Fprintf(w, "  source:     %s, machine %s, generation %s (%s)\n", p.Repository, p.Machine, p.Generation[:12], p.GenerationTime.Local().Format(time.RFC3339))
+	fmt.Fprintf(w, "  source:     %s, machine %s, generation %s (%s)\n", p.Repository, p.Machine, p.Generation[:12], tib.FormatTime(p.GenerationTime))
 	for _, d := range p.Disks {
 		kind := string(d.Kind)
 		how := "byte for byte at the source's offsets"
@@ -491,7 +465,33 @@ func (p *Plan) writeInoculation(w io.Writer) {
 	if in.OnTarget {
 		where = "on-target (this machine's hardware)"
 	}
-	fmt.Fprintf(w, "  inoculation: %s, hardware %s, on the Linux and Windows systems found on %d disk(s)\n", where, orDefault(in.Hardware, "detect"), len(p.Disks))
+	fmt.Fprintf(w, "  inoculation: %s, hardware %s\n", where, orDefault(in.Hardware, "detect"))
+	for i := range p.Disks {
+		d := &p.Disks[i]
+		var linux, windows []string
+		if layout := d.layout(p); layout != nil {
+			for _, v := range volumesOf(layout) {
+				switch v.fs {
+				case "ext2", "ext3", "ext4", "xfs", "btrfs":
+					linux = append(linux, v.String())
+				case "ntfs":
+					windows = append(windows, v.String())
+				}
+			}
+		}
+		var looks []string
+		if len(linux) > 0 {
+			looks = append(looks, "Linux on "+strings.Join(linux, ", "))
+		}
+		if len(windows) > 0 {
+			looks = append(looks, "Windows on "+strings.Join(windows, ", "))
+		}
+		if len(looks) == 0 {
+			fmt.Fprintf(w, "      %s: no volume that can hold Linux (ext2/3/4, XFS, Btrfs) or Windows (NTFS): nothing to inoculate\n", d.Source)
+			continue
+		}
+		fmt.Fprintf(w, "      %s: looks for %s\n", d.Source, strings.Join(looks, "; "))
+	}
 	if len(in.Drivers) > 0 {
 		fmt.Fprintf(w, "      drivers from %s\n", strings.Join(in.Drivers, ", "))
 	}

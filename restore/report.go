@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/cauldron-dr/cauldron/tib"
 )
 
 // WriteText prints the report as the summary at the end of a recovery.
@@ -12,7 +14,7 @@ func (r *Report) WriteText(w io.Writer) {
 	if !r.OK {
 		status = "FAILED: " + r.Error
 	}
-	fmt.Fprintf(w, "Recovery of %s from generation %.12s (%s) %s\n", r.Machine, r.Generation, r.GenerationTime.Local().Format("2006-01-02 15:04:05"), status)
+	fmt.Fprintf(w, "Recovery of %s from generation %.12s (%s) %s\n", r.Machine, r.Generation, tib.FormatTime(r.GenerationTime), status)
 	if r.Runs > 1 {
 		fmt.Fprintf(w, "  resumed: this was run %d of the same recovery\n", r.Runs)
 	}

@@ -43,7 +43,7 @@ func (l LockInfo) String() string {
 	if l.Exclusive {
 		kind = "exclusive"
 	}
-	return fmt.Sprintf("%s lock for %s by PID %d on %s, refreshed %s", kind, l.Purpose, l.PID, l.Hostname, l.Time.Local().Format(time.RFC3339))
+	return fmt.Sprintf("%s lock for %s by PID %d on %s, refreshed %s", kind, l.Purpose, l.PID, l.Hostname, FormatTime(l.Time))
 }
 
 // Stale reports whether the lock's holder is gone.

@@ -63,11 +63,11 @@ var ErrFrozen = errors.New("machine is frozen for recovery")
 
 func (s Session) String() string {
 	if s.State == SessionFrozen {
-		return fmt.Sprintf("%s: frozen by %s since %s", s.Machine, s.FrozenBy, s.FrozenAt.Local().Format(time.RFC3339))
+		return fmt.Sprintf("%s: frozen by %s since %s", s.Machine, s.FrozenBy, FormatTime(s.FrozenAt))
 	}
 	last := "no capture yet"
 	if !s.LastCapture.IsZero() {
-		last = "last capture " + s.LastCapture.Local().Format(time.RFC3339)
+		last = "last capture " + FormatTime(s.LastCapture)
 	}
 	return fmt.Sprintf("%s: active, %s", s.Machine, last)
 }

@@ -52,8 +52,11 @@ type Env struct {
 	ExportDir string
 	// Scratch is passed to the request (where shrinking volumes are rebuilt).
 	Scratch string
-	// Inoculate replaces the inoculation the plan says (restore.RunOptions.Inoculate); nil:
-	// the plan's.
+	// OnTarget: the wizard runs on the machine being recovered (the boot environment); the plan's
+	// inoculation says so (restore.Inoculation.OnTarget).
+	OnTarget bool
+	// Inoculate replaces the inoculation the plan says (restore.RunOptions.Inoculate; tests);
+	// nil: the plan's.
 	Inoculate func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) (*restore.InoculationResult, error)
 	// Run runs a plan; nil: restore.Run. Tests replace it to hold a run open.
 	Run func(ctx context.Context, p *restore.Plan, o restore.RunOptions) (*restore.Report, error)

@@ -35,7 +35,7 @@ func (m *Model) inoculation() restore.Inoculation {
 	if !o.inoculate {
 		return restore.Inoculation{Skip: true, Why: "turned off in the wizard's options"}
 	}
-	in := restore.Inoculation{Hardware: string(hardwareChoices[o.hardware])}
+	in := restore.Inoculation{Hardware: string(hardwareChoices[o.hardware]), OnTarget: m.env.OnTarget}
 	for i, on := range o.driverOn {
 		if on {
 			in.Drivers = append(in.Drivers, o.drivers[i])

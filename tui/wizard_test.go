@@ -423,7 +423,15 @@ func TestWizardWholeRecovery(t *testing.T) {
 	if res.RunErr != nil || res.Report == nil || !res.Report.OK {
 		t.Fatalf("recovery: %v %+v", res.RunErr, res.Report)
 	}
-	d.expectView("The recovery succeeded.", "verified by hash", "Leave the wizard")
+	// The fixture's disk holds no system: inoculation ran (the plan's, no override) and says
+	// so, which pushes the report's verification line below the first page.
+	d.expectView("The recovery succeeded.", "nothing changed: no Linux or Windows system", "Leave the wizard")
+	if dr := res.Report.Disks; len(dr) != 1 || dr[0].Verified == 0 {
+		t.Fatalf("the report shows no verification: %+v", dr)
+	}
+	if !strings.Contains(strings.Join(res.Report.Warnings, "\n"), "inoculation changed nothing") {
+		t.Fatalf("the report lacks inoculation's warning: %v", res.Report.Warnings)
+	}
 	src, _ := os.ReadFile(f.src)
 	got, _ := os.ReadFile(f.same)
 	if !bytes.Equal(src, got) {

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/cauldron-dr/cauldron/initramfs/boot"
-	"github.com/cauldron-dr/cauldron/restore"
 	"github.com/spf13/cobra"
 )
 
@@ -39,7 +38,7 @@ It never exits: outside the boot image it would keep the terminal until reboot o
 // is required (nobody may be at the console), and its on-success / on-failure say what next.
 func bootRecover(ctx context.Context, name string, data []byte, out io.Writer, env boot.Env) (string, error) {
 	ks, err := recoverKickstart(ctx, name, data, recoverOptions{out: out, mountUSB: env.MountUSB, scratch: "/run/cauldron/scratch",
-		inoculate: restore.InoculateOnTarget})
+		onTarget: true})
 	switch {
 	case ks == nil:
 		return "shell", err // it did not parse: a technician must look

@@ -97,9 +97,9 @@ told (BLKRRPART, else BLKPG). Refused for a mounted disk, the disk holding the r
 repository or this program, the boot medium, a partition, an image attached to a loop device, and
 any disk other than the one planned. Needs consent: --yes, or the target's name typed at the prompt.`
 	}
-	usage := " (--repo DIR --machine NAME [--generation ID] [--disk disk0] | --from SOURCE) --to TARGET [--resize proportional|grow-last|keep] [--identity keep|renew] [--json]"
+	usage := " (--repo DIR --machine NAME [--generation ID|latest|TIME] [--disk disk0] | --from SOURCE) --to TARGET [--resize proportional|grow-last|keep] [--identity keep|renew] [--json]"
 	if apply {
-		usage = " (--repo DIR --machine NAME [--generation ID] [--disk disk0] | --from SOURCE | --plan FILE) --to TARGET [--resize …] [--identity …] [--json] --yes"
+		usage = " (--repo DIR --machine NAME [--generation ID|latest|TIME] [--disk disk0] | --from SOURCE | --plan FILE) --to TARGET [--resize …] [--identity …] [--json] --yes"
 	}
 	c := &cobra.Command{
 		Use:   use + usage,
@@ -198,7 +198,7 @@ any disk other than the one planned. Needs consent: --yes, or the target's name 
 	}
 	f.repo.register(c)
 	c.Flags().StringVar(&f.machine, "machine", "", "machine name")
-	c.Flags().StringVar(&f.genRef, "generation", "latest", "generation ID (a unique prefix) or latest")
+	c.Flags().StringVar(&f.genRef, "generation", "latest", "latest, a generation ID (a unique prefix), or a time: the newest generation taken at or before it (no zone means UTC)")
 	c.Flags().StringVar(&f.disk, "disk", "disk0", "which disk of the generation")
 	c.Flags().StringVar(&f.from, "from", "", "take the source layout from this disk or image instead of a repository")
 	c.Flags().StringVar(&f.to, "to", "", "target block device or image file (required)")

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cauldron-dr/cauldron/restore"
+	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/restore/kickstart"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -55,7 +56,7 @@ resuming.`,
 			}
 			_, err = recoverKickstart(cmd.Context(), name, data, recoverOptions{
 				out: os.Stdout, dryRun: dryRun, yes: yes, json: asJSON, scratch: scratch, restart: restart,
-				confirm: promptConfirm,
+				confirm: promptConfirm, password: archive.TerminalPrompt,
 			})
 			return err
 		},
@@ -81,9 +82,15 @@ type recoverOptions struct {
 	confirm func(p *restore.Plan) error
 	// candidates overrides the machine's disks (tests); nil: SystemDisks.
 	candidates []string
-	// inoculate overrides the inoculation (tests); nil: restore.Inoculate.
+	// onTarget: the recovery runs on the machine being recovered (the boot environment), which
+	// the plan's inoculation says (restore.Inoculation.OnTarget).
+	onTarget bool
+	// inoculate overrides the plan's inoculation (tests); nil: the plan's.
 	inoculate func(ctx context.Context, p *restore.Plan, emit func(restore.Event)) (*restore.InoculationResult, error)
 	mountUSB  func(ctx context.Context, path string) (string, error)
+	// password asks for the repository's password when the kickstart names no source (an
+	// attended run); nil: none is asked for (the boot environment's unattended recovery).
+	password func(confirm bool) ([]byte, error)
 }
 
 // recoverKickstart is `cauldron recover` and the boot environment's unattended recovery: parse,
@@ -94,11 +101,12 @@ func recoverKickstart(ctx context.Context, name string, data []byte, o recoverOp
 	if err != nil {
 		return nil, err
 	}
-	req, err := restore.FromKickstart(ctx, ks, restore.KickstartOptions{Candidates: o.candidates, Scratch: o.scratch, MountUSB: o.mountUSB,
+	req, err := restore.FromKickstart(ctx, ks, restore.KickstartOptions{Candidates: o.candidates, Scratch: o.scratch, MountUSB: o.mountUSB, Prompt: o.password,
 		Log: func(s string) { fmt.Fprintln(o.out, "repository:", s) }})
 	if err != nil {
 		return ks, err
 	}
+	req.Inoculate.OnTarget = o.onTarget
 	plan, err := restore.Prepare(ctx, *req)
 	if err != nil {
 		return ks, err
@@ -138,9 +146,6 @@ func recoverKickstart(ctx context.Context, name string, data []byte, o recoverOp
 		if len(gone) == 0 && !o.json {
 			fmt.Fprintln(o.out, "--restart: no journal on the targets; starting from the first step")
 		}
-	}
-	if o.inoculate == nil {
-		o.inoculate = restore.Inoculate
 	}
 	rep, runErr := restore.Run(ctx, plan, restore.RunOptions{
 		Events: func(e restore.Event) {

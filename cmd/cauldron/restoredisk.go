@@ -112,7 +112,7 @@ and stops.`,
 	}
 	f.register(c)
 	c.Flags().StringVar(&machine, "machine", "", "machine name (required)")
-	c.Flags().StringVar(&genRef, "generation", "latest", "generation ID (a unique prefix) or latest")
+	c.Flags().StringVar(&genRef, "generation", "latest", "latest, a generation ID (a unique prefix), or a time: the newest generation taken at or before it (no zone means UTC)")
 	c.Flags().StringVar(&disk, "disk", "disk0", "which disk of the generation")
 	c.Flags().StringVar(&to, "to", "", "target block device or image file (required)")
 	c.Flags().StringVar(&resize, "resize", string(partition.ResizeProportional), "when planning: proportional, grow-last or keep")

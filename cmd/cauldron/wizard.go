@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cauldron-dr/cauldron/initramfs/boot"
-	"github.com/cauldron-dr/cauldron/restore"
 	"github.com/cauldron-dr/cauldron/tui"
 	"github.com/spf13/cobra"
 )
@@ -34,7 +33,7 @@ The look is plain ASCII on dumb, vt100 and serial terminals; --ascii 1 or 0 forc
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// The same inoculation as `cauldron recover` (the kickstart's way).
-			env := tui.Env{ExportDir: exportDir, Scratch: scratch, Inoculate: restore.Inoculate}
+			env := tui.Env{ExportDir: exportDir, Scratch: scratch}
 			if f.repo != "" {
 				sp, err := f.spec()
 				if err != nil {
@@ -104,7 +103,7 @@ func wizardEnded(out io.Writer, res tui.Result, err error) error {
 // details were logged.
 func bootWizard(ctx context.Context, out io.Writer, media <-chan struct{}) (string, error) {
 	env := tui.Env{Network: &bootNetwork{}, Actions: []string{"reboot", "poweroff", "shell"}, ExportDir: "/run",
-		Controllers: bootControllers, Inoculate: restore.InoculateOnTarget,
+		Controllers: bootControllers, OnTarget: true,
 		// The archive screen looks at attached media once the boot environment has mounted them.
 		Archives: func(ctx context.Context) ([]tui.Archive, error) {
 			select {
