@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -510,15 +509,8 @@ func orDefault(s, d string) string {
 	return s
 }
 
-func canonical(p string) string {
-	if abs, err := filepath.Abs(p); err == nil {
-		p = abs
-	}
-	if real, err := filepath.EvalSymlinks(p); err == nil {
-		p = real
-	}
-	return p
-}
+// canonical is target.Canonical: two names of the same disk compare equal.
+func canonical(p string) string { return target.Canonical(p) }
 
 func isDir(p string) bool {
 	fi, err := os.Stat(p)

@@ -24,15 +24,7 @@ func (t *BlockDevice) Exists() bool                     { return true }
 func (t *BlockDevice) Layout() (*partition.Disk, error) { return partition.ReadTarget(t.path) }
 func (t *BlockDevice) JournalBeside() string            { return "" }
 
-func (t *BlockDevice) Check(g *Gate) error {
-	if err := partition.CheckTarget(t.path, g.Protect); err != nil {
-		return err
-	}
-	if err := notBootMedium(t.path); err != nil {
-		return err
-	}
-	return notInUse(t.path)
-}
+func (t *BlockDevice) Check(g *Gate) error { return g.checkExisting(t.path) }
 
 // Open opens the device exclusively (O_EXCL fails while a filesystem on it is mounted or anything
 // else claims it) and checks that it can hold size bytes.

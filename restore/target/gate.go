@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cauldron-dr/cauldron/partition"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,15 +34,27 @@ func (g *Gate) Check(t Target) error { return t.Check(g) }
 
 // inProtectedDir refuses a new file inside a protected directory (or at a protected path).
 func (g *Gate) inProtectedDir(name string) error {
-	abs := canonical(name)
-	dir := canonical(filepath.Dir(abs))
+	abs := Canonical(name)
+	dir := Canonical(filepath.Dir(abs))
 	for _, p := range g.Protect {
-		pa := canonical(p)
+		pa := Canonical(p)
 		if abs == pa || dir == pa || strings.HasPrefix(dir+"/", pa+"/") {
 			return &Refusal{Target: name, Reason: fmt.Sprintf("it would lie in %s, which must never be written", p)}
 		}
 	}
 	return nil
+}
+
+// checkExisting applies the rules every existing target is judged by: partition.CheckTarget's
+// for its kind (see the list above), then no boot medium, then nobody else holding it.
+func (g *Gate) checkExisting(path string) error {
+	if err := partition.CheckTarget(path, g.Protect); err != nil {
+		return err
+	}
+	if err := notBootMedium(path); err != nil {
+		return err
+	}
+	return notInUse(path)
 }
 
 // Refusal says why the gate refuses a target.
@@ -80,7 +93,9 @@ func lockExclusive(f *os.File) error {
 	return nil
 }
 
-func canonical(p string) string {
+// Canonical is a path made absolute with its symlinks resolved (as far as they exist): two names
+// of the same file or device compare equal.
+func Canonical(p string) string {
 	if abs, err := filepath.Abs(p); err == nil {
 		p = abs
 	}

@@ -39,13 +39,7 @@ func (t *ImageFile) Check(g *Gate) error {
 		}
 		return g.inProtectedDir(t.path)
 	}
-	if err := partition.CheckTarget(t.path, g.Protect); err != nil {
-		return err
-	}
-	if err := notBootMedium(t.path); err != nil {
-		return err
-	}
-	return notInUse(t.path)
+	return g.checkExisting(t.path)
 }
 
 // Open opens the image, creating it (sparse, size bytes) if it is new; an existing one smaller
