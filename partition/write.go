@@ -285,3 +285,16 @@ func ReadTarget(path string) (*Disk, error) {
 	}
 	return out, nil
 }
+
+// String says what Apply did in one line: what it wiped and how the kernel learnt the table.
+func (r *ApplyResult) String() string {
+	var wiped int64
+	for _, e := range r.Wiped {
+		wiped += e.Size
+	}
+	s := fmt.Sprintf("table written, %d bytes wiped in %d ranges", wiped, len(r.Wiped))
+	if r.Reread != "" {
+		s += fmt.Sprintf("; kernel told by %s: %d partition nodes", r.Reread, len(r.Nodes))
+	}
+	return s
+}

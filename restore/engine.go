@@ -39,6 +39,7 @@ type Report struct {
 	Finished       time.Time     `json:"finished"`
 	Seconds        float64       `json:"seconds"`
 	Runs           int           `json:"runs"` // > 1: resumed after an interruption
+	LayoutOnly     bool          `json:"layoutOnly,omitempty"` // partition tables only
 	OK             bool          `json:"ok"`
 	Error          string        `json:"error,omitempty"`
 	Stages         []StageResult `json:"stages"`
@@ -68,6 +69,8 @@ type DiskReport struct {
 	Checked  []string              `json:"checked,omitempty"`
 	Skipped  []string              `json:"skipped,omitempty"`
 	Layout   *partition.LayoutPlan `json:"-"`
+	// Table is what writing a planned table did (wiped ranges, how the kernel learnt it).
+	Table *partition.ApplyResult `json:"table,omitempty"`
 }
 
 type run struct {
@@ -85,7 +88,7 @@ type run struct {
 
 // Run carries out a plan. It returns the report (also when it fails) and the first error.
 func Run(ctx context.Context, p *Plan, o RunOptions) (*Report, error) {
-	if p.repo == nil || p.gen == nil {
+	if !p.prepared {
 		return nil, errors.New("restore: the plan was not made by Prepare")
 	}
 	x := &run{p: p, o: o, j: o.Journal, started: time.Now(), verifiedEarly: map[string]bool{}}
@@ -93,7 +96,7 @@ func Run(ctx context.Context, p *Plan, o RunOptions) (*Report, error) {
 		x.j = JournalFor(p)
 	}
 	x.rep = &Report{Name: p.Name, Repository: p.Repository, Machine: p.Machine, Generation: p.Generation,
-		GenerationTime: p.GenerationTime, Started: x.started.UTC(), Warnings: p.Warnings}
+		GenerationTime: p.GenerationTime, Started: x.started.UTC(), Warnings: p.Warnings, LayoutOnly: p.LayoutOnly}
 	for _, d := range p.Disks {
 		x.rep.Disks = append(x.rep.Disks, DiskReport{Source: d.Source, Target: d.Target, Layout: d.Layout})
 	}
@@ -244,7 +247,7 @@ func (x *run) check(ctx context.Context) (stageOutcome, error) {
 		if err := t.Check(x.p.gate); err != nil {
 			return stageOutcome{}, err
 		}
-		if d.Layout != nil && !x.state.done("restore:"+d.Source) {
+		if d.Layout != nil && !x.p.LayoutOnly && !x.state.done("restore:"+d.Source) {
 			if _, err := write.CheckPlan(ctx, x.p.repo, x.p.gen, d.Source, d.Layout, x.p.Scratch); err != nil {
 				return stageOutcome{}, fmt.Errorf("%s: %w", d.Source, err)
 			}
@@ -256,6 +259,9 @@ func (x *run) check(ctx context.Context) (stageOutcome, error) {
 // restore restores every disk, in parallel: different disks do not compete for a target, and
 // the repository's reads overlap.
 func (x *run) restore(ctx context.Context) (stageOutcome, error) {
+	if x.p.LayoutOnly {
+		return x.writeTables()
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(x.p.Disks))
 	var total int64
@@ -285,6 +291,24 @@ func (x *run) restore(ctx context.Context) (stageOutcome, error) {
 		msg += fmt.Sprintf("; %d disk(s) restored in an earlier run", earlier)
 	}
 	return did("%s", msg), nil
+}
+
+// writeTables is the restore stage of a plan that writes only partition tables (layout apply).
+func (x *run) writeTables() (stageOutcome, error) {
+	for i := range x.p.Disks {
+		d := &x.p.Disks[i]
+		t, err := d.target()
+		if err != nil {
+			return stageOutcome{}, err
+		}
+		res, err := t.WriteTable(d.Layout, x.p.gate)
+		if err != nil {
+			return stageOutcome{}, fmt.Errorf("%s → %s: %w", d.Source, d.Target, err)
+		}
+		x.rep.Disks[i].Table = res
+		x.emit(Event{Stage: StageRestore, Kind: EventInfo, Disk: d.Source, Message: fmt.Sprintf("%s table written to %s", d.Layout.Layout.Table, d.Target)})
+	}
+	return did("%d partition table(s) written", len(x.p.Disks)), nil
 }
 
 func (x *run) restoreDisk(ctx context.Context, i int) error {
@@ -353,6 +377,9 @@ func progressEvent(stage, disk string, done, total int64, start time.Time) Event
 // verify compares every restored disk with the generation, and runs the filesystem checkers on
 // the volumes that a byte comparison cannot judge.
 func (x *run) verify(ctx context.Context) (stageOutcome, error) {
+	if x.p.LayoutOnly {
+		return skip("partition tables only: each was read back and compared with its plan as it was written"), nil
+	}
 	if x.p.NoVerify {
 		return skip("--no-verify: every chunk was checked against its hash as it was written; the targets were not read back"), nil
 	}
@@ -477,19 +504,7 @@ func (x *run) finish(ctx context.Context, runErr error) (*Report, error) {
 		rep.Error = runErr.Error()
 	}
 	x.emit(Event{Stage: StageReport, Kind: EventStart})
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err == nil {
-		id, serr := x.p.repo.SaveReport(context.WithoutCancel(ctx), b)
-		if err = serr; err == nil {
-			rep.ID = id.String()
-		}
-	}
-	if err != nil {
-		x.emit(Event{Stage: StageReport, Kind: EventError, Message: err.Error()})
-		rep.Warnings = append(rep.Warnings, "the report could not be saved: "+err.Error())
-	} else {
-		x.emit(Event{Stage: StageReport, Kind: EventDone, Message: "saved as report " + rep.ID[:12]})
-	}
+	b := x.saveReport(ctx)
 	// And onto the restored systems, so that the recovered machine itself says what was done.
 	if len(x.p.systems) > 0 && b != nil {
 		where, cerr := copyReport(x.p, rep, b)
@@ -507,4 +522,29 @@ func (x *run) finish(ctx context.Context, runErr error) (*Report, error) {
 		}
 	}
 	return rep, runErr
+}
+
+// saveReport saves the report into the repository and returns it as JSON (nil if it could not
+// be encoded). A plan without a repository (a table taken from a disk) has the report printed
+// only.
+func (x *run) saveReport(ctx context.Context) []byte {
+	rep := x.rep
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err == nil && x.p.repo == nil {
+		x.emit(Event{Stage: StageReport, Kind: EventSkip, Message: "no repository to save the report in: it is printed only"})
+		return b
+	}
+	if err == nil {
+		id, serr := x.p.repo.SaveReport(context.WithoutCancel(ctx), b)
+		if err = serr; err == nil {
+			rep.ID = id.String()
+		}
+	}
+	if err != nil {
+		x.emit(Event{Stage: StageReport, Kind: EventError, Message: err.Error()})
+		rep.Warnings = append(rep.Warnings, "the report could not be saved: "+err.Error())
+		return b
+	}
+	x.emit(Event{Stage: StageReport, Kind: EventDone, Message: "saved as report " + rep.ID[:12]})
+	return b
 }

@@ -294,3 +294,68 @@ func TestPlanShowsInoculation(t *testing.T) {
 		t.Errorf("a skipped inoculation does not say why:\n%s", text(skipped))
 	}
 }
+
+// TestLayoutOnlyPlan: layout apply's way through the engine — a table-only plan needs no
+// repository, passes the gate (a target in a protected folder is refused before anything is
+// written), writes the table, skips what does not apply and says why, and keeps no journal.
+func TestLayoutOnlyPlan(t *testing.T) {
+	testenv.NeedTools(t, "sgdisk")
+	dir := t.TempDir()
+	src := sourceDisk(t, dir)
+	layout, err := partition.ReadPath(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "bigger.img")
+	os.WriteFile(out, nil, 0o644)
+	os.Truncate(out, 96<<20)
+	cur, err := partition.ReadTarget(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp, err := partition.Plan(layout, cur, partition.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp.Target.Path = out
+	guarded := filepath.Join(dir, "guarded")
+	os.Mkdir(guarded, 0o755)
+	inside := filepath.Join(guarded, "x.img")
+	os.WriteFile(inside, make([]byte, 96<<20), 0o644)
+	if _, err := Prepare(ctx, Request{Name: "layout apply", LayoutOnly: true, Protect: []string{guarded},
+		Disks: []DiskRequest{{Target: inside, Plan: lp}}}); err == nil || !strings.Contains(err.Error(), "protected path") {
+		t.Fatalf("a table-only plan onto an image in a protected folder: %v", err)
+	}
+	p, err := Prepare(ctx, Request{Name: "layout apply", LayoutOnly: true, Protect: []string{src},
+		Disks: []DiskRequest{{Target: out, Plan: lp}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	p.WriteText(&text)
+	if !strings.Contains(text.String(), "partition tables only") || !strings.Contains(text.String(), "inoculation: skipped (only partition tables are written)") {
+		t.Errorf("the table-only plan:\n%s", text.String())
+	}
+	rep, err := Run(ctx, p, RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.LayoutOnly || rep.Disks[0].Table == nil || rep.ID != "" {
+		t.Errorf("report: %+v", rep)
+	}
+	for _, st := range rep.Stages {
+		if st.Status == "skipped" && st.Message == "" {
+			t.Errorf("stage %s skipped without saying why", st.Name)
+		}
+	}
+	if _, err := os.Stat(out + ".cauldron-journal"); err == nil {
+		t.Error("a table-only plan left a journal")
+	}
+	if o := sh(t, "sgdisk", "-v", out); !strings.Contains(o, "No problems found") {
+		t.Fatalf("sgdisk -v:\n%s", o)
+	}
+	got, err := partition.ReadPath(out)
+	if err != nil || len(got.Partitions) != 1 || got.Partitions[0].Start != lp.Layout.Partitions[0].Start {
+		t.Fatalf("the written table: %+v, %v", got, err)
+	}
+}

@@ -47,6 +47,9 @@ type Journal interface {
 // JournalFor returns where plan's journal lives. Its Remove also drops the plan's claims on its
 // targets.
 func JournalFor(p *Plan) Journal {
+	if p.LayoutOnly {
+		return noJournal{}
+	}
 	return &planJournal{Journal: journalStore(p), repo: p.repo, fingerprint: p.Fingerprint, claims: targetClaims(p)}
 }
 
@@ -591,3 +594,12 @@ func DiscardJournal(ctx context.Context, p *Plan, which Discard) ([]JournalInfo,
 	}
 	return removed, nil
 }
+
+// noJournal keeps nothing: a plan that only writes partition tables has one step, which is
+// simply done again after an interruption.
+type noJournal struct{}
+
+func (noJournal) Load(context.Context) ([]byte, error) { return nil, nil }
+func (noJournal) Save(context.Context, []byte) error   { return nil }
+func (noJournal) Remove(context.Context) error         { return nil }
+func (noJournal) String() string                       { return "no journal (partition tables only)" }

@@ -56,6 +56,11 @@ type Request struct {
 	Release tib.ReleaseMode
 
 	Inoculate Inoculation
+	// LayoutOnly writes only the partition tables the disks' plans give (DiskRequest.Plan:
+	// layout apply): no volume data, no verification against a generation, no inoculation, no
+	// journal (writing a table again is the whole step). Repo may be nil then (a layout taken
+	// from a disk or a saved plan); Protect names the source disk.
+	LayoutOnly bool
 	// NoVerify leaves out reading the targets back (each chunk is still checked against its
 	// hash as it is written): for benchmarks and for technicians who verify otherwise.
 	NoVerify bool
@@ -71,6 +76,8 @@ type DiskRequest struct {
 	Target   string                 `json:"target,omitempty"` // a device or image path; "" = automatic
 	Resize   partition.ResizeMode   `json:"resize,omitempty"`
 	Identity partition.IdentityMode `json:"identity,omitempty"`
+	// Plan is the layout plan to apply as it is (LayoutOnly: made and shown by the front end).
+	Plan *partition.LayoutPlan `json:"-"`
 }
 
 // Inoculation says how the restored system is made to boot on the target.
@@ -99,6 +106,7 @@ type Plan struct {
 	Release        tib.ReleaseMode `json:"release,omitempty"`
 	Inoculate      Inoculation     `json:"inoculate"`
 	NoVerify       bool            `json:"noVerify,omitempty"`
+	LayoutOnly     bool            `json:"layoutOnly,omitempty"`
 	Scratch        string          `json:"scratch,omitempty"`
 	Protect        []string        `json:"protect"`
 	Warnings       []string        `json:"warnings,omitempty"`
@@ -110,6 +118,8 @@ type Plan struct {
 	gen  *tib.Generation
 	// gate is the safety gate every target passes (Protect); made once, by Prepare.
 	gate *target.Gate
+	// prepared: Prepare made this plan (Run refuses any other).
+	prepared bool
 	// systems are the operating systems inoculation found, where the report is copied to.
 	systems []restoredSystem
 }
@@ -176,6 +186,9 @@ func (e *PlanError) Error() string {
 // Prepare checks a request against the repository and the disks and returns the plan. It writes
 // nothing (a missing image target is not created here).
 func Prepare(ctx context.Context, req Request) (*Plan, error) {
+	if req.LayoutOnly {
+		return prepareLayout(ctx, req)
+	}
 	if req.Repo == nil {
 		return nil, errors.New("recovery plan: no repository")
 	}
@@ -301,6 +314,50 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 	}
 	sort.Slice(p.Disks, func(i, j int) bool { return p.Disks[i].Source < p.Disks[j].Source })
 	p.Fingerprint = fingerprint(p)
+	p.prepared = true
+	return p, nil
+}
+
+// prepareLayout is Prepare for a plan that writes only partition tables: every disk names its
+// target and the layout plan to write there, and every target passes the gate and must exist.
+func prepareLayout(ctx context.Context, req Request) (*Plan, error) {
+	p := &Plan{Name: req.Name, Machine: req.Machine, LayoutOnly: true, repo: req.Repo, Warnings: append([]string(nil), req.Notes...),
+		Inoculate: Inoculation{Skip: true, Why: "only partition tables are written"}}
+	if req.Repo != nil {
+		p.Repository = req.Repo.Location()
+	}
+	disks, err := SystemDisks()
+	if err != nil {
+		return nil, fmt.Errorf("listing this machine's disks: %w", err)
+	}
+	p.Protect = protectedPaths(req, BootMedia(disks))
+	p.gate = &target.Gate{Protect: p.Protect}
+	var problems []string
+	for _, dr := range req.Disks {
+		if dr.Plan == nil || dr.Plan.Layout == nil || dr.Target == "" {
+			problems = append(problems, fmt.Sprintf("disk %s: a table-only plan needs a target and the layout plan to write there", dr.Source))
+			continue
+		}
+		dp := DiskPlan{Source: orDefault(dr.Source, "disk0"), Target: dr.Target, Layout: dr.Plan}
+		t, err := target.New(dr.Target)
+		if err == nil {
+			err = t.Check(p.gate)
+		}
+		if err == nil && !t.Exists() {
+			err = fmt.Errorf("%s does not exist: a partition table is written onto an existing disk or image", dr.Target)
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("disk %s: %v", dp.Source, err))
+			continue
+		}
+		dp.t, dp.Kind = t, t.Kind()
+		p.Disks = append(p.Disks, dp)
+	}
+	if len(problems) > 0 {
+		return nil, &PlanError{problems}
+	}
+	p.Fingerprint = fingerprint(p)
+	p.prepared = true
 	return p, nil
 }
 
@@ -414,12 +471,20 @@ func fingerprint(p *Plan) string {
 // WriteText prints the plan as the dry run shows it.
 func (p *Plan) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "Recovery plan %s\n", p.Name)
-	fmt.Fprintf(w, "  source:     %s, machine %s, generation %s (%s)\n", p.Repository, p.Machine, p.Generation[:12], tib.FormatTime(p.GenerationTime))
+	if p.LayoutOnly {
+		fmt.Fprintf(w, "  partition tables only: no volume data is written\n")
+	} else {
+		fmt.Fprintf(w, "  source:     %s, machine %s, generation %.12s (%s)\n", p.Repository, p.Machine, p.Generation, tib.FormatTime(p.GenerationTime))
+	}
 	for _, d := range p.Disks {
 		kind := string(d.Kind)
 		how := "byte for byte at the source's offsets"
 		if d.Layout != nil {
 			how = fmt.Sprintf("new layout (resize %s, identities %s)", d.Layout.Resize, d.Layout.IdentityOpt)
+		}
+		if p.LayoutOnly {
+			fmt.Fprintf(w, "  disk %s → %s (%s): %s table, %d partition(s)\n", d.Source, d.Target, kind, d.Layout.Layout.Table, len(d.Layout.Layout.Partitions))
+			continue
 		}
 		fmt.Fprintf(w, "  disk %s → %s (%s): %s, %s of data\n", d.Source, d.Target, kind, how, HumanBytes(d.Bytes))
 		if d.Layout != nil {

@@ -14,7 +14,11 @@ func (r *Report) WriteText(w io.Writer) {
 	if !r.OK {
 		status = "FAILED: " + r.Error
 	}
-	fmt.Fprintf(w, "Recovery of %s from generation %.12s (%s) %s\n", r.Machine, r.Generation, tib.FormatTime(r.GenerationTime), status)
+	if r.LayoutOnly {
+		fmt.Fprintf(w, "Partition tables (%s) %s\n", r.Name, status)
+	} else {
+		fmt.Fprintf(w, "Recovery of %s from generation %.12s (%s) %s\n", r.Machine, r.Generation, tib.FormatTime(r.GenerationTime), status)
+	}
 	if r.Runs > 1 {
 		fmt.Fprintf(w, "  resumed: this was run %d of the same recovery\n", r.Runs)
 	}
@@ -25,6 +29,12 @@ func (r *Report) WriteText(w io.Writer) {
 	var bytes int64
 	var secs float64
 	for _, d := range r.Disks {
+		if r.LayoutOnly {
+			if d.Table != nil {
+				fmt.Fprintf(w, "  disk %s → %s: %s\n", d.Source, d.Target, d.Table)
+			}
+			continue
+		}
 		bytes += d.Bytes
 		secs = max(secs, d.Seconds)
 		fmt.Fprintf(w, "  disk %s → %s: %s restored", d.Source, d.Target, HumanBytes(d.Bytes))

@@ -10,7 +10,7 @@ import (
 
 	"github.com/cauldron-dr/cauldron/partition"
 	"github.com/cauldron-dr/cauldron/restore"
-	"github.com/cauldron-dr/cauldron/restore/target"
+	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/spf13/cobra"
 )
 
@@ -47,6 +47,8 @@ type planFlags struct {
 	resize, identity string
 	jsonOut, yes     bool
 	planFile         string // layout apply --plan: a saved plan
+
+	r *tib.Repository // the repository source() opened, if any
 }
 
 // source returns the source layout, the used bytes per partition and a description.
@@ -69,6 +71,7 @@ func (f *planFlags) source(cmd *cobra.Command) (*partition.Disk, map[int]int64, 
 	if err != nil {
 		return nil, nil, "", err
 	}
+	f.r = r
 	gen, err := r.FindGeneration(cmd.Context(), f.machine, f.genRef)
 	if err != nil {
 		return nil, nil, "", err
@@ -150,33 +153,29 @@ any disk other than the one planned. Needs consent: --yes, or the target's name 
 				}
 				return perr
 			}
-			// The same gate and consent as every other write (restore.SafetyGate, package
-			// restore/target): the source disk given by --from is protected too.
-			var extra []string
+			// The engine's way, as every other write: a plan whose one step writes the table,
+			// the safety gate (the source disk given by --from is protected too), consent.
+			req := restore.Request{Name: "layout apply", Repo: f.r, RepoPath: f.repo.dir, Machine: f.machine, LayoutOnly: true,
+				Disks: []restore.DiskRequest{{Source: f.disk, Target: f.to, Plan: plan}}}
 			if f.from != "" {
-				extra = append(extra, f.from)
+				req.Protect = []string{f.from}
 			}
-			gate, err := restore.SafetyGate(f.repo.dir, extra...)
+			rp, err := restore.Prepare(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
-			t, err := target.New(f.to)
+			word := f.machine
+			if word == "" {
+				word = filepath.Base(f.to)
+			}
+			if err := confirmOverwrite(rp.Overwrites(), word, f.yes); err != nil {
+				return err
+			}
+			rep, err := restore.Run(cmd.Context(), rp, restore.RunOptions{})
 			if err != nil {
 				return err
 			}
-			if !t.Exists() {
-				return fmt.Errorf("%s does not exist: layout apply writes a table onto an existing disk or image", f.to)
-			}
-			if err := t.Check(gate); err != nil {
-				return err
-			}
-			if err := confirmOverwrite([]string{f.to}, filepath.Base(f.to), f.yes); err != nil {
-				return err
-			}
-			res, err := partition.Apply(f.to, plan, partition.ApplyOptions{Protect: gate.Protect})
-			if err != nil {
-				return err
-			}
+			res := rep.Disks[0].Table
 			if f.jsonOut {
 				return printJSON(struct {
 					Plan   *partition.LayoutPlan  `json:"plan"`

@@ -52,10 +52,10 @@ func (t *BlockDevice) Open(size int64) (Writer, error) {
 	return &deviceWriter{f: f, size: n}, nil
 }
 
-func (t *BlockDevice) WriteTable(plan *partition.LayoutPlan, g *Gate) error {
+func (t *BlockDevice) WriteTable(plan *partition.LayoutPlan, g *Gate) (*partition.ApplyResult, error) {
 	res, err := partition.Apply(t.path, plan, partition.ApplyOptions{Protect: g.Protect})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	t.nodes = map[int]string{}
 	for i, p := range plan.Layout.Partitions {
@@ -63,7 +63,7 @@ func (t *BlockDevice) WriteTable(plan *partition.LayoutPlan, g *Gate) error {
 			t.nodes[p.Number] = res.Nodes[i]
 		}
 	}
-	return nil
+	return res, nil
 }
 
 // WithPartition runs fn with the partition's node, with the caches of disk and partition flushed

@@ -90,9 +90,8 @@ func (t *ImageFile) Open(size int64) (Writer, error) {
 	return &imageWriter{f: f, size: max(fi.Size(), size), fresh: fresh}, nil
 }
 
-func (t *ImageFile) WriteTable(plan *partition.LayoutPlan, g *Gate) error {
-	_, err := partition.Apply(t.path, plan, partition.ApplyOptions{Protect: g.Protect})
-	return err
+func (t *ImageFile) WriteTable(plan *partition.LayoutPlan, g *Gate) (*partition.ApplyResult, error) {
+	return partition.Apply(t.path, plan, partition.ApplyOptions{Protect: g.Protect})
 }
 
 // WithPartition attaches the partition's bytes to a loop device with the plan's sector size, runs

@@ -14,7 +14,7 @@
 //	Layout() (*partition.Disk, error)  what it holds now, for planning (a new one: empty)
 //	Check(*Gate) error                 the safety gate's rules for this kind; writes nothing
 //	Open(size int64) (Writer, error)   open it to take a disk of size bytes (creating it if new)
-//	WriteTable(plan, *Gate)            write a planned partition table onto it
+//	WriteTable(plan, *Gate)            write a planned partition table onto it (what was wiped, how the kernel learnt it)
 //	WithPartition(plan, n, fn)         run fn with a block device holding exactly partition n
 //	OpenRead() (Reader, error)         read it back (verification)
 //	Finalize() error                   make what was written durable and visible (fsync, caches)
@@ -52,7 +52,7 @@ type Target interface {
 	Layout() (*partition.Disk, error)
 	Check(g *Gate) error
 	Open(size int64) (Writer, error)
-	WriteTable(plan *partition.LayoutPlan, g *Gate) error
+	WriteTable(plan *partition.LayoutPlan, g *Gate) (*partition.ApplyResult, error)
 	WithPartition(plan *partition.LayoutPlan, number int, fn func(dev string) error) error
 	OpenRead() (Reader, error)
 	Finalize() error

@@ -355,7 +355,7 @@ func restorePlanned(ctx context.Context, r *tib.Repository, o Options, gen *tib.
 	}
 
 	logf("writing the %s table to %s", o.Plan.Layout.Table, name)
-	if err := o.Target.WriteTable(o.Plan, gate); err != nil {
+	if _, err := o.Target.WriteTable(o.Plan, gate); err != nil {
 		return st, err
 	}
 	if err := writeDirect(ctx, r, o, gen, disk, regions, pr, rebuilt, &st, logf); err != nil {
