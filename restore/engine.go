@@ -38,7 +38,7 @@ type Report struct {
 	Started        time.Time     `json:"started"`
 	Finished       time.Time     `json:"finished"`
 	Seconds        float64       `json:"seconds"`
-	Runs           int           `json:"runs"` // > 1: resumed after an interruption
+	Runs           int           `json:"runs"`                 // > 1: resumed after an interruption
 	LayoutOnly     bool          `json:"layoutOnly,omitempty"` // partition tables only
 	OK             bool          `json:"ok"`
 	Error          string        `json:"error,omitempty"`
