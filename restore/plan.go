@@ -156,6 +156,10 @@ func (d *DiskPlan) target() (target.Target, error) {
 // system will boot from here; an image file (or a VM's disk) runs on other hardware.
 func (d *DiskPlan) onThisMachine() bool { return d.Kind == target.KindBlockDevice }
 
+// ConfirmWord is the typed confirmation every front end asks for before it overwrites what
+// Plan.Overwrites names: a word typed in full, since a yes/no is answered by reflex.
+const ConfirmWord = "ERASE"
+
 // Overwrites lists the targets whose present contents the recovery destroys: block devices and
 // image files that exist and are not empty. Writing them needs the technician's consent (the
 // typed confirmation, --yes or the kickstart's confirm line); a new image file needs none.

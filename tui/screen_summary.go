@@ -20,8 +20,8 @@ import (
 // yes/no is answered by reflex. "Export kickstart" writes the kickstart that reproduces this
 // recovery, so that the next machine runs unattended.
 
-// ConfirmWord is what the technician types to start the recovery.
-const ConfirmWord = "ERASE"
+// ConfirmWord is what the technician types to start the recovery: the same word as everywhere.
+const ConfirmWord = restore.ConfirmWord
 
 type summaryScreen struct {
 	planning bool

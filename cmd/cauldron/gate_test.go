@@ -31,7 +31,7 @@ type gateLab struct {
 
 func newGateLab(t *testing.T) *gateLab {
 	testenv.NeedRoot(t)
-	testenv.NeedTools(t, "losetup", "partx", "mkfs.ext4", "mount", "umount", "sgdisk", "mkswap", "swapon", "swapoff")
+	testenv.NeedTools(t, "losetup", "partx", "mkfs.ext4", "mount", "umount", "sgdisk", "mkswap", "swapon", "swapoff", "script")
 	l := &gateLab{dir: t.TempDir(), env: []string{"CAULDRON_PASSWORD="}}
 	l.repoImg = filepath.Join(l.dir, "repofs.img")
 	mustRun(t, "truncate", "-s", "96M", l.repoImg)
@@ -222,7 +222,25 @@ func TestGateConsentAndBusyTargets(t *testing.T) {
 	l.refused(t, img, []string{dev, "capturing"}, l.restoreArgs(dev)...)
 	f.Close()
 
-	// With consent, the same device is written, verified and left clean.
+	// On a terminal it asks for the wizard's word: anything else writes nothing.
+	onTerminal := func(answer string) string {
+		cmd := exec.Command("script", "-qec", strings.Join(append([]string{bin}, "restore-disk", "--repo", l.repo, "--machine", "m", "--to", dev), " "), "/dev/null")
+		cmd.Env = append(os.Environ(), l.env...)
+		cmd.Stdin = strings.NewReader(answer + "\n")
+		out, _ := cmd.CombinedOutput()
+		return string(out)
+	}
+	before := fileHash(t, img)
+	if out := onTerminal("m"); !strings.Contains(out, "Type ERASE") || !strings.Contains(out, "not confirmed") || fileHash(t, img) != before {
+		t.Fatalf("restore-disk on a terminal answered with the machine's name:\n%s", out)
+	}
+	if out := onTerminal("ERASE"); !strings.Contains(out, "compared with the generation") {
+		t.Fatalf("restore-disk on a terminal answered ERASE:\n%s", out)
+	}
+	exec.Command("partx", "-d", dev).Run()
+	mustRun(t, "sgdisk", "-v", img)
+
+	// With --yes, the same device is written again, verified and left clean.
 	out := ok(t, l.env, l.restoreArgs(dev)...)
 	if !strings.Contains(out, "compared with the generation") {
 		t.Fatalf("restore-disk onto a device:\n%s", out)

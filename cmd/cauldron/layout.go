@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/cauldron-dr/cauldron/partition"
@@ -98,7 +97,7 @@ GPT copies, MBR, filesystem, MD, LVM and LUKS magics at old and new partition st
 the table, the source's boot code (bytes 0–439), disk signature and active flag; the kernel is
 told (BLKRRPART, else BLKPG). Refused for a mounted disk, the disk holding the running system, the
 repository or this program, the boot medium, a partition, an image attached to a loop device, and
-any disk other than the one planned. Needs consent: --yes, or the target's name typed at the prompt.`
+any disk other than the one planned. Needs consent: --yes, or ERASE typed at the prompt.`
 	}
 	usage := " (--repo DIR --machine NAME [--generation ID|latest|TIME] [--disk disk0] | --from SOURCE) --to TARGET [--resize proportional|grow-last|keep] [--identity keep|renew] [--json]"
 	if apply {
@@ -164,11 +163,7 @@ any disk other than the one planned. Needs consent: --yes, or the target's name 
 			if err != nil {
 				return err
 			}
-			word := f.machine
-			if word == "" {
-				word = filepath.Base(f.to)
-			}
-			if err := confirmOverwrite(rp.Overwrites(), word, f.yes); err != nil {
+			if err := confirmOverwrite(rp.Overwrites(), f.yes); err != nil {
 				return err
 			}
 			rep, err := restore.Run(cmd.Context(), rp, restore.RunOptions{})

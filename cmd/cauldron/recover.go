@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/restore/kickstart"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 )
 
 func newRecover() *cobra.Command {
@@ -29,7 +27,7 @@ machine's replication, writes the layouts, restores every volume, verifies it ag
 generation, makes the restored system boot here, and saves a report in the repository.
 
 The plan is printed first. Nothing is written without consent: the kickstart's
-"confirm --destroy-data-on-targets" line, --yes, or the machine's name typed at the prompt.
+"confirm --destroy-data-on-targets" line, --yes, or ERASE typed at the prompt (as in the wizard).
 --dry-run prints the plan and stops. A recovery that is interrupted resumes when it is run again.
 
 A target that holds another recovery that did not finish (its journal, beside an image or in
@@ -190,19 +188,15 @@ func pendingJournals(ctx context.Context, p *restore.Plan, o recoverOptions) {
 	}
 }
 
-// promptConfirm asks the technician to type the machine's name: a yes/no is answered by reflex.
+// promptConfirm asks the technician for the same typed confirmation as everywhere (askConsent);
+// without a terminal the kickstart's confirm line or --yes is needed.
 func promptConfirm(p *restore.Plan) error {
-	if !term.IsTerminal(int(os.Stdin.Fd())) {
+	if !stdinIsTerminal() {
 		return fmt.Errorf("%w; or pass --yes", kickstart.ErrNoConsent)
 	}
 	var targets []string
 	for _, d := range p.Disks {
 		targets = append(targets, d.Target)
 	}
-	fmt.Fprintf(os.Stderr, "Everything on %s will be overwritten.\nType the machine's name (%s) to go on: ", strings.Join(targets, ", "), p.Machine)
-	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-	if strings.TrimSpace(line) != p.Machine {
-		return errors.New("not confirmed: nothing was written")
-	}
-	return nil
+	return askConsent(targets)
 }

@@ -33,7 +33,7 @@ generation's chunk hashes.
 Refused before anything is written: the disk (or image file) holding the repository or this
 program, the boot medium, a mounted, swap or stacked device, a partition where a whole disk is
 meant, an image attached to a loop device. A block device or an existing image file is written
-only with consent: --yes, or the machine's name typed at the prompt. --dry-run prints the plan
+only with consent: --yes, or ERASE typed at the prompt (as in the wizard). --dry-run prints the plan
 and stops.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -73,7 +73,7 @@ and stops.`,
 				fmt.Println("dry run: nothing written")
 				return nil
 			}
-			if err := confirmOverwrite(plan.Overwrites(), plan.Machine, yes); err != nil {
+			if err := confirmOverwrite(plan.Overwrites(), yes); err != nil {
 				return err
 			}
 			pl := newProgressLine()
