@@ -24,9 +24,7 @@ import (
 // loopAt attaches [off, off+size) of img to a loop device, detached at cleanup.
 func loopAt(t *testing.T, img string, off, size int64) string {
 	t.Helper()
-	dev := strings.TrimSpace(sh(t, "losetup", "--find", "--show", "--offset", strconv.FormatInt(off, 10), "--sizelimit", strconv.FormatInt(size, 10), img))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	return dev
+	return testenv.AttachLoop(t, img, "--offset", strconv.FormatInt(off, 10), "--sizelimit", strconv.FormatInt(size, 10))
 }
 
 // ntfsMount mounts an NTFS device through ntfs-3g and returns the mount point and an unmount.
@@ -102,7 +100,7 @@ func TestRecoverInoculatesWindows(t *testing.T) {
 	put("Windows/System32/drivers/msahci.sys", []byte("inbox AHCI driver stand-in"))
 	put("Boot/BCD", bcdFor(t, sig, cOff))
 	unmount()
-	exec.Command("losetup", "-d", vol).Run()
+	testenv.DetachLoop(vol)
 
 	r, repoPath := newRepo(t, dir)
 	if _, err := r.Capture(ctx, captureOf("win7", src)); err != nil {

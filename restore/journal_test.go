@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -218,17 +217,12 @@ func TestJournalOnDeviceTarget(t *testing.T) {
 	img := filepath.Join(dir, "device.img")
 	os.WriteFile(img, nil, 0o644)
 	os.Truncate(img, 64<<20)
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	dev := testenv.AttachLoop(t, img)
 
 	interrupted(t, r, repoPath, "db01", dev)
 	left := scribble(t, img)
 	p := planOnto(t, r, repoPath, "web01", dev)
-	_, err = Run(ctx, p, RunOptions{})
+	_, err := Run(ctx, p, RunOptions{})
 	ji := conflictOf(t, err)
 	if !strings.HasPrefix(ji.Where, "in the repository "+r.Location()+" (recovery ") || ji.Machine != "db01" || !slices.Equal(ji.Targets, []string{dev}) {
 		t.Fatalf("conflict: %+v", ji)

@@ -60,16 +60,8 @@ func newGateLab(t *testing.T) *gateLab {
 // kernel parses no tables), and detaches both when the test ends.
 func attach(t *testing.T, img string) string {
 	t.Helper()
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup %s: %v\n%s", img, err, out)
-	}
-	dev := strings.TrimSpace(string(out))
+	dev := testenv.AttachLoop(t, img)
 	exec.Command("partx", "-a", dev).Run() // no table: nothing to add
-	t.Cleanup(func() {
-		exec.Command("partx", "-d", dev).Run()
-		exec.Command("losetup", "--detach", dev).Run()
-	})
 	return dev
 }
 

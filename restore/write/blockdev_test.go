@@ -14,17 +14,7 @@ import (
 // loop attaches an image file to a loop device and detaches it when the test ends.
 func loop(t *testing.T, img string) string {
 	t.Helper()
-	testenv.NeedTools(t, "losetup")
-	out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
-	if err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("CAULDRON_CORPUS") != "" {
-			t.Fatalf("losetup: %v\n%s", err, out)
-		}
-		t.Skipf("no loop devices here: %s", out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	return dev
+	return testenv.AttachLoop(t, img)
 }
 
 func TestCaptureAndRestoreBlockDevices(t *testing.T) {
@@ -50,7 +40,7 @@ func TestCaptureAndRestoreBlockDevices(t *testing.T) {
 	if st.Zeroed == 0 {
 		t.Error("nothing zeroed on a garbage block device")
 	}
-	exec.Command("losetup", "-d", dev).Run()
+	testenv.DetachLoop(dev)
 	checkRestored(t, s, targetImg, dir)
 	if b, _ := os.ReadFile(decoyImg); !bytes.Equal(b, garbage) {
 		t.Fatal("the decoy device was written")

@@ -66,16 +66,14 @@ func needRT(t *testing.T) {
 // loopSS attaches a file (or a byte range of it) to a loop device with the given sector size.
 func loopSS(t *testing.T, img string, lss int, off, size int64) string {
 	t.Helper()
-	args := []string{"--find", "--show", "--sector-size", strconv.Itoa(lss)}
+	args := []string{"--sector-size", strconv.Itoa(lss)}
 	if size > 0 {
 		args = append(args, "--offset", strconv.FormatInt(off, 10), "--sizelimit", strconv.FormatInt(size, 10))
 	}
-	dev := strings.TrimSpace(run(t, "losetup", append(args, img)...))
-	t.Cleanup(func() { exec.Command("losetup", "--detach", dev).Run() })
-	return dev
+	return testenv.AttachLoop(t, img, args...)
 }
 
-func detach(dev string) { exec.Command("losetup", "--detach", dev).Run() }
+func detach(dev string) { testenv.DetachLoop(dev) }
 
 // makeRTSource builds the source: table is "mbr" (p1 FAT32, p2 extended with p5 ext4, p6 NTFS,
 // p7 swap) or "gpt" (order given by gptOrder).
