@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/cauldron
+# The image builder is a binary of its own: cauldron, which the boot image carries, links none of
+# it (u-root's gobusybox and mkuimage, golang.org/x/tools, mvdan.cc/sh).
+MEDIA_BIN := bin/cauldron-media
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Tools the tests and the demo use as independent judges and yardsticks.
 APT_PACKAGES := e2fsprogs dosfstools ntfs-3g partclone gdisk fdisk mtools zstd util-linux mount time jq \
@@ -17,10 +20,15 @@ FUZZTIME ?= 30s
 
 all: build
 
-build: $(BIN)
+build: $(BIN) $(MEDIA_BIN)
 
-$(BIN): $(shell find . -name '*.go' -not -path './bin/*') go.mod go.sum
+GO_SOURCES := $(shell find . -name '*.go' -not -path './bin/*') go.mod go.sum
+
+$(BIN): $(GO_SOURCES)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -buildid= -X main.version=$(VERSION)" -o $(BIN) ./cmd/cauldron
+
+$(MEDIA_BIN): $(GO_SOURCES)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -buildid= -X main.version=$(VERSION)" -o $(MEDIA_BIN) ./cmd/cauldron-media
 
 # deps installs the Debian packages that are missing and downloads the pinned Go modules.
 deps:
@@ -32,13 +40,13 @@ deps:
 	$(GO) mod download
 
 # prefetch fills the caches the tests take from, so that `go test` reaches no mirror: the demo's
-# source machine (debootstrap, /var/tmp/cauldron-demo) and what an offline build-media needs (kernel
+# source machine (debootstrap, /var/tmp/cauldron-demo) and what an offline cauldron-media needs (kernel
 # and firmware packages, apt lists, the u-root busybox: /var/tmp/cauldron-cache). Both are instant
 # when the caches are full; the tests fail, naming this target, when they are not.
 prefetch: deps
 	@if [ "$$(id -u)" = 0 ]; then ./scripts/source-debian.sh >/dev/null; \
 	else echo "note: not root: the demo's source machine is not built (the tests that boot it need root anyway)"; fi
-	CGO_ENABLED=0 $(GO) run ./cmd/cauldron build-media --prefetch
+	CGO_ENABLED=0 $(GO) run ./cmd/cauldron-media --prefetch
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
@@ -80,11 +88,12 @@ fuzz: deps
 		done; \
 	done
 
-# media builds the boot media (ISO, kernel, initramfs, pxe/) into MEDIA_OUT; the kernel package and
-# the u-root build are cached in /var/tmp/cauldron-cache.
+# media builds the boot media (ISO, kernel, initramfs, pxe/) into MEDIA_OUT with bin/cauldron as
+# the program the image starts; the kernel package and the u-root build are cached in
+# /var/tmp/cauldron-cache.
 MEDIA_OUT ?= bin/media
 media: deps build
-	./$(BIN) build-media --out $(MEDIA_OUT)
+	./$(MEDIA_BIN) --out $(MEDIA_OUT) --cauldron $(BIN)
 
 clean:
 	rm -rf bin

@@ -5,8 +5,13 @@
 // and the media that boot it: a hybrid BIOS/UEFI (Secure Boot) ISO that also works written raw to a
 // USB stick, and a folder a DHCP/TFTP or HTTP server can serve for PXE.
 //
-// Build is the one entry point. Everything it produces is reproducible: the same inputs (kernel
-// package, host tools, cauldron binary, Go toolchain, u-root version) give byte-identical files.
+// Build is the one entry point; cmd/cauldron-media is its command. Everything it produces is
+// reproducible: the same inputs (kernel package, host tools, cauldron binary, Go toolchain, u-root
+// version) give byte-identical files.
+//
+// This package is the builder only, and it links u-root's gobusybox and mkuimage,
+// golang.org/x/tools and mvdan.cc/sh. cauldron, the binary the image starts, must not import it:
+// what runs at boot is initramfs/boot, which imports nothing from here.
 package initramfs
 
 import (
@@ -31,7 +36,8 @@ type Options struct {
 	// "" = /var/tmp/cauldron-cache.
 	CacheDir string
 	// Cauldron is the path of the STATIC cauldron binary embedded as /bin/cauldron and started as
-	// uinit (`/bin/cauldron boot`). "" = os.Executable().
+	// uinit (`/bin/cauldron boot`). Required unless Prefetch: the program that calls Build is the
+	// image builder (cmd/cauldron-media, a test), never the binary the image should start.
 	Cauldron string
 	// Log receives progress lines; nil = discard.
 	Log io.Writer
@@ -44,7 +50,7 @@ type Options struct {
 	// KernelPackage is the Debian kernel package to use; "" = what linux-image-amd64 depends on.
 	KernelPackage string
 
-	// Offline builds from the cache alone: no package is downloaded and build-media's apt lists
+	// Offline builds from the cache alone: no package is downloaded and cauldron-media's apt lists
 	// for non-free-firmware are not refreshed (old lists are used as they are). A kernel package
 	// missing from the cache is an error; non-free-firmware missing from it is left out and named,
 	// as when the mirror cannot be reached. The u-root module must be in the Go module cache.
@@ -127,22 +133,19 @@ func newBuilder(ctx context.Context, o Options) (*builder, error) {
 		if o.OutDir == "" {
 			return nil, errors.New("no output directory given (--out)")
 		}
+		// The binary first: a wrong one is refused before the output folder is made.
+		if o.Cauldron == "" {
+			return nil, errors.New("no cauldron binary given for the image to start (--cauldron)")
+		}
+		if b.cauldron, err = filepath.Abs(o.Cauldron); err != nil {
+			return nil, err
+		}
+		if err := checkStatic(b.cauldron); err != nil {
+			return nil, err
+		}
 		if b.out, err = writableDir(o.OutDir, "output directory"); err != nil {
 			return nil, err
 		}
-		c := o.Cauldron
-		if c == "" {
-			if c, err = os.Executable(); err != nil {
-				return nil, fmt.Errorf("finding the cauldron binary: %w (give --cauldron)", err)
-			}
-		}
-		if c, err = filepath.Abs(c); err != nil {
-			return nil, err
-		}
-		if err := checkStatic(c); err != nil {
-			return nil, err
-		}
-		b.cauldron = c
 	}
 	cache := o.CacheDir
 	if cache == "" {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -521,7 +523,8 @@ func TestBadInput(t *testing.T) {
 		want string
 	}{
 		{"no out", Options{}, "no output directory"},
-		{"unwritable out", Options{OutDir: "/proc/cauldron-media"}, "output directory"},
+		{"unwritable out", Options{OutDir: "/proc/cauldron-media", Cauldron: static}, "output directory"},
+		{"no cauldron", Options{OutDir: t.TempDir(), CacheDir: t.TempDir()}, "no cauldron binary"},
 		{"dynamic cauldron", Options{OutDir: t.TempDir(), CacheDir: t.TempDir(), Cauldron: "/bin/ls"}, "dynamically linked"},
 		{"missing cauldron", Options{OutDir: t.TempDir(), CacheDir: t.TempDir(), Cauldron: "/nonexistent"}, "cauldron binary"},
 		{"bad compression", Options{OutDir: t.TempDir(), CacheDir: t.TempDir(), Cauldron: static, Compression: "lz5"}, "compression"},
@@ -531,6 +534,16 @@ func TestBadInput(t *testing.T) {
 		_, err := Build(ctx, c.o)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want an error about %q", c.name, err, c.want)
+		}
+	}
+	// A refused binary is refused before the output folder is made.
+	for _, bin := range []string{"", "/bin/ls"} {
+		out := filepath.Join(t.TempDir(), "media")
+		if _, err := Build(ctx, Options{OutDir: out, CacheDir: t.TempDir(), Cauldron: bin}); err == nil {
+			t.Errorf("cauldron binary %q: accepted", bin)
+		}
+		if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("cauldron binary %q refused, but %s was made (%v)", bin, out, err)
 		}
 	}
 }
@@ -547,7 +560,7 @@ func TestAptFailure(t *testing.T) {
 }
 
 // TestOfflineEmptyCache: an offline build with nothing cached fails at once, naming the package
-// and how to fill the cache, and downloads nothing; so do build-media's non-free-firmware lists.
+// and how to fill the cache, and downloads nothing; so do cauldron-media's non-free-firmware lists.
 func TestOfflineEmptyCache(t *testing.T) {
 	testenv.NeedTools(t, "apt-cache", "apt-get", "apt-config")
 	cache := t.TempDir()

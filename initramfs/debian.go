@@ -73,14 +73,14 @@ func (b *builder) fetchDeb(pkg string) (file, version string, err error) {
 	return b.fetchDebFrom(nil, pkg)
 }
 
-// fetchDebFrom is fetchDeb through build-media's own apt configuration for non-free-firmware,
+// fetchDebFrom is fetchDeb through cauldron-media's own apt configuration for non-free-firmware,
 // or the host's when a is nil.
 func (b *builder) fetchDebFrom(a *firmwareApt, pkg string) (file, version string, err error) {
 	var opts []string
 	where := "the apt sources (run apt-get update?)"
 	if a != nil {
 		opts = a.opts
-		where = "Debian non-free-firmware (build-media's own apt lists in " + a.dir + ")"
+		where = "Debian non-free-firmware (cauldron-media's own apt lists in " + a.dir + ")"
 	}
 	out, err := b.command("", nil, "apt-cache", append(append([]string(nil), opts...), "show", "--no-all-versions", pkg)...)
 	if err != nil {
@@ -111,7 +111,7 @@ func (b *builder) fetchDebFrom(a *firmwareApt, pkg string) (file, version string
 		return file, version, nil
 	}
 	if b.o.Offline {
-		return "", "", fmt.Errorf("%s %s is not in the cache (%s) and an offline build downloads nothing: fill the cache first (make prefetch, or cauldron build-media --prefetch)",
+		return "", "", fmt.Errorf("%s %s is not in the cache (%s) and an offline build downloads nothing: fill the cache first (make prefetch, or cauldron-media --prefetch)",
 			pkg, version, dir)
 	}
 	b.logf("downloading %s %s", pkg, version)
@@ -202,7 +202,7 @@ func fileSHA256(path string) string {
 
 // Debian keeps the firmware most server and desktop NICs need (Realtek, Broadcom, QLogic, Intel
 // ice's DDP package) in its non-free-firmware component, which a host's apt sources often leave
-// out and which build-media must not add to the host's configuration. So build-media keeps an
+// out and which cauldron-media must not add to the host's configuration. So cauldron-media keeps an
 // apt configuration of its own under <cache>/apt: a sources list with the host's Debian entries
 // (same mirrors, same Signed-By keyrings) reduced to non-free-firmware, its own lists, package
 // cache, dpkg status and preferences. apt-get reads it after the host's configuration (-c), so
@@ -210,15 +210,15 @@ func fileSHA256(path string) string {
 // keep coming from the host's apt as before; only non-free-firmware goes through this one.
 
 // contentsTarget names the index target that makes apt-get update fetch the archive's Contents
-// files (which package holds which path) along with Packages: with them build-media downloads only
+// files (which package holds which path) along with Packages: with them cauldron-media downloads only
 // the packages that hold the firmware the modules declare, and needs no table of its own.
 const contentsTarget = "CauldronContents"
 
-// firmwareAptMaxAge is how old build-media's own non-free-firmware lists may get before a build
+// firmwareAptMaxAge is how old cauldron-media's own non-free-firmware lists may get before a build
 // refreshes them (the host's lists are refreshed by whoever runs apt-get update; these only by us).
 const firmwareAptMaxAge = 24 * time.Hour
 
-// firmwareApt is build-media's own apt configuration for non-free-firmware, locked for one build.
+// firmwareApt is cauldron-media's own apt configuration for non-free-firmware, locked for one build.
 type firmwareApt struct {
 	dir  string   // <cache>/apt
 	opts []string // the apt-get/apt-cache options that select it
@@ -297,11 +297,11 @@ func (b *builder) openFirmwareApt(hostFiles []string) (*firmwareApt, error) {
 	if !fresh && b.o.Offline {
 		if !a.hasLists() {
 			a.close()
-			return nil, fmt.Errorf("no non-free-firmware lists in %s and an offline build fetches none (make prefetch, or cauldron build-media --prefetch)", a.dir)
+			return nil, fmt.Errorf("no non-free-firmware lists in %s and an offline build fetches none (make prefetch, or cauldron-media --prefetch)", a.dir)
 		}
 		b.logf("non-free-firmware: offline, using the lists from %s as they are", listsDate(stamp))
 	} else if !fresh {
-		b.logf("refreshing build-media's own apt lists for Debian non-free-firmware (%s)", a.dir)
+		b.logf("refreshing cauldron-media's own apt lists for Debian non-free-firmware (%s)", a.dir)
 		// Error-Mode any (apt-get update --error-on=any): a mirror that cannot be reached is an
 		// error, not a warning with old lists. As an option, an older apt ignores it.
 		args := append(append([]string(nil), a.opts...), "-o", "APT::Update::Error-Mode=any", "update", "-q")
@@ -339,7 +339,7 @@ func (a *firmwareApt) hasLists() bool {
 func firmwareAptConf(dir string) []byte {
 	q := func(p ...string) string { return `"` + filepath.Join(append([]string{dir}, p...)...) + `"` }
 	var c bytes.Buffer
-	c.WriteString("// Written by cauldron build-media for its own use; rewritten by every build.\n")
+	c.WriteString("// Written by cauldron-media for its own use; rewritten by every build.\n")
 	c.WriteString("#clear APT::Update::Pre-Invoke;\n#clear APT::Update::Post-Invoke;\n#clear APT::Update::Post-Invoke-Success;\n")
 	fmt.Fprintf(&c, "Dir::Etc::SourceList %s;\nDir::Etc::SourceParts %s;\n", q("sources.list"), q("sources.list.d"))
 	fmt.Fprintf(&c, "Dir::Etc::Preferences %s;\nDir::Etc::PreferencesParts %s;\n", q("preferences"), q("preferences.d"))
@@ -407,7 +407,7 @@ func hostCodename() string {
 			}
 		}
 	}
-	return "bookworm" // the release build-media is made for
+	return "bookworm" // the release cauldron-media is made for
 }
 
 // isDebianSuite accepts the suites Debian's installer sets up: the release, its updates and its
@@ -507,7 +507,7 @@ func deriveDeb822(codename string, para []deb822Field, target string) string {
 	}
 	var keepURIs, keepSuites []string
 	for _, u := range strings.Fields(uris) {
-		if !strings.HasPrefix(u, "cdrom:") { // a disc apt-cdrom knows of; not one build-media can read
+		if !strings.HasPrefix(u, "cdrom:") { // a disc apt-cdrom knows of; not one cauldron-media can read
 			keepURIs = append(keepURIs, u)
 		}
 	}

@@ -19,7 +19,7 @@ import (
 )
 
 // fakeArchive is a Debian archive with one suite and its non-free-firmware component, served over
-// HTTP on loopback by the test process, so that build-media's own apt can be tested without
+// HTTP on loopback by the test process, so that cauldron-media's own apt can be tested without
 // reaching a real mirror. It is laid out like deb.debian.org: an unsigned Release (the sources
 // say trusted=yes), Packages and Contents only gzip-compressed, the .deb files under pool/.
 type fakeArchive struct {
@@ -123,7 +123,7 @@ func (fa *fakeArchive) publish(pkgs []fakePackage) {
 		sum := sha256.Sum256(deb)
 		fmt.Fprintf(&packages, "Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: Cauldron tests <tests@localhost>\n"+
 			"Installed-Size: 1\nFilename: %s\nSize: %d\nSHA256: %s\nSection: non-free-firmware/kernel\nPriority: optional\n"+
-			"Description: firmware for build-media's tests\n\n", p.name, p.version, pool, len(deb), hex.EncodeToString(sum[:]))
+			"Description: firmware for cauldron-media's tests\n\n", p.name, p.version, pool, len(deb), hex.EncodeToString(sum[:]))
 		for f := range p.files {
 			contents[f] = append(contents[f], "non-free-firmware/kernel/"+p.name)
 		}
@@ -169,7 +169,7 @@ func buildFakeDeb(t *testing.T, p fakePackage) []byte {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
 	control := fmt.Sprintf("Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: Cauldron tests <tests@localhost>\n"+
-		"Section: non-free-firmware/kernel\nPriority: optional\nDescription: firmware for build-media's tests\n", p.name, p.version)
+		"Section: non-free-firmware/kernel\nPriority: optional\nDescription: firmware for cauldron-media's tests\n", p.name, p.version)
 	write := func(name, data string) {
 		f := filepath.Join(root, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {

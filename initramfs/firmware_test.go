@@ -150,7 +150,7 @@ Targets: Packages CauldronContents
 	}
 }
 
-// hostAptState fingerprints the host's apt configuration, lists and cache, to prove build-media's
+// hostAptState fingerprints the host's apt configuration, lists and cache, to prove cauldron-media's
 // own apt leaves them alone.
 func hostAptState(t *testing.T) string {
 	t.Helper()
@@ -182,7 +182,7 @@ func testBuilder(t *testing.T) (*builder, *bytes.Buffer) {
 	return &builder{ctx: context.Background(), cache: t.TempDir(), log: &log}, &log
 }
 
-// TestFirmwareApt runs build-media's own apt against a fake Debian archive on loopback: a new
+// TestFirmwareApt runs cauldron-media's own apt against a fake Debian archive on loopback: a new
 // cache's lists are fetched, the Contents index names the packages that hold firmware files, a
 // package is downloaded and unpacked, fresh lists are kept, day-old ones are refreshed, a failed
 // refresh falls back to the old ones, and nothing of the host's apt changes.
@@ -210,7 +210,7 @@ func TestFirmwareApt(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, log := testBuilder(t)
-	// The cache as build-media makes it (0755), not t.TempDir's 0700: apt's download methods run
+	// The cache as cauldron-media makes it (0755), not t.TempDir's 0700: apt's download methods run
 	// as its sandbox user _apt, which must reach the lists.
 	if err := os.Chmod(filepath.Dir(b.cache), 0o755); err != nil {
 		t.Fatal(err)

@@ -141,7 +141,7 @@ func (b *builder) writeISO(m *Media) (string, error) {
 	os.Remove(tmp)
 	args := []string{"-as", "mkisofs",
 		"-iso-level", "3", "-full-iso9660-filenames", "-joliet", "-joliet-long", "-rational-rock",
-		"-volid", VolumeID, "-appid", "Cauldron recovery", "-publisher", "Cauldron", "-preparer", "cauldron build-media",
+		"-volid", VolumeID, "-appid", "Cauldron recovery", "-publisher", "Cauldron", "-preparer", "cauldron-media",
 		// BIOS: isohybrid MBR boot code (USB) and El Torito ISOLINUX (CD).
 		"-isohybrid-mbr", isohdpfx.path, "--mbr-force-bootable", "-partition_offset", "16",
 		"-eltorito-boot", "isolinux/isolinux.bin", "-eltorito-catalog", "isolinux/boot.cat",

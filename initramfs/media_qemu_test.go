@@ -4,7 +4,7 @@ package initramfs_test
 // BIOS and UEFI, PXE on BIOS and UEFI) boots the real ISO or PXE folder in QEMU under TCG, and
 // the recovery program must start and list a disk on every kind of controller.
 //
-// The media come from $CAULDRON_MEDIA (a folder made by `cauldron build-media --out DIR`), or are
+// The media come from $CAULDRON_MEDIA (a folder made by `cauldron-media --out DIR`), or are
 // built once by TestMediaBoot itself. CAULDRON_BOOT_PATHS (comma-separated subtest names) runs a
 // subset; CAULDRON_BOOT_RUNS boots each path that many times (scripts/bench-boot.sh uses it); a
 // line "BOOT path=… run=… wall=…s uptime=…s" is logged per boot for the benchmark to read.
@@ -70,7 +70,7 @@ func testMedia(t *testing.T, dir string) (iso, pxeDir string) {
 		iso, pxeDir = filepath.Join(d, "cauldron.iso"), filepath.Join(d, "pxe")
 		for _, p := range []string{iso, filepath.Join(pxeDir, "boot.ipxe")} {
 			if _, err := os.Stat(p); err != nil {
-				t.Fatalf("CAULDRON_MEDIA=%s is not a build-media folder: %v", d, err)
+				t.Fatalf("CAULDRON_MEDIA=%s is not a cauldron-media folder: %v", d, err)
 			}
 		}
 		return iso, pxeDir

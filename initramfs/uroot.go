@@ -24,7 +24,7 @@ const urootModule = "github.com/u-root/u-root"
 // builderVersions are the versions of the modules that build the busybox (go.mod pins them;
 // TestURootVersionMatchesGoMod checks). They are part of the busybox cache's key as constants:
 // a test binary's build information lists no dependencies, so reading them from there gave the
-// tests another key than the `cauldron build-media --prefetch` that filled the cache.
+// tests another key than the `cauldron-media --prefetch` that filled the cache.
 var builderVersions = []string{
 	"github.com/u-root/mkuimage v0.0.0-20250905073043-9a40452f5d3b",
 	"github.com/u-root/gobusybox/src v0.0.0-20250101170133-2e884e4509c7",
@@ -72,7 +72,7 @@ func (b *builder) addURoot(t *tree) error {
 	if _, err := os.Stat(cached); err != nil {
 		if b.o.Offline {
 			// Building it may fetch u-root's own dependencies, which offline must not.
-			return fmt.Errorf("the u-root %s busybox is not in the cache (%s) and an offline build fetches nothing: fill the cache first (make prefetch, or cauldron build-media --prefetch)",
+			return fmt.Errorf("the u-root %s busybox is not in the cache (%s) and an offline build fetches nothing: fill the cache first (make prefetch, or cauldron-media --prefetch)",
 				URootVersion, cached)
 		}
 		if err := b.buildURoot(cached, goRoot); err != nil {
@@ -144,7 +144,7 @@ func (b *builder) buildURoot(out, goRoot string) error {
 }
 
 // urootSource finds (downloading if needed) the u-root module in the Go module cache; the
-// busybox is built from there, so build-media works from any directory.
+// busybox is built from there, so cauldron-media works from any directory.
 func (b *builder) urootSource() (string, error) {
 	env := []string{"GOFLAGS=-mod=mod"}
 	if b.o.Offline {

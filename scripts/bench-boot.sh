@@ -2,7 +2,8 @@
 # bench-boot: the boot environment's figures (issue 4, "Performance"), run by `make bench-boot`.
 #   - build time of the media with a cold cache (a fresh --cache: every .deb downloaded, u-root
 #     built) and with that cache warm;
-#   - the size of the ISO (goal: 64 MB at most) and of the kernel and initramfs;
+#   - the size of the ISO (goal: 64 MB at most), of the kernel and initramfs, and of the cauldron
+#     binary the image starts (stripped, as make build links it);
 #   - for each boot path (BIOS/UEFI/Secure Boot CD, USB stick on BIOS/UEFI, PXE over TFTP/HTTP),
 #     RUNS boots under TCG, one at a time, through the boot tests in initramfs/media_qemu_test.go,
 #     reading the guest's uptime from the recovery program's "cauldron: ready uptime=…s" line
@@ -39,26 +40,27 @@ trap 'exit 130' INT TERM
 secs() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-echo "== building a static cauldron (as make build does: without symbols and debug info)"
+echo "== building a static cauldron and cauldron-media (as make build does: without symbols and debug info)"
 CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w -buildid=" -o "$WORK/cauldron" ./cmd/cauldron
+CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w -buildid=" -o "$WORK/cauldron-media" ./cmd/cauldron-media
 
 cold_s="not measured (COLD=0)"
 if [ "$COLD" = 1 ]; then
-	echo "== build-media, cold cache ($WORK/cache)"
+	echo "== cauldron-media, cold cache ($WORK/cache)"
 	t0=$(secs)
-	"$WORK/cauldron" build-media --out "$WORK/cold" --cache "$WORK/cache" --cauldron "$WORK/cauldron" >"$WORK/cold.out" 2>"$WORK/cold.log" ||
+	"$WORK/cauldron-media" --out "$WORK/cold" --cache "$WORK/cache" --cauldron "$WORK/cauldron" >"$WORK/cold.out" 2>"$WORK/cold.log" ||
 		{ cat "$WORK/cold.log" >&2; exit 1; }
 	cold_s="$(elapsed "$t0" "$(secs)") s"
 	warm_cache=$WORK/cache
 else
 	warm_cache=${CAULDRON_CACHE:-/var/tmp/cauldron-cache}
 	echo "== warming $warm_cache"
-	"$WORK/cauldron" build-media --out "$WORK/prewarm" --cache "$warm_cache" --cauldron "$WORK/cauldron" >/dev/null 2>"$WORK/prewarm.log" ||
+	"$WORK/cauldron-media" --out "$WORK/prewarm" --cache "$warm_cache" --cauldron "$WORK/cauldron" >/dev/null 2>"$WORK/prewarm.log" ||
 		{ cat "$WORK/prewarm.log" >&2; exit 1; }
 fi
-echo "== build-media, warm cache"
+echo "== cauldron-media, warm cache"
 t0=$(secs)
-"$WORK/cauldron" build-media --out "$WORK/media" --cache "$warm_cache" --cauldron "$WORK/cauldron" >"$WORK/warm.out" 2>"$WORK/warm.log" ||
+"$WORK/cauldron-media" --out "$WORK/media" --cache "$warm_cache" --cauldron "$WORK/cauldron" >"$WORK/warm.out" 2>"$WORK/warm.log" ||
 	{ cat "$WORK/warm.log" >&2; exit 1; }
 warm_s="$(elapsed "$t0" "$(secs)") s"
 rm -rf "$WORK/cold" "$WORK/prewarm"
@@ -67,6 +69,7 @@ size() { stat -c %s "$1"; }
 iso=$(size "$WORK/media/cauldron.iso")
 kernel=$(size "$WORK/media/vmlinuz")
 initrd=$(size "$WORK/media/initrd.img")
+cauldron=$(size "$WORK/cauldron")
 fmt_size() { awk -v n="$1" 'BEGIN { printf "%.1f MB (%.1f MiB)", n / 1e6, n / 1048576 }'; }
 iso_goal=$(awk -v n="$iso" 'BEGIN { print (n <= 64e6 ? "met" : "**missed**") }')
 echo "ISO $(fmt_size "$iso") — goal ≤ 64 MB $iso_goal; cold $cold_s, warm $warm_s"
@@ -180,10 +183,11 @@ Produced by \`RUNS=$RUNS${BOOT_PATHS:+ BOOT_PATHS=$BOOT_PATHS} scripts/bench-boo
 
 | media | figure | goal |
 |---|---|---|
-| build-media, cold cache (every .deb downloaded, u-root built; Go's build cache warm) | $cold_s | |
-| build-media, warm cache | $warm_s | |
+| cauldron-media, cold cache (every .deb downloaded, u-root built; Go's build cache warm) | $cold_s | |
+| cauldron-media, warm cache | $warm_s | |
 | ISO | $(fmt_size "$iso") | ≤ 64 MB: $iso_goal |
 | kernel / initramfs | $(fmt_size "$kernel") / $(fmt_size "$initrd") | |
+| cauldron, /bin/cauldron in the image (\`make build\`: static, stripped) | $(fmt_size "$cauldron") | |
 
 Each boot: 1 GiB RAM, 1 vCPU ($cpu_desc), a virtio-net NIC and one disk on each of these controllers: $BUSES
 (a typical machine's; the boot tests in make test attach a disk to every controller the harness

@@ -1,4 +1,4 @@
-// Command cauldron is Cauldron's one binary: bare-metal recovery from a backup archive. It is a
+// Command cauldron is Cauldron's recovery binary: bare-metal recovery from a backup archive. It is a
 // thin layer over the packages that do the work (tib, partition, …); the same binary runs as
 // uinit in the boot image.
 package main
@@ -55,6 +55,6 @@ compressed, optionally encrypted), and writes them back onto the same or differe
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInit(), newCapture(), newGenerations(), newRestoreDisk(), newVerify(),
-		newForget(), newPrune(), newUnlock(), newLayout(), newHive(), newBoot(), newReplication(), newBuildMedia(), newKickstart(), newRecover(), newWizard(), newInoculate(), newServe(), newShare())
+		newForget(), newPrune(), newUnlock(), newLayout(), newHive(), newBoot(), newReplication(), newKickstart(), newRecover(), newWizard(), newInoculate(), newServe(), newShare())
 	return root
 }

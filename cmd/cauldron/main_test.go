@@ -256,25 +256,3 @@ func TestStartWaitsForNoRandomness(t *testing.T) {
 		t.Errorf("strace saw no getrandom at all; the trace did not work:\n%s", b)
 	}
 }
-
-// TestBuildMediaArguments: build-media wants --out, or --prefetch alone; mistakes are named
-// before anything is downloaded or written.
-func TestBuildMediaArguments(t *testing.T) {
-	dir := t.TempDir()
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"build-media"}, "--out is required"},
-		{[]string{"build-media", "--prefetch", "--out", dir}, "not both"},
-		{[]string{"build-media", "--prefetch", "--offline", "--cache", dir}, "exclude each other"},
-	} {
-		_, stderr, code := cauldron(t, nil, c.args...)
-		if code == 0 || !strings.Contains(stderr, c.want) {
-			t.Errorf("cauldron %s: exit %d, stderr %q; want a failure saying %q", strings.Join(c.args, " "), code, stderr, c.want)
-		}
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Errorf("a refused build-media wrote into %s: %v", dir, ents)
-	}
-}
