@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cauldron-dr/cauldron/internal/mountinfo"
+	"golang.org/x/sys/unix"
 )
 
 // Safety: the disks a write must never touch. The anchors' users lost their rescue media and
@@ -50,8 +51,9 @@ func CheckTarget(target string, protect []string) error {
 }
 
 // checkImageTarget refuses an image file inside a protected directory (or a protected file
-// itself), and one attached to a loop device: the loop device's users would see the table change
-// under them.
+// itself) — by path and by identity, so that a bind mount or a hard link is no way around it —
+// one with other names (hard links), and one attached to a loop device: the loop device's users
+// (perhaps the repository's own filesystem) would see the table change under them.
 func checkImageTarget(target string, protect []string) error {
 	abs, err := filepath.Abs(target)
 	if err != nil {
@@ -60,37 +62,75 @@ func checkImageTarget(target string, protect []string) error {
 	if real, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = real
 	}
-	if p, ok := inProtected(abs, protect); ok {
+	if p, ok := InProtected(abs, protect); ok {
 		return refuse(target, "it lies in the protected path %s", p)
 	}
-	loops, _ := filepath.Glob(filepath.Join(sysfsRoot, "block", "loop*", "loop", "backing_file"))
-	for _, bf := range loops {
-		b, err := os.ReadFile(bf)
-		if err != nil {
-			continue
-		}
-		if strings.TrimSpace(string(b)) == abs {
-			return refuse(target, "it is attached to /dev/%s (detach it, or write to the loop device)", filepath.Base(filepath.Dir(filepath.Dir(bf))))
-		}
+	id, links, err := fileIdentity(abs)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	if p, ok := protectedUnder(protect).files[id]; ok {
+		return refuse(target, "it is the image behind the loop device that holds the protected path %s", p)
+	}
+	if loop, ok := loopOver(id); ok {
+		return refuse(target, "it is attached to /dev/%s (detach it, or write to the loop device)", loop)
+	}
+	if links > 1 {
+		return refuse(target, "it has %d names (hard links), and another may be a protected file or an image in use; give a file of its own", links)
 	}
 	return nil
 }
 
-// inProtected reports the protected path that file (absolute, symlinks resolved) is or lies in.
-func inProtected(file string, protect []string) (string, bool) {
-	for _, p := range protect {
-		pa, err := filepath.Abs(p)
-		if err != nil {
+// devIno is a file's identity: its filesystem's device and its inode.
+type devIno struct{ dev, ino uint64 }
+
+// fileIdentity is a file's identity and its number of names.
+func fileIdentity(path string) (devIno, uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return devIno{}, 0, err
+	}
+	return devIno{uint64(st.Dev), st.Ino}, uint64(st.Nlink), nil
+}
+
+// loopOver reports a loop device whose backing file is the file id.
+func loopOver(id devIno) (string, bool) {
+	loops, _ := filepath.Glob(filepath.Join(sysfsRoot, "block", "loop*", "loop", "backing_file"))
+	for _, bf := range loops {
+		b := readTrim(bf)
+		if b == "" {
 			continue
 		}
-		if real, err := filepath.EvalSymlinks(pa); err == nil {
-			pa = real
-		}
-		if file == pa || strings.HasPrefix(file, pa+string(filepath.Separator)) {
-			return p, true
+		if got, _, err := fileIdentity(strings.TrimSuffix(b, " (deleted)")); err == nil && got == id {
+			return filepath.Base(filepath.Dir(filepath.Dir(bf))), true
 		}
 	}
 	return "", false
+}
+
+// InProtected reports the protected path that file (absolute, symlinks resolved) is or lies in:
+// by its path, or by the identity of the file or one of its folders, which a bind mount or a
+// symlinked folder shares with the protected one.
+func InProtected(file string, protect []string) (string, bool) {
+	if p, ok := inProtected(file, protect); ok {
+		return p, true
+	}
+	ids := map[devIno]string{}
+	for _, p := range protect {
+		if id, _, err := fileIdentity(p); err == nil {
+			ids[id] = p
+		}
+	}
+	for dir := file; ; dir = filepath.Dir(dir) {
+		if id, _, err := fileIdentity(dir); err == nil {
+			if p, ok := ids[id]; ok {
+				return p, true
+			}
+		}
+		if dir == filepath.Dir(dir) {
+			return "", false
+		}
+	}
 }
 
 // checkBlockTarget applies the rules for a block device.
@@ -119,25 +159,33 @@ func checkBlockTarget(target string, protect []string) error {
 		}
 	}
 
-	// A loop device writes through to its backing file, which must not be a protected file or lie
-	// in a protected directory (an image inside the repository, the source image itself).
-	if bf := readTrim(filepath.Join(sys, "loop", "backing_file")); bf != "" {
-		if p, ok := inProtected(strings.TrimSuffix(bf, " (deleted)"), protect); ok {
-			return refuse(target, "it is backed by %s, in the protected path %s", bf, p)
-		}
-	}
 	// The running system first: its disk usually holds the protected paths too, and this is
 	// the better reason to give.
 	if disks, err := disksUnder("/"); err == nil && disks[dev] {
 		return refuse(target, "it holds the running system's root filesystem")
 	}
-	for _, p := range protect {
-		disks, err := disksUnder(p)
-		if err != nil {
-			continue // a protected path that does not exist protects nothing
+	if p, ok := protectedUnder(protect).disks[dev]; ok {
+		return refuse(target, "it holds the protected path %s", p)
+	}
+	// A loop device writes through to its backing file, which must not be a protected file or lie
+	// in a protected directory (an image inside the repository, the source image itself), nor be
+	// what a protected path lives on: the image or device behind the repository's own loop
+	// device, reached through a second loop device.
+	if bf := readTrim(filepath.Join(sys, "loop", "backing_file")); bf != "" {
+		bf = strings.TrimSuffix(bf, " (deleted)")
+		if p, ok := InProtected(bf, protect); ok {
+			return refuse(target, "it is backed by %s, in the protected path %s", bf, p)
 		}
-		if disks[dev] {
-			return refuse(target, "it holds the protected path %s", p)
+		under := protectedUnder(protect)
+		if id, _, err := fileIdentity(bf); err == nil {
+			if p, ok := under.files[id]; ok {
+				return refuse(target, "it is a loop device over %s, the image behind the protected path %s", bf, p)
+			}
+		}
+		if d, err := devNumber(bf); err == nil && isBlockDevice(bf) {
+			if p, ok := under.disks[wholeDisk(d)]; ok {
+				return refuse(target, "it is a loop device over %s, which holds the protected path %s", bf, p)
+			}
 		}
 	}
 	if m, ok := mountedIn(family); ok {
@@ -186,6 +234,79 @@ func stackedOn(sys string, family map[string]string) {
 			stackedOn(real, family)
 		}
 	}
+	// Loop devices over this device are not holders in sysfs, and O_EXCL does not see them.
+	for _, loop := range loopsOverDevice(dev) {
+		stackedOn(loop, family)
+	}
+}
+
+// loopsOverDevice lists the sysfs directories of the loop devices whose backing file is the
+// block device dev.
+func loopsOverDevice(dev string) []string {
+	var out []string
+	loops, _ := filepath.Glob(filepath.Join(sysfsRoot, "block", "loop*", "loop", "backing_file"))
+	for _, bf := range loops {
+		b := strings.TrimSuffix(readTrim(bf), " (deleted)")
+		if b == "" || !isBlockDevice(b) {
+			continue
+		}
+		if d, err := devNumber(b); err == nil && d == dev {
+			out = append(out, filepath.Dir(filepath.Dir(bf)))
+		}
+	}
+	return out
+}
+
+func isBlockDevice(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0
+}
+
+// wholeDisk is the dev number of the whole disk that dev is or is a partition of.
+func wholeDisk(dev string) string {
+	sys, err := filepath.EvalSymlinks(filepath.Join(sysfsRoot, "dev", "block", dev))
+	if err != nil {
+		return dev
+	}
+	if exists(filepath.Join(sys, "partition")) {
+		if d := readTrim(filepath.Join(filepath.Dir(sys), "dev")); d != "" {
+			return d
+		}
+	}
+	return dev
+}
+
+// protected is what protected paths live on: the whole disks (dev numbers), following
+// device-mapper, MD and loop devices down to their members and backing files, and the backing
+// files of those loop devices (by identity); each with the protected path it serves.
+type protected struct {
+	disks map[string]string
+	files map[devIno]string
+}
+
+func protectedUnder(protect []string) protected {
+	out := protected{disks: map[string]string{}, files: map[devIno]string{}}
+	for _, p := range protect {
+		dev, err := devNumber(p)
+		if err != nil {
+			continue // a protected path that does not exist protects nothing
+		}
+		disks := map[string]bool{}
+		files := map[devIno]bool{}
+		collectUnder(dev, disks, files, 0)
+		for d := range disks {
+			out.disks[d] = p
+		}
+		for f := range files {
+			out.files[f] = p
+		}
+		if id, _, err := fileIdentity(p); err == nil && !isBlockDevice(p) {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+				out.files[id] = p
+			}
+		}
+	}
+	return out
 }
 
 // mountedIn reports a mount or active swap on any device of family.
@@ -241,11 +362,13 @@ func disksUnder(path string) (map[string]bool, error) {
 		return nil, err
 	}
 	out := map[string]bool{}
-	wholeDisks(dev, out, 0)
+	collectUnder(dev, out, map[devIno]bool{}, 0)
 	return out, nil
 }
 
-func wholeDisks(dev string, out map[string]bool, depth int) {
+// collectUnder adds the whole disks under dev to disks and the backing files of the loop
+// devices on the way to files.
+func collectUnder(dev string, disks map[string]bool, files map[devIno]bool, depth int) {
 	if depth > 16 {
 		return // a loop of loop devices; enough
 	}
@@ -257,19 +380,41 @@ func wholeDisks(dev string, out map[string]bool, depth int) {
 		sys = filepath.Dir(sys)
 		dev = readTrim(filepath.Join(sys, "dev"))
 	}
-	if out[dev] {
+	if disks[dev] {
 		return
 	}
-	out[dev] = true
+	disks[dev] = true
 	slaves, _ := os.ReadDir(filepath.Join(sys, "slaves"))
 	for _, s := range slaves {
 		if d := readTrim(filepath.Join(sys, "slaves", s.Name(), "dev")); d != "" {
-			wholeDisks(d, out, depth+1)
+			collectUnder(d, disks, files, depth+1)
 		}
 	}
 	if bf := readTrim(filepath.Join(sys, "loop", "backing_file")); bf != "" {
-		if d, err := devNumber(strings.TrimSuffix(bf, " (deleted)")); err == nil {
-			wholeDisks(d, out, depth+1)
+		bf = strings.TrimSuffix(bf, " (deleted)")
+		if id, _, err := fileIdentity(bf); err == nil && !isBlockDevice(bf) {
+			files[id] = true
+		}
+		if d, err := devNumber(bf); err == nil {
+			collectUnder(d, disks, files, depth+1)
 		}
 	}
+}
+
+// inProtected reports the protected path that file (absolute, symlinks resolved) is or lies in,
+// by path.
+func inProtected(file string, protect []string) (string, bool) {
+	for _, p := range protect {
+		pa, err := filepath.Abs(p)
+		if err != nil {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(pa); err == nil {
+			pa = real
+		}
+		if file == pa || strings.HasPrefix(file, pa+string(filepath.Separator)) {
+			return p, true
+		}
+	}
+	return "", false
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/restore/target"
 	"github.com/cauldron-dr/cauldron/restore/write"
 	"github.com/cauldron-dr/cauldron/tib"
 )
@@ -237,16 +238,21 @@ func (x *run) freeze(ctx context.Context) (stageOutcome, error) {
 func (x *run) check(ctx context.Context) (stageOutcome, error) {
 	for i := range x.p.Disks {
 		d := &x.p.Disks[i]
-		t, err := d.target()
+		// The target as its path names it now, not as the plan found it.
+		t, err := target.New(d.Target)
 		if err != nil {
-			return stageOutcome{}, err
+			return stageOutcome{}, fmt.Errorf("%s: %w", d.Source, err)
 		}
 		if t.Kind() != d.Kind {
 			return stageOutcome{}, fmt.Errorf("%s: the target %s was a %s when the plan was made and is a %s now", d.Source, d.Target, d.Kind, t.Kind())
 		}
+		if was, err := d.target(); err == nil && was.Exists() != t.Exists() && !x.state.done("restore:"+d.Source) {
+			return stageOutcome{}, fmt.Errorf("%s: the target %s %s since the plan was made; plan again", d.Source, d.Target, map[bool]string{true: "has appeared", false: "has disappeared"}[t.Exists()])
+		}
 		if err := t.Check(x.p.gate); err != nil {
 			return stageOutcome{}, err
 		}
+		d.t = t
 		if d.Layout != nil && !x.p.LayoutOnly && !x.state.done("restore:"+d.Source) {
 			if _, err := write.CheckPlan(ctx, x.p.repo, x.p.gen, d.Source, d.Layout, x.p.Scratch); err != nil {
 				return stageOutcome{}, fmt.Errorf("%s: %w", d.Source, err)

@@ -127,11 +127,10 @@ func (l *gateLab) restoreArgs(to string, more ...string) []string {
 
 func TestGateRefusesTheRepositorysDisks(t *testing.T) {
 	l := newGateLab(t)
-	loopName := filepath.Base(l.repoDev)
 	// The image file behind the loop device the repository's filesystem is mounted from: it used
 	// to be overwritten, destroying the repository, with exit status 0.
-	l.refused(t, "", []string{l.repoImg, "attached to /dev/" + loopName}, l.restoreArgs(l.repoImg)...)
-	l.refused(t, "", []string{l.repoImg, "attached to /dev/" + loopName},
+	l.refused(t, "", []string{l.repoImg, "image behind the loop device that holds the protected path"}, l.restoreArgs(l.repoImg)...)
+	l.refused(t, "", []string{l.repoImg, "image behind the loop device"},
 		"layout", "apply", "--repo", l.repo, "--machine", "m", "--to", l.repoImg, "--yes")
 	// The device itself, and the same device through a by-id style symlink.
 	l.refused(t, "", []string{l.repoDev, "protected path"}, l.restoreArgs(l.repoDev)...)
@@ -146,6 +145,23 @@ func TestGateRefusesTheRepositorysDisks(t *testing.T) {
 	t.Cleanup(func() { exec.Command("umount", bind).Run() })
 	l.refused(t, "", []string{"protected path"},
 		"restore-disk", "--repo", bind, "--machine", "m", "--to", l.repoDev, "--yes")
+	// New and existing files in the repository reached through the bind mount.
+	l.refused(t, "", []string{"never be written"}, l.restoreArgs(filepath.Join(bind, "x.img"))...)
+	l.refused(t, "", []string{"protected path"}, l.restoreArgs(filepath.Join(bind, "config"))...)
+	// A hard link to the repository's image; a second loop device over that image; a loop device
+	// over the repository's loop device. Each used to destroy the repository with exit status 0.
+	hard := filepath.Join(l.dir, "hard.img")
+	if err := os.Link(l.repoImg, hard); err != nil {
+		t.Fatal(err)
+	}
+	l.refused(t, "", []string{hard, "image behind the loop device"}, l.restoreArgs(hard)...)
+	os.Remove(hard)
+	second := attach(t, l.repoImg)
+	l.refused(t, "", []string{second, "protected path"}, l.restoreArgs(second)...)
+	l.refused(t, "", []string{second, "protected path"}, "layout", "apply", "--repo", l.repo, "--machine", "m", "--to", second, "--yes")
+	over := attach(t, l.repoDev)
+	l.refused(t, "", []string{over, "protected path"}, l.restoreArgs(over)...)
+
 	// A new image file, or an existing file, inside the repository directory.
 	l.refused(t, "", []string{"never be written"}, l.restoreArgs(filepath.Join(l.repo, "x.img"))...)
 	if _, err := os.Stat(filepath.Join(l.repo, "x.img")); err == nil {
@@ -170,6 +186,31 @@ func TestGateRefusesPartitionsMountsSwapAndBootMedia(t *testing.T) {
 	l.refused(t, diskImg, []string{part, "not a whole disk", "name " + disk}, l.restoreArgs(part)...)
 	l.refused(t, diskImg, []string{part, "not a whole disk"},
 		"layout", "apply", "--repo", l.repo, "--machine", "m", "--to", part, "--yes")
+
+	// A disk with a filesystem mounted from a loop device stacked over it (no sysfs holder, and
+	// O_EXCL does not see it).
+	stackedImg := filepath.Join(l.dir, "stacked.img")
+	mustRun(t, "truncate", "-s", "40M", stackedImg)
+	under := attach(t, stackedImg)
+	top := attach(t, under)
+	mustRun(t, "mkfs.ext4", "-q", "-F", top)
+	mnt := filepath.Join(l.dir, "stacked-mnt")
+	os.Mkdir(mnt, 0o755)
+	mustRun(t, "mount", top, mnt)
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	l.refused(t, "", []string{under, "mounted"}, l.restoreArgs(under)...)
+	l.refused(t, "", []string{under, "mounted"}, "layout", "apply", "--repo", l.repo, "--machine", "m", "--to", under, "--yes")
+	exec.Command("umount", mnt).Run()
+
+	// An image attached to a loop device (whose users would see it change).
+	l.refused(t, l.decoyImg, []string{l.decoyImg, "attached to " + l.decoy}, l.restoreArgs(l.decoyImg)...)
+
+	// A disk that is not there (unplugged, mistyped) is not a new image file in /dev.
+	l.refused(t, "", []string{"/dev/cauldron-missing0", "no such device"}, l.restoreArgs("/dev/cauldron-missing0")...)
+	if _, err := os.Stat("/dev/cauldron-missing0"); err == nil {
+		os.Remove("/dev/cauldron-missing0")
+		t.Fatal("a file was created in /dev")
+	}
 
 	// A device in use as swap.
 	swapImg := filepath.Join(l.dir, "swap.img")

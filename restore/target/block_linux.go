@@ -14,8 +14,9 @@ import (
 
 // BlockDevice is a whole disk (or a loop device standing in for one).
 type BlockDevice struct {
-	path  string
-	nodes map[int]string // partition number → node, as WriteTable left them
+	path    string
+	checked identity       // what the gate judged
+	nodes   map[int]string // partition number → node, as WriteTable left them
 }
 
 func (t *BlockDevice) Name() string                     { return t.path }
@@ -24,7 +25,13 @@ func (t *BlockDevice) Exists() bool                     { return true }
 func (t *BlockDevice) Layout() (*partition.Disk, error) { return partition.ReadTarget(t.path) }
 func (t *BlockDevice) JournalBeside() string            { return "" }
 
-func (t *BlockDevice) Check(g *Gate) error { return g.checkExisting(t.path) }
+func (t *BlockDevice) Check(g *Gate) error {
+	id, err := g.checkExisting(t.path)
+	if err == nil {
+		t.checked = id
+	}
+	return err
+}
 
 // Open opens the device exclusively (O_EXCL fails while a filesystem on it is mounted or anything
 // else claims it) and checks that it can hold size bytes.
@@ -35,6 +42,10 @@ func (t *BlockDevice) Open(size int64) (Writer, error) {
 			return nil, &Refusal{Target: t.path, Reason: "it is in use (mounted, or held by LVM, MD or another program)"}
 		}
 		return nil, fmt.Errorf("target %s: %w", t.path, err)
+	}
+	if err := sameAsChecked(f, t.checked); err != nil {
+		f.Close()
+		return nil, err
 	}
 	if err := lockExclusive(f); err != nil {
 		f.Close()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/cauldron-dr/cauldron/partition"
 	"golang.org/x/sys/unix"
@@ -32,29 +31,71 @@ type Gate struct {
 // Check applies the gate to a target: a convenience for t.Check(g).
 func (g *Gate) Check(t Target) error { return t.Check(g) }
 
-// inProtectedDir refuses a new file inside a protected directory (or at a protected path).
+// inProtectedDir refuses a new file inside a protected directory (or at a protected path), by
+// path or by the identity of its folders (a bind mount of the repository is the repository).
 func (g *Gate) inProtectedDir(name string) error {
 	abs := Canonical(name)
-	dir := Canonical(filepath.Dir(abs))
-	for _, p := range g.Protect {
-		pa := Canonical(p)
-		if abs == pa || dir == pa || strings.HasPrefix(dir+"/", pa+"/") {
-			return &Refusal{Target: name, Reason: fmt.Sprintf("it would lie in %s, which must never be written", p)}
-		}
+	if p, ok := partition.InProtected(abs, g.Protect); ok {
+		return &Refusal{Target: name, Reason: fmt.Sprintf("it would lie in %s, which must never be written", p)}
 	}
 	return nil
 }
 
 // checkExisting applies the rules every existing target is judged by: partition.CheckTarget's
-// for its kind (see the list above), then no boot medium, then nobody else holding it.
-func (g *Gate) checkExisting(path string) error {
+// for its kind (see the list above), then no boot medium, then nobody else holding it. It
+// returns the identity of what it judged, which Open compares with what it opens: a path swapped
+// for another file or device (a symlink) between the check and the write is refused.
+func (g *Gate) checkExisting(path string) (identity, error) {
+	id, err := identityOf(path)
+	if err != nil {
+		return identity{}, fmt.Errorf("target %s: %w", path, err)
+	}
 	if err := partition.CheckTarget(path, g.Protect); err != nil {
-		return err
+		return identity{}, err
 	}
 	if err := notBootMedium(path); err != nil {
-		return err
+		return identity{}, err
 	}
-	return notInUse(path)
+	if err := notInUse(path); err != nil {
+		return identity{}, err
+	}
+	if now, err := identityOf(path); err != nil || now != id {
+		return identity{}, &Refusal{Target: path, Reason: "it changed while it was being checked"}
+	}
+	return id, nil
+}
+
+// identity is what a path stands for: a file's filesystem and inode, or a device's number.
+type identity struct{ dev, ino, rdev uint64 }
+
+func identityOf(path string) (identity, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return identity{}, err
+	}
+	return statIdentity(&st), nil
+}
+
+func statIdentity(st *unix.Stat_t) identity {
+	if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+		return identity{rdev: uint64(st.Rdev)}
+	}
+	return identity{dev: uint64(st.Dev), ino: st.Ino}
+}
+
+// sameAsChecked refuses an opened target that is not what the gate judged.
+func sameAsChecked(f *os.File, checked identity) error {
+	if checked == (identity{}) {
+		return &Refusal{Target: f.Name(), Reason: "it was not checked by the safety gate before it was opened"}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("target %s: %w", f.Name(), err)
+	}
+	if statIdentity(&st) != checked {
+		return &Refusal{Target: f.Name(), Reason: "it is no longer the file or device the safety gate checked (replaced or re-linked since)"}
+	}
+	return nil
 }
 
 // Refusal says why the gate refuses a target.

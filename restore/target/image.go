@@ -15,8 +15,9 @@ import (
 
 // ImageFile is a raw disk image: an existing file, or a new one the restore creates sparse.
 type ImageFile struct {
-	path   string
-	exists bool
+	path    string
+	exists  bool
+	checked identity // what the gate judged (an existing image)
 }
 
 func (t *ImageFile) Name() string { return t.path }
@@ -39,44 +40,36 @@ func (t *ImageFile) Check(g *Gate) error {
 		}
 		return g.inProtectedDir(t.path)
 	}
-	return g.checkExisting(t.path)
+	id, err := g.checkExisting(t.path)
+	if err == nil {
+		t.checked = id
+	}
+	return err
 }
 
-// Open opens the image, creating it (sparse, size bytes) if it is new; an existing one smaller
-// than size bytes is extended.
+// Open opens the image, creating it (sparse, size bytes) if it was planned as new; an existing
+// one smaller than size bytes is extended. A new image that has appeared since it was planned,
+// or an existing one that is no longer the file the gate checked, is refused.
 func (t *ImageFile) Open(size int64) (Writer, error) {
-	fi, err := os.Stat(t.path)
-	if errors.Is(err, os.ErrNotExist) {
-		f, err := os.OpenFile(t.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("target %s: %w", t.path, err)
-		}
-		if err := lockExclusive(f); err != nil {
-			f.Close()
-			os.Remove(t.path)
-			return nil, err
-		}
-		if err := f.Truncate(size); err != nil {
-			f.Close()
-			os.Remove(t.path)
-			return nil, fmt.Errorf("target %s: %w", t.path, err)
-		}
-		t.exists = true
-		return &imageWriter{f: f, size: size, fresh: true}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("target %s: %w", t.path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("target %s is no longer a regular file", t.path)
+	if !t.exists {
+		return t.create(size)
 	}
 	f, err := os.OpenFile(t.path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", t.path, err)
 	}
+	if err := sameAsChecked(f, t.checked); err != nil {
+		f.Close()
+		return nil, err
+	}
 	if err := lockExclusive(f); err != nil {
 		f.Close()
 		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("target %s: %w", t.path, err)
 	}
 	// An image smaller than the disk grows to take it (the plan said so, and the technician
 	// agreed to its contents being replaced); an empty one reads as zeros everywhere.
@@ -88,6 +81,34 @@ func (t *ImageFile) Open(size int64) (Writer, error) {
 		}
 	}
 	return &imageWriter{f: f, size: max(fi.Size(), size), fresh: fresh}, nil
+}
+
+// create makes the new image. O_EXCL fails on anything that appeared at its path since the plan,
+// a symlink included.
+func (t *ImageFile) create(size int64) (Writer, error) {
+	f, err := os.OpenFile(t.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil, &Refusal{Target: t.path, Reason: "it was planned as a new image file, and something has appeared at its path since"}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", t.path, err)
+	}
+	if err := lockExclusive(f); err != nil {
+		f.Close()
+		os.Remove(t.path)
+		return nil, err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		os.Remove(t.path)
+		return nil, fmt.Errorf("target %s: %w", t.path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err == nil {
+		t.checked = statIdentity(&st)
+	}
+	t.exists = true
+	return &imageWriter{f: f, size: size, fresh: true}, nil
 }
 
 func (t *ImageFile) WriteTable(plan *partition.LayoutPlan, g *Gate) (*partition.ApplyResult, error) {

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/cauldron-dr/cauldron/partition"
 )
@@ -88,6 +89,10 @@ func New(path string) (Target, error) {
 	}
 	fi, err := os.Stat(path)
 	switch {
+	case errors.Is(err, os.ErrNotExist) && strings.HasPrefix(Canonical(path), "/dev/"):
+		// A disk that is not there (unplugged, renamed, mistyped) is not a new image file in
+		// the RAM-backed /dev.
+		return nil, fmt.Errorf("target %s: no such device (is the disk attached, and is that its name?)", path)
 	case errors.Is(err, os.ErrNotExist):
 		return &ImageFile{path: path}, nil
 	case err != nil:

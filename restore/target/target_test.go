@@ -103,6 +103,12 @@ func TestImageFileWriter(t *testing.T) {
 	old := bytes.Repeat([]byte("old disk "), 1<<17)
 	os.WriteFile(img, old, 0o644)
 	tg, _ := target.New(img)
+	if _, err := tg.Open(int64(len(old))); err == nil || !strings.Contains(err.Error(), "not checked") {
+		t.Fatalf("open before the gate: %v", err)
+	}
+	if err := tg.Check(&target.Gate{}); err != nil {
+		t.Fatal(err)
+	}
 	w, err := tg.Open(int64(len(old)) + 4096)
 	if err != nil {
 		t.Fatal(err)
@@ -139,5 +145,57 @@ func TestImageFileWriter(t *testing.T) {
 	w.ReadAt(got[:6], 8192)
 	if string(got[:6]) != "inside" {
 		t.Errorf("section write landed elsewhere: %q", got[:6])
+	}
+}
+
+// TestTargetSwappedAfterCheck: what is opened must be what the gate judged. An image replaced by
+// a symlink to a protected file after the check, or a new image's path taken by a symlink after
+// the plan, is refused and the file behind it left alone.
+func TestTargetSwappedAfterCheck(t *testing.T) {
+	dir := t.TempDir()
+	precious := filepath.Join(dir, "repository.img")
+	os.WriteFile(precious, []byte("the repository's filesystem"), 0o644)
+	img := filepath.Join(dir, "target.img")
+	os.WriteFile(img, make([]byte, 4096), 0o644)
+	g := &target.Gate{Protect: []string{precious}}
+	tg, _ := target.New(img)
+	if err := tg.Check(g); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(img)
+	os.Symlink(precious, img)
+	if _, err := tg.Open(4096); err == nil || !strings.Contains(err.Error(), "no longer the file") {
+		t.Fatalf("open after the path was swapped for a symlink: %v", err)
+	}
+	newImg := filepath.Join(dir, "new.img")
+	nt, _ := target.New(newImg)
+	if err := nt.Check(g); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink(precious, newImg)
+	if _, err := nt.Open(4096); err == nil || !strings.Contains(err.Error(), "appeared") {
+		t.Fatalf("open of a new image whose path became a symlink: %v", err)
+	}
+	if b, _ := os.ReadFile(precious); string(b) != "the repository's filesystem" {
+		t.Fatal("the protected file was written")
+	}
+	// A hard link to the protected file is the protected file; an image with another name at
+	// all is refused too (the gate cannot know every name a protected image may have).
+	hard := filepath.Join(dir, "hard.img")
+	os.Link(precious, hard)
+	ht, _ := target.New(hard)
+	if err := ht.Check(g); err == nil || !strings.Contains(err.Error(), "protected path") {
+		t.Fatalf("gate on a hard link to a protected file: %v", err)
+	}
+	other := filepath.Join(dir, "other.img")
+	os.WriteFile(other, make([]byte, 4096), 0o644)
+	os.Link(other, filepath.Join(dir, "other-name.img"))
+	ot, _ := target.New(other)
+	if err := ot.Check(g); err == nil || !strings.Contains(err.Error(), "hard links") {
+		t.Fatalf("gate on an image with two names: %v", err)
+	}
+	// A disk that is not there is not a new file in /dev.
+	if _, err := target.New("/dev/cauldron-no-such-disk"); err == nil || !strings.Contains(err.Error(), "no such device") {
+		t.Fatalf("a missing device: %v", err)
 	}
 }

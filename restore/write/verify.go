@@ -78,84 +78,17 @@ func Verify(ctx context.Context, r *tib.Repository, o VerifyOptions) (VerifyStat
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
-	type job struct {
-		g    *tib.Region
-		used *usedblocks.Map
-		cell int64
-		id   crypto.ID
-		at   int64 // target offset of the cell's first byte
-		zero bool  // an absent cell of a whole region: must read as zeros
-		// expect, when set, is what the cell must read as: the restore changed it on purpose
-		// (fixedBootCells).
-		expect []byte
+	jobs, total, skipped, err := verifyJobs(ctx, r, o, disk)
+	if err != nil {
+		return st, err
 	}
-	var jobs []job
-	var total int64
-	resized := map[int]bool{}
-	moves := map[int]partition.Move{}
-	if o.Plan != nil {
-		for _, fs := range o.Plan.Filesystems {
-			if o.BeforeGrow && fs.Action == "grow" && fs.Type != "vfat" {
-				continue // not grown yet
-			}
-			resized[fs.Partition] = true
-		}
-		for _, m := range o.Plan.Moves {
-			moves[m.Number] = m
-		}
-	}
-	for i := range disk.Regions {
-		g := &disk.Regions[i]
-		var m partition.Move
-		if o.Plan != nil {
-			var skip string
-			if m, skip = plannedRegion(g, o.Plan, moves, resized); skip != "" {
-				st.Skipped = append(st.Skipped, skip)
-				continue
-			}
-		}
-		cells, used, err := r.LoadRegion(ctx, g)
-		if err != nil {
-			return st, err
-		}
-		var fixed map[int64][]byte
-		if o.Plan != nil {
-			if fixed, err = fixedBootCells(ctx, r, g, cells, used, m, int64(o.Plan.Layout.LogicalSectorSize)); err != nil {
-				return st, fmt.Errorf("verify: %w", err)
-			}
-		}
-		delta := m.NewStart - m.OldStart
-		have := map[int64]bool{}
-		for _, c := range cells {
-			have[c.Index] = true
-			s, e := g.CellRange(c.Index)
-			jobs = append(jobs, job{g: g, used: used, cell: c.Index, id: c.ID, at: s + delta, expect: fixed[c.Index]})
-			total += e - s
-		}
-		for c, b := range fixed {
-			if !have[c] {
-				// A cell of zeros (not stored) that the fix wrote into.
-				s, e := g.CellRange(c)
-				jobs = append(jobs, job{g: g, used: used, cell: c, at: s + delta, expect: b})
-				total += e - s
-			}
-		}
-		if g.Whole && o.Plan == nil {
-			for c := int64(0); c < g.NumCells(); c++ {
-				if !have[c] {
-					s, e := g.CellRange(c)
-					jobs = append(jobs, job{g: g, cell: c, at: s, zero: true})
-					total += e - s
-				}
-			}
-		}
-	}
+	st.Skipped = skipped
 
 	var mu sync.Mutex
 	var mism [][2]int64
 	var firstErr error
 	var done int64
-	next := make(chan job)
+	next := make(chan verifyJob)
 	var wg sync.WaitGroup
 	for w := 0; w < o.Workers; w++ {
 		wg.Add(1)
@@ -253,10 +186,10 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// plannedRegion says how a region of a planned restore is compared: its move, or why it is not
+// regionSkip says how a region of a planned restore is compared: its move, or why it is not
 // compared byte for byte (a gap, where the plan wrote a new table; a resized volume, which its
 // filesystem checker judges).
-func plannedRegion(g *tib.Region, plan *partition.LayoutPlan, moves map[int]partition.Move, resized map[int]bool) (partition.Move, string) {
+func regionSkip(g *tib.Region, plan *partition.LayoutPlan, moves map[int]partition.Move, resized map[int]bool) (partition.Move, string) {
 	if g.Kind != tib.RegionPartition {
 		return partition.Move{}, fmt.Sprintf("gap at bytes %d–%d: the plan wrote a new table there", g.Start, g.Start+g.Size-1)
 	}
@@ -271,4 +204,87 @@ func plannedRegion(g *tib.Region, plan *partition.LayoutPlan, moves map[int]part
 		return m, fmt.Sprintf("partition %d (vfat): rebuilt for %d-byte sectors, checked by its filesystem checker", g.Partition, plan.Layout.LogicalSectorSize)
 	}
 	return m, ""
+}
+
+// verifyJob is one cell to compare.
+type verifyJob struct {
+	g    *tib.Region
+	used *usedblocks.Map
+	cell int64
+	id   crypto.ID
+	at   int64 // target offset of the cell's first byte
+	zero bool  // an absent cell of a whole region: must read as zeros
+	// expect, when set, is what the cell must read as: the restore changed it on purpose
+	// (plannedRewrites).
+	expect []byte
+}
+
+// verifyJobs lists the cells to compare, their total bytes, and what is not compared and why.
+func verifyJobs(ctx context.Context, r *tib.Repository, o VerifyOptions, disk *tib.Disk) ([]verifyJob, int64, []string, error) {
+	var jobs []verifyJob
+	var total int64
+	var skipped []string
+	if err := r.LoadIndex(ctx); err != nil {
+		return nil, 0, nil, err
+	}
+	regions, err := r.DiskRegions(ctx, o.Generation, disk)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	resized := map[int]bool{}
+	moves := map[int]partition.Move{}
+	var rewrites map[*tib.Region]map[int64][]byte
+	if o.Plan != nil {
+		for _, fs := range o.Plan.Filesystems {
+			if o.BeforeGrow && fs.Action == "grow" && fs.Type != "vfat" {
+				continue // not grown yet
+			}
+			resized[fs.Partition] = true
+		}
+		for _, m := range o.Plan.Moves {
+			moves[m.Number] = m
+		}
+		if rewrites, err = plannedRewrites(ctx, r, regions, o.Plan, int64(disk.Layout.LogicalSectorSize)); err != nil {
+			return nil, 0, nil, fmt.Errorf("verify: %w", err)
+		}
+	}
+	for i := range regions {
+		rd := &regions[i]
+		g := rd.Region
+		var m partition.Move
+		if o.Plan != nil {
+			var skip string
+			if m, skip = regionSkip(g, o.Plan, moves, resized); skip != "" {
+				skipped = append(skipped, skip)
+				continue
+			}
+		}
+		fixed := rewrites[g]
+		delta := m.NewStart - m.OldStart
+		have := map[int64]bool{}
+		for _, c := range rd.Cells {
+			have[c.Index] = true
+			s, e := g.CellRange(c.Index)
+			jobs = append(jobs, verifyJob{g: g, used: rd.Used, cell: c.Index, id: c.ID, at: s + delta, expect: fixed[c.Index]})
+			total += e - s
+		}
+		for c, b := range fixed {
+			if !have[c] {
+				// A cell of zeros (not stored) that a rewrite wrote into.
+				s, e := g.CellRange(c)
+				jobs = append(jobs, verifyJob{g: g, used: rd.Used, cell: c, at: s + delta, expect: b})
+				total += e - s
+			}
+		}
+		if g.Whole && o.Plan == nil {
+			for c := int64(0); c < g.NumCells(); c++ {
+				if !have[c] {
+					s, e := g.CellRange(c)
+					jobs = append(jobs, verifyJob{g: g, cell: c, at: s, zero: true})
+					total += e - s
+				}
+			}
+		}
+	}
+	return jobs, total, skipped, nil
 }
