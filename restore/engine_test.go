@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	rtarget "github.com/cauldron-dr/cauldron/restore/target"
 	"github.com/cauldron-dr/cauldron/restore/write"
 
@@ -357,5 +359,44 @@ func TestLayoutOnlyPlan(t *testing.T) {
 	got, err := partition.ReadPath(out)
 	if err != nil || len(got.Partitions) != 1 || got.Partitions[0].Start != lp.Layout.Partitions[0].Start {
 		t.Fatalf("the written table: %+v, %v", got, err)
+	}
+}
+
+// TestOneTargetTwoNames: two source disks sent to one disk under two names (its node and a
+// symlink to it) are refused while planning, before either is written.
+func TestOneTargetTwoNames(t *testing.T) {
+	testenv.NeedRoot(t)
+	dir := t.TempDir()
+	src := sourceDisk(t, dir)
+	second := filepath.Join(dir, "second.img")
+	sh(t, "cp", "--sparse=always", src, second)
+	r, repoPath := newRepo(t, dir)
+	if _, err := r.Capture(ctx, tib.CaptureOptions{Machine: "two", Sources: []string{src, second}}); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "target.img")
+	os.WriteFile(img, nil, 0o644)
+	os.Truncate(img, 64<<20)
+	dev := testenv.AttachLoop(t, img)
+	alias := filepath.Join(dir, "by-id-alias")
+	os.Symlink(dev, alias)
+	_, err := Prepare(ctx, Request{Name: "t", Repo: r, RepoPath: repoPath, Machine: "two", Candidates: []string{},
+		Disks: []DiskRequest{{Source: "disk0", Target: dev}, {Source: "disk1", Target: alias}}, Inoculate: Inoculation{Skip: true}})
+	if err == nil || !strings.Contains(err.Error(), "both go to one target") {
+		t.Fatalf("two disks onto one target by two names: %v", err)
+	}
+	// A second device node for the same device (another path, the same device number).
+	var st unix.Stat_t
+	if err := unix.Stat(dev, &st); err != nil {
+		t.Fatal(err)
+	}
+	node := filepath.Join(dir, "node")
+	if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(st.Rdev)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Prepare(ctx, Request{Name: "t", Repo: r, RepoPath: repoPath, Machine: "two", Candidates: []string{},
+		Disks: []DiskRequest{{Source: "disk0", Target: dev}, {Source: "disk1", Target: node}}, Inoculate: Inoculation{Skip: true}})
+	if err == nil || !strings.Contains(err.Error(), "both go to one target") {
+		t.Fatalf("two disks onto one device by two nodes: %v", err)
 	}
 }

@@ -106,7 +106,7 @@ func inoculateDisk(ctx context.Context, p *Plan, d DiskPlan, layout *partition.D
 		return sr, nil
 	}
 	sr.volumes = volumesOf(layout)
-	att, err := attachDisk(d)
+	att, err := attachDisk(p, d)
 	if err != nil {
 		return sr, err
 	}
@@ -253,42 +253,19 @@ func (a attached) partition(n int) string {
 	return linux.PartitionDevice(a.disk, n)
 }
 
-// attachDisk makes the target's volumes reachable: a device target has its nodes already
-// (partition.Apply had the kernel re-read the table); an image gets a loop device with its
-// partitions added through BLKPG (partx), as kernels that parse no tables need. An image
-// without a partition table is its one volume: the loop device itself, and partx, which would
-// fail to read a table, is not run.
-func attachDisk(d DiskPlan) (attached, error) {
-	if d.onThisMachine() {
-		dev, err := filepath.EvalSymlinks(d.Target)
-		if err != nil {
-			return attached{}, err
-		}
-		return attached{disk: dev, close: func() {}}, nil
-	}
-	layout, err := partition.ReadPath(d.Target)
+// attachDisk makes the target's volumes reachable as its kind allows (Target.Attach: a device has
+// its nodes already; an image gets a loop device with the restored layout's sector size and its
+// partitions added through BLKPG; a disk without a table is its one volume).
+func attachDisk(p *Plan, d DiskPlan) (attached, error) {
+	t, err := d.target()
 	if err != nil {
-		return attached{}, fmt.Errorf("reading the restored layout of %s: %w", d.Target, err)
+		return attached{}, err
 	}
-	out, err := exec.Command("losetup", "--find", "--show", d.Target).CombinedOutput()
+	dev, detach, err := t.Attach(d.layout(p))
 	if err != nil {
-		return attached{}, fmt.Errorf("losetup %s: %v: %s", d.Target, err, strings.TrimSpace(string(out)))
+		return attached{}, err
 	}
-	loop := strings.TrimSpace(string(out))
-	detach := func() {
-		exec.Command("partx", "-d", loop).Run()
-		exec.Command("losetup", "-d", loop).Run()
-	}
-	// A loop device detached without partx -d keeps its old partitions: clear them first.
-	exec.Command("partx", "-d", loop).Run()
-	if layout.Table == partition.TableNone {
-		return attached{disk: loop, close: detach}, nil
-	}
-	if out, err := exec.Command("partx", "-a", loop).CombinedOutput(); err != nil && !strings.Contains(string(out), "busy") {
-		detach()
-		return attached{}, fmt.Errorf("partx -a %s: %v: %s", loop, err, strings.TrimSpace(string(out)))
-	}
-	return attached{disk: loop, close: detach}, nil
+	return attached{disk: dev, close: detach}, nil
 }
 
 var linuxRootTypes = map[string]bool{"ext2": true, "ext3": true, "ext4": true, "xfs": true, "btrfs": true}

@@ -266,7 +266,14 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 			targets = append(targets, partition.TargetCandidate{Path: c, Layout: l})
 		}
 	}
-	for src, t := range explicit {
+	named := map[string]string{} // canonical target → the source disk sent there
+	for _, src := range sortedKeys(explicit) {
+		t := explicit[src]
+		if other, dup := named[canonical(t)]; dup {
+			fail("disks %s and %s both go to one target (%s and %s are two names of it)", other, src, explicit[other], t)
+			continue
+		}
+		named[canonical(t)] = src
 		if !seen[canonical(t)] {
 			// An explicit target need not be a candidate (an image file, a disk given by path).
 			// The gate judges it before anything reads it.
@@ -316,10 +323,53 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 	if len(problems) > 0 {
 		return nil, &PlanError{problems}
 	}
+	if err := oneDiskEach(p.Disks); err != nil {
+		return nil, err
+	}
 	sort.Slice(p.Disks, func(i, j int) bool { return p.Disks[i].Source < p.Disks[j].Source })
 	p.Fingerprint = fingerprint(p)
 	p.prepared = true
 	return p, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// oneDiskEach refuses two source disks going to one target under two names (a device node and
+// an alias of it, two hard links of an image).
+func oneDiskEach(disks []DiskPlan) error {
+	seen := map[string]string{}
+	var problems []string
+	for i := range disks {
+		t, err := disks[i].target()
+		if err != nil {
+			continue
+		}
+		if other, dup := seen[t.ID()]; dup {
+			problems = append(problems, fmt.Sprintf("disks %s and %s both go to one target (%s and %s are two names of it)", other, disks[i].Source, targetOf(disks, other), disks[i].Target))
+			continue
+		}
+		seen[t.ID()] = disks[i].Source
+	}
+	if len(problems) > 0 {
+		return &PlanError{problems}
+	}
+	return nil
+}
+
+func targetOf(disks []DiskPlan, source string) string {
+	for _, d := range disks {
+		if d.Source == source {
+			return d.Target
+		}
+	}
+	return ""
 }
 
 // prepareLayout is Prepare for a plan that writes only partition tables: every disk names its
@@ -359,6 +409,9 @@ func prepareLayout(ctx context.Context, req Request) (*Plan, error) {
 	}
 	if len(problems) > 0 {
 		return nil, &PlanError{problems}
+	}
+	if err := oneDiskEach(p.Disks); err != nil {
+		return nil, err
 	}
 	p.Fingerprint = fingerprint(p)
 	p.prepared = true
@@ -580,8 +633,3 @@ func orDefault(s, d string) string {
 
 // canonical is target.Canonical: two names of the same disk compare equal.
 func canonical(p string) string { return target.Canonical(p) }
-
-func isDir(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
-}

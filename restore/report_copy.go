@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cauldron-dr/cauldron/internal/atomicfile"
-	"github.com/cauldron-dr/cauldron/partition"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,15 +21,6 @@ type restoredSystem struct {
 	dir       string // inside the filesystem
 }
 
-func layoutFS(d *partition.Disk, number int) string {
-	for _, p := range d.Partitions {
-		if p.Number == number && p.Filesystem != nil {
-			return p.Filesystem.Type
-		}
-	}
-	return ""
-}
-
 // copyReport writes the report (JSON and text) into every restored system and returns where.
 func copyReport(p *Plan, rep *Report, jsonText []byte) ([]string, error) {
 	var text strings.Builder
@@ -38,7 +28,7 @@ func copyReport(p *Plan, rep *Report, jsonText []byte) ([]string, error) {
 	name := "recovery-" + rep.Started.Format("20060102T150405Z")
 	var where []string
 	for _, s := range p.systems {
-		att, err := attachDisk(s.disk)
+		att, err := attachDisk(p, s.disk)
 		if err != nil {
 			return where, err
 		}

@@ -186,3 +186,20 @@ func flushBuffers(path string) error {
 	}
 	return nil
 }
+
+// Attach is the device itself: the kernel made its partitions' nodes when the table was written.
+func (t *BlockDevice) Attach(*partition.Disk) (string, func(), error) {
+	dev, err := filepath.EvalSymlinks(t.path)
+	if err != nil {
+		return "", nil, err
+	}
+	return dev, func() {}, nil
+}
+
+// ID is the device's number.
+func (t *BlockDevice) ID() string {
+	if id, err := identityOf(t.path); err == nil {
+		return fmt.Sprintf("device %d:%d", unix.Major(id.rdev), unix.Minor(id.rdev))
+	}
+	return "device " + Canonical(t.path)
+}

@@ -201,3 +201,40 @@ func plannedPartition(plan *partition.LayoutPlan, number int) (partition.Partiti
 	}
 	return partition.Partition{}, false
 }
+
+// Attach puts the image on a loop device with the layout's sector size and adds its partitions
+// through BLKPG (partx: kernels that parse no tables need it); detach undoes both. A disk without
+// a table is the loop device itself.
+func (t *ImageFile) Attach(layout *partition.Disk) (string, func(), error) {
+	lss := 512
+	if layout != nil && layout.LogicalSectorSize > 0 {
+		lss = layout.LogicalSectorSize
+	}
+	out, err := exec.Command("losetup", "--find", "--show", "--sector-size", strconv.Itoa(lss), t.path).CombinedOutput()
+	if err != nil {
+		return "", nil, fmt.Errorf("losetup %s: %v: %s", t.path, err, strings.TrimSpace(string(out)))
+	}
+	loop := strings.TrimSpace(string(out))
+	detach := func() {
+		exec.Command("partx", "-d", loop).Run()
+		exec.Command("losetup", "--detach", loop).Run()
+	}
+	// A loop device detached without partx -d keeps its old partitions: clear them first.
+	exec.Command("partx", "-d", loop).Run()
+	if layout == nil || layout.Table == partition.TableNone {
+		return loop, detach, nil
+	}
+	if out, err := exec.Command("partx", "-a", loop).CombinedOutput(); err != nil && !strings.Contains(string(out), "busy") {
+		detach()
+		return "", nil, fmt.Errorf("partx -a %s: %v: %s", loop, err, strings.TrimSpace(string(out)))
+	}
+	return loop, detach, nil
+}
+
+// ID is the file's identity (device and inode), or, for an image not made yet, its path.
+func (t *ImageFile) ID() string {
+	if id, err := identityOf(t.path); err == nil {
+		return fmt.Sprintf("file %d:%d", id.dev, id.ino)
+	}
+	return "new " + Canonical(t.path)
+}

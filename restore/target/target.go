@@ -16,6 +16,8 @@
 //	Open(size int64) (Writer, error)   open it to take a disk of size bytes (creating it if new)
 //	WriteTable(plan, *Gate)            write a planned partition table onto it (what was wiped, how the kernel learnt it)
 //	WithPartition(plan, n, fn)         run fn with a block device holding exactly partition n
+//	Attach(layout)                     the whole disk as a block device with its partitions' nodes
+//	ID() string                        what it is whatever its name (two targets, one ID: one disk)
 //	OpenRead() (Reader, error)         read it back (verification)
 //	Finalize() error                   make what was written durable and visible (fsync, caches)
 //	JournalBeside() string             a journal file kept beside it, or "" (journal in the repository)
@@ -55,6 +57,8 @@ type Target interface {
 	Open(size int64) (Writer, error)
 	WriteTable(plan *partition.LayoutPlan, g *Gate) (*partition.ApplyResult, error)
 	WithPartition(plan *partition.LayoutPlan, number int, fn func(dev string) error) error
+	Attach(layout *partition.Disk) (dev string, detach func(), err error)
+	ID() string
 	OpenRead() (Reader, error)
 	Finalize() error
 	JournalBeside() string
