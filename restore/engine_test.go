@@ -327,6 +327,8 @@ func TestLayoutOnlyPlan(t *testing.T) {
 	if _, err := Prepare(ctx, Request{Name: "layout apply", LayoutOnly: true, Protect: []string{guarded},
 		Disks: []DiskRequest{{Target: inside, Plan: lp}}}); err == nil || !strings.Contains(err.Error(), "protected path") {
 		t.Fatalf("a table-only plan onto an image in a protected folder: %v", err)
+	} else if ue := (*partition.UnsafeError)(nil); !errors.As(err, &ue) || ue.Target != inside {
+		t.Fatalf("the gate's refusal is not reachable through the plan's error: %v", err)
 	}
 	p, err := Prepare(ctx, Request{Name: "layout apply", LayoutOnly: true, Protect: []string{src},
 		Disks: []DiskRequest{{Target: out, Plan: lp}}})

@@ -177,8 +177,37 @@ func (p *Plan) Overwrites() []string {
 	return out
 }
 
-// PlanError lists everything that makes a request impossible, each naming what and where.
-type PlanError struct{ Problems []string }
+// PlanError lists everything that makes a request impossible, each naming what and where. The
+// errors behind them stay reachable (errors.As finds a *target.Refusal or a *tib.DamageError).
+type PlanError struct {
+	Problems []string
+	causes   []error
+}
+
+// Unwrap returns the errors behind the problems.
+func (e *PlanError) Unwrap() []error { return e.causes }
+
+// problems collects a plan's problems and the errors behind them.
+type problems struct {
+	list   []string
+	causes []error
+}
+
+func (ps *problems) add(format string, args ...any) {
+	ps.list = append(ps.list, fmt.Sprintf(format, args...))
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			ps.causes = append(ps.causes, err)
+		}
+	}
+}
+
+func (ps *problems) err() error {
+	if len(ps.list) == 0 {
+		return nil
+	}
+	return &PlanError{Problems: ps.list, causes: ps.causes}
+}
 
 func (e *PlanError) Error() string {
 	if len(e.Problems) == 1 {
@@ -209,8 +238,8 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 	if p.Freeze && p.Release == "" {
 		p.Release = tib.ReleaseRemove
 	}
-	var problems []string
-	fail := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	var probs problems
+	fail := probs.add
 
 	system := req.Candidates == nil
 	cands := req.Candidates
@@ -261,8 +290,10 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 		if excluded[canonical(c)] || seen[canonical(c)] {
 			continue
 		}
-		seen[canonical(c)] = true
+		// An unreadable candidate is left out of automatic mapping; named as a target, it goes
+		// through the gate below, which says what is wrong with it.
 		if l, err := partition.ReadTarget(c); err == nil {
+			seen[canonical(c)] = true
 			targets = append(targets, partition.TargetCandidate{Path: c, Layout: l})
 		}
 	}
@@ -293,12 +324,13 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 			targets = append(targets, partition.TargetCandidate{Path: t, Layout: l})
 		}
 	}
-	if len(problems) > 0 {
-		return nil, &PlanError{problems}
+	if err := probs.err(); err != nil {
+		return nil, err
 	}
 	mapping, err := partition.MapDisks(sources, targets, explicit)
 	if err != nil {
-		return nil, &PlanError{[]string{err.Error()}}
+		fail("%v", err)
+		return nil, probs.err()
 	}
 
 	for i := range gen.Disks {
@@ -320,8 +352,8 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 		}
 		p.Disks = append(p.Disks, *dp)
 	}
-	if len(problems) > 0 {
-		return nil, &PlanError{problems}
+	if err := probs.err(); err != nil {
+		return nil, err
 	}
 	if err := oneDiskEach(p.Disks); err != nil {
 		return nil, err
@@ -345,22 +377,19 @@ func sortedKeys(m map[string]string) []string {
 // an alias of it, two hard links of an image).
 func oneDiskEach(disks []DiskPlan) error {
 	seen := map[string]string{}
-	var problems []string
+	var probs problems
 	for i := range disks {
 		t, err := disks[i].target()
 		if err != nil {
 			continue
 		}
 		if other, dup := seen[t.ID()]; dup {
-			problems = append(problems, fmt.Sprintf("disks %s and %s both go to one target (%s and %s are two names of it)", other, disks[i].Source, targetOf(disks, other), disks[i].Target))
+			probs.add("disks %s and %s both go to one target (%s and %s are two names of it)", other, disks[i].Source, targetOf(disks, other), disks[i].Target)
 			continue
 		}
 		seen[t.ID()] = disks[i].Source
 	}
-	if len(problems) > 0 {
-		return &PlanError{problems}
-	}
-	return nil
+	return probs.err()
 }
 
 func targetOf(disks []DiskPlan, source string) string {
@@ -386,10 +415,10 @@ func prepareLayout(ctx context.Context, req Request) (*Plan, error) {
 	}
 	p.Protect = protectedPaths(req, BootMedia(disks))
 	p.gate = &target.Gate{Protect: p.Protect}
-	var problems []string
+	var probs problems
 	for _, dr := range req.Disks {
 		if dr.Plan == nil || dr.Plan.Layout == nil || dr.Target == "" {
-			problems = append(problems, fmt.Sprintf("disk %s: a table-only plan needs a target and the layout plan to write there", dr.Source))
+			probs.add("disk %s: a table-only plan needs a target and the layout plan to write there", dr.Source)
 			continue
 		}
 		dp := DiskPlan{Source: orDefault(dr.Source, "disk0"), Target: dr.Target, Layout: dr.Plan}
@@ -401,14 +430,14 @@ func prepareLayout(ctx context.Context, req Request) (*Plan, error) {
 			err = fmt.Errorf("%s does not exist: a partition table is written onto an existing disk or image", dr.Target)
 		}
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("disk %s: %v", dp.Source, err))
+			probs.add("disk %s: %v", dp.Source, err)
 			continue
 		}
 		dp.t, dp.Kind = t, t.Kind()
 		p.Disks = append(p.Disks, dp)
 	}
-	if len(problems) > 0 {
-		return nil, &PlanError{problems}
+	if err := probs.err(); err != nil {
+		return nil, err
 	}
 	if err := oneDiskEach(p.Disks); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/cauldron-dr/cauldron/partition"
 	"github.com/cauldron-dr/cauldron/restore"
+	"github.com/cauldron-dr/cauldron/restore/target"
 )
 
 // Screen 4, disk mapping: each source disk of the generation and the target it goes to, as the
@@ -71,36 +72,34 @@ func (m *Model) readTargets() tea.Cmd {
 				return targetsMsg{err: err}
 			}
 		}
-		boot := map[string]bool{}
-		for _, b := range restore.BootMedia(cands) {
-			boot[b] = true
-		}
-		var protect []string
-		if repoDir != "" {
-			protect = append(protect, repoDir)
-		}
-		if exe, err := os.Executable(); err == nil {
-			protect = append(protect, exe)
+		// The engine's own gate (one list of what must never be written, one set of rules).
+		gate, err := restore.SafetyGate(repoDir)
+		if err != nil {
+			return targetsMsg{err: err}
 		}
 		var out []targetInfo
 		for _, c := range cands {
 			ti := targetInfo{path: c}
 			d, err := partition.ReadTarget(c)
-			switch {
-			case err != nil:
+			if err != nil {
 				ti.why = "cannot be read: " + err.Error()
-			case boot[c]:
-				ti.disk, ti.why = d, "the Cauldron boot medium"
-			default:
-				ti.disk = d
-				if err := partition.CheckTarget(c, protect); err != nil {
-					var ue *partition.UnsafeError
-					if errors.As(err, &ue) {
-						ti.why = ue.Reason
-					} else {
-						ti.why = err.Error()
-					}
-				}
+				out = append(out, ti)
+				continue
+			}
+			ti.disk = d
+			t, err := target.New(c)
+			if err == nil {
+				err = t.Check(gate)
+			}
+			var ue *partition.UnsafeError
+			var rf *target.Refusal
+			switch {
+			case errors.As(err, &ue):
+				ti.why = ue.Reason
+			case errors.As(err, &rf):
+				ti.why = rf.Reason
+			case err != nil:
+				ti.why = err.Error()
 			}
 			out = append(out, ti)
 		}

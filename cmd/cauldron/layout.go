@@ -122,8 +122,11 @@ any disk other than the one planned. Needs consent: --yes, or ERASE typed at the
 					return err
 				}
 				plan = &partition.LayoutPlan{}
-				if err := json.Unmarshal(b, plan); err != nil || plan.Layout == nil {
-					return fmt.Errorf("%s is not a plan from `cauldron layout plan --json` (%v)", f.planFile, err)
+				if err := json.Unmarshal(b, plan); err != nil {
+					return fmt.Errorf("%s is not a plan from `cauldron layout plan --json`: %v", f.planFile, err)
+				}
+				if plan.Layout == nil {
+					return fmt.Errorf("%s is not a plan from `cauldron layout plan --json`: it has no \"layout\"", f.planFile)
 				}
 				what = "the plan in " + f.planFile
 			} else {
