@@ -107,7 +107,7 @@ func recoverKickstart(ctx context.Context, name string, data []byte, o recoverOp
 	req.Inoculate.OnTarget = o.onTarget
 	plan, err := restore.Prepare(ctx, *req)
 	if err != nil {
-		return ks, err
+		return ks, restore.KickstartPlanError(ks, err)
 	}
 	if o.json && o.dryRun {
 		e := json.NewEncoder(o.out)

@@ -60,8 +60,17 @@ func TestRecoverKickstart(t *testing.T) {
 	os.Remove(target)
 	os.WriteFile(ks, []byte("repository "+repo+"\nmachine db09\nconfirm --destroy-data-on-targets\n"), 0o644)
 	_, errs, code = cauldron(t, env, "recover", "--kickstart", ks)
-	if code == 0 || !strings.Contains(errs, `unknown machine "db09"`) {
+	if code == 0 || !strings.Contains(errs, `unknown machine "db09"`) || !strings.Contains(errs, ks+":2:1:") {
 		t.Fatalf("unknown machine: exit %d\n%s", code, errs)
+	}
+	// A disk the generation does not have, and a target the gate refuses, name their disk line.
+	os.WriteFile(ks, []byte("repository "+repo+"\nmachine web01\ndisk disk0 --target "+target+"\ndisk disk7 --target "+filepath.Join(dir, "x.img")+"\n"), 0o644)
+	if _, errs, code := cauldron(t, env, "recover", "--kickstart", ks, "--dry-run"); code == 0 || !strings.Contains(errs, ks+":4:1: ") || !strings.Contains(errs, "disk7") {
+		t.Fatalf("a disk the generation lacks: exit %d\n%s", code, errs)
+	}
+	os.WriteFile(ks, []byte("repository "+repo+"\nmachine web01\n\ndisk disk0 --target "+filepath.Join(repo, "in-repo.img")+"\n"), 0o644)
+	if _, errs, code := cauldron(t, env, "recover", "--kickstart", ks, "--dry-run"); code == 0 || !strings.Contains(errs, ks+":4:1: ") || !strings.Contains(errs, "never be written") {
+		t.Fatalf("a target in the repository: exit %d\n%s", code, errs)
 	}
 	// A vm target is refused, naming its line; a network command is reported as not applied.
 	os.WriteFile(ks, []byte("repository "+repo+"\nmachine web01\ntarget vm --output-dir "+dir+"\n"), 0o644)
