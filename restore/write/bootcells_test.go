@@ -1,6 +1,7 @@
 package write_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -125,8 +126,9 @@ func TestVerifyKnowsMovedGRUBCore(t *testing.T) {
 	r := newRepo(t, dir, "")
 	g := capture(t, r, "m", src)
 	disk, _ := g.Disk("disk0")
+	// A used disk: what the generation holds as zeros must be zeros on it afterwards.
 	out := filepath.Join(dir, "bigger.img")
-	run(t, "truncate", "-s", "128M", out)
+	writeFile(t, out, bytes.Repeat([]byte{0xAA}, 128<<20))
 	tgt, err := partition.ReadTarget(out)
 	if err != nil {
 		t.Fatal(err)
@@ -155,6 +157,23 @@ func TestVerifyKnowsMovedGRUBCore(t *testing.T) {
 	if got := binary.LittleEndian.Uint64(readRange(t, out, newLBA*512+0x1F4, 8)); got != uint64(newLBA+1) {
 		t.Fatalf("core.img's blocklist starts at %d, want %d", got, newLBA+1)
 	}
+	// A byte in the BIOS boot partition's all-zero cells (not stored, zeroed by the restore) is
+	// damage too.
+	zeroAt := m.NewStart + 512<<10
+	if b := readRange(t, out, zeroAt, 1); b[0] != 0 {
+		t.Fatalf("the restore left the old disk's byte %#x in a cell the generation holds as zeros", b[0])
+	}
+	f, _ = os.OpenFile(out, os.O_RDWR, 0)
+	f.WriteAt([]byte{0xAA}, zeroAt)
+	f.Close()
+	var zme *write.MismatchError
+	if err := verify(false); !errors.As(err, &zme) || len(zme.Ranges) != 1 || zme.Ranges[0][0] > zeroAt || zme.Ranges[0][1] <= zeroAt {
+		t.Fatalf("verify after a byte written into a zero cell: %v", err)
+	}
+	f, _ = os.OpenFile(out, os.O_RDWR, 0)
+	f.WriteAt([]byte{0}, zeroAt)
+	f.Close()
+
 	// Any other byte of that sector changed is damage.
 	f, _ = os.OpenFile(out, os.O_RDWR, 0)
 	f.WriteAt([]byte{0x90}, newLBA*512+5)
