@@ -402,3 +402,39 @@ func TestOneTargetTwoNames(t *testing.T) {
 		t.Fatalf("two disks onto one device by two nodes: %v", err)
 	}
 }
+
+// TestInoculate4096Sectors: a generation of a disk with 4096-byte sectors recovered onto a new
+// image is inoculated through a loop device with the same sector size (Target.Attach); with the
+// 512-byte loop inoculation used to make, partx found no table and the recovery failed after its
+// restore and verify ("/dev/loopNp1 did not appear").
+func TestInoculate4096Sectors(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedTools(t, "sfdisk", "partx", "mkfs.ext4")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "source4k.img")
+	os.WriteFile(src, nil, 0o644)
+	os.Truncate(src, 64<<20)
+	dev := testenv.AttachLoop(t, src, "--sector-size", "4096")
+	cmd := exec.Command("sfdisk", "--quiet", dev)
+	cmd.Stdin = strings.NewReader("label: gpt\nstart=256, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n")
+	cmd.CombinedOutput() // it cannot make the kernel re-read the table here; partx does
+	sh(t, "partx", "-a", dev)
+	sh(t, "mkfs.ext4", "-q", "-F", dev+"p1")
+	testenv.DetachLoop(dev)
+	r, repoPath := newRepo(t, dir)
+	if _, err := r.Capture(ctx, tib.CaptureOptions{Machine: "m4k", Sources: []string{src}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Prepare(ctx, Request{Name: "t", Repo: r, RepoPath: repoPath, Machine: "m4k", Candidates: []string{},
+		Disks: []DiskRequest{{Source: "disk0", Target: filepath.Join(dir, "out.img")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(ctx, p, RunOptions{})
+	if err != nil {
+		t.Fatalf("recovery of a 4096-byte-sector disk with inoculation: %v", err)
+	}
+	if w := strings.Join(rep.Warnings, "\n"); !strings.Contains(w, "partition 1 (ext4)") {
+		t.Fatalf("inoculation did not look into partition 1: %v", rep.Warnings)
+	}
+}
