@@ -83,6 +83,19 @@ func statIdentity(st *unix.Stat_t) identity {
 	return identity{dev: uint64(st.Dev), ino: st.Ino}
 }
 
+// holdChecked makes an opened target the writer's: it must be what the gate judged, and nobody
+// else may hold it. On failure f is closed.
+func holdChecked(f *os.File, checked identity) error {
+	err := sameAsChecked(f, checked)
+	if err == nil {
+		err = lockExclusive(f)
+	}
+	if err != nil {
+		f.Close()
+	}
+	return err
+}
+
 // sameAsChecked refuses an opened target that is not what the gate judged.
 func sameAsChecked(f *os.File, checked identity) error {
 	if checked == (identity{}) {

@@ -58,12 +58,7 @@ func (t *ImageFile) Open(size int64) (Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", t.path, err)
 	}
-	if err := sameAsChecked(f, t.checked); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := lockExclusive(f); err != nil {
-		f.Close()
+	if err := holdChecked(f, t.checked); err != nil {
 		return nil, err
 	}
 	fi, err := f.Stat()

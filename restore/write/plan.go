@@ -80,13 +80,9 @@ func CheckPlan(ctx context.Context, r *tib.Repository, gen *tib.Generation, disk
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
-	loaded, err := r.DiskRegions(ctx, gen, disk)
+	regions, err := loadRegions(ctx, r, gen, disk)
 	if err != nil {
 		return nil, err
-	}
-	regions := make([]regionData, len(loaded))
-	for i := range loaded {
-		regions[i] = regionData{g: loaded[i].Region, cells: loaded[i].Cells, used: loaded[i].Used}
 	}
 	pr, err := preparePlanned(ctx, r, disk, regions, plan, scratch)
 	if err != nil {

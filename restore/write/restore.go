@@ -90,13 +90,9 @@ func Disk(ctx context.Context, r *tib.Repository, o Options) (Stats, error) {
 	if err := r.LoadIndex(ctx); err != nil {
 		return Stats{}, err
 	}
-	loaded, err := r.DiskRegions(ctx, gen, disk)
+	regions, err := loadRegions(ctx, r, gen, disk)
 	if err != nil {
 		return Stats{}, err
-	}
-	regions := make([]regionData, len(loaded))
-	for i := range loaded {
-		regions[i] = regionData{g: loaded[i].Region, cells: loaded[i].Cells, used: loaded[i].Used}
 	}
 	if err := o.Target.Check(o.Gate); err != nil {
 		return Stats{}, err
@@ -129,6 +125,20 @@ func Disk(ctx context.Context, r *tib.Repository, o Options) (Stats, error) {
 	}
 	st.Seconds = time.Since(start).Seconds()
 	return st, nil
+}
+
+// loadRegions is the disk's regions with their chunk lists and used maps (tib.DiskRegions),
+// with nowhere to write them yet.
+func loadRegions(ctx context.Context, r *tib.Repository, gen *tib.Generation, disk *tib.Disk) ([]regionData, error) {
+	loaded, err := r.DiskRegions(ctx, gen, disk)
+	if err != nil {
+		return nil, err
+	}
+	regions := make([]regionData, len(loaded))
+	for i := range loaded {
+		regions[i] = regionData{g: loaded[i].Region, cells: loaded[i].Cells, used: loaded[i].Used}
+	}
+	return regions, nil
 }
 
 // zeroer is a target's Zero, or nil when it reads as zeros already.
