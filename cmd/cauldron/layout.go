@@ -101,7 +101,7 @@ any disk other than the one planned. Needs consent: --yes, or ERASE typed at the
 	}
 	usage := " (--repo DIR --machine NAME [--generation ID|latest|TIME] [--disk disk0] | --from SOURCE) --to TARGET [--resize proportional|grow-last|keep] [--identity keep|renew] [--json]"
 	if apply {
-		usage = " (--repo DIR --machine NAME [--generation ID|latest|TIME] [--disk disk0] | --from SOURCE | --plan FILE) --to TARGET [--resize …] [--identity …] [--json] --yes"
+		usage = " (--repo DIR --machine NAME [--generation ID|latest|TIME] [--disk disk0] | --from SOURCE | --plan FILE) --to TARGET [--resize …] [--identity …] [--json] [--yes]"
 	}
 	c := &cobra.Command{
 		Use:   use + usage,
