@@ -18,6 +18,27 @@ func (h *Hive) size32(off uint32) int32 { return int32(le32(h.buf[baseBlockSize+
 
 func (h *Hive) setSize(off uint32, s int32) { put32(h.buf[baseBlockSize+off:], uint32(s)) }
 
+// isCellStart reports whether off is where a cell of its hive bin begins (walking the bin's
+// cells, which tile it).
+func (h *Hive) isCellStart(off uint32) bool {
+	bin, ok := h.binOf(off)
+	if !ok || off%8 != 0 {
+		return false
+	}
+	c := bin.off + 32
+	for c < off {
+		s := int64(h.size32(c))
+		if s < 0 {
+			s = -s
+		}
+		if s < 8 || s%8 != 0 {
+			return false
+		}
+		c += uint32(s)
+	}
+	return c == off
+}
+
 // loadFree collects the free cells once, before the first edit.
 func (h *Hive) loadFree() {
 	if h.freeLoaded {
@@ -98,9 +119,11 @@ func (h *Hive) alloc(n int) uint32 {
 	return cell
 }
 
-// freeCell releases a cell, merging it with a free cell right after it in the same bin.
+// freeCell releases a cell, merging it with a free cell right after it in the same bin. An
+// offset that is no cell's start (a damaged hive's stale list pointer) is left alone: freeing it
+// would corrupt whatever lies there.
 func (h *Hive) freeCell(off uint32) {
-	if off == noCell {
+	if off == noCell || !h.isCellStart(off) {
 		return
 	}
 	h.loadFree()

@@ -165,7 +165,8 @@ func (h *Hive) insertSubkey(parent, child uint32, name []uint16) {
 	count, list := le32(pp[nkSubCount:]), le32(pp[nkSubList:])
 	var newList uint32
 	if count == 0 {
-		h.freeCell(list)
+		// No subkeys: the list pointer means nothing (Windows leaves -1; a damaged hive may hold
+		// anything there), so nothing is freed.
 		newList = h.writeLeaf([]ent{e}, h.leafKind())
 	} else if kind, top := h.readLeaf(list); kind != "ri" {
 		ents := insertAt(top, e, h, up)
@@ -559,7 +560,9 @@ func (h *Hive) SetValue(path, name string, typ uint32, data []byte) error {
 		}
 		put32(lb[4*n:], vk)
 		nl := h.newCell(lb)
-		h.freeCell(old)
+		if n > 0 {
+			h.freeCell(old) // with no values the pointer means nothing; see insertSubkey
+		}
 		kp = h.payload(k.off)
 		put32(kp[nkValCount:], n+1)
 		put32(kp[nkValList:], nl)

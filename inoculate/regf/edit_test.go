@@ -539,3 +539,51 @@ func TestFreeMergesBothWays(t *testing.T) {
 		t.Fatal(p)
 	}
 }
+
+// TestEditStaleListPointers: a key with no values (or no subkeys) whose list pointer holds
+// something other than -1 — the hivex-minimal corpus hive with one byte changed at 0x1042 (the
+// root's subkey list) or 0x104d (its value list); Check accepts both — used to make SetValue and
+// CreateKey free that "list" and panic (index out of range in freeCell). The pointer means
+// nothing when the count is 0: the edit ignores it and hivexregedit reads the result.
+func TestEditStaleListPointers(t *testing.T) {
+	for _, c := range []struct {
+		at   int64
+		b    byte
+		what string
+	}{{0x1042, 0x85, "subkey list"}, {0x104d, 0x25, "value list"}} {
+		t.Run(c.what, func(t *testing.T) {
+			path := copyHive(t, corpus.File(t, "hives/hivex-minimal"))
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte{c.b}, c.at)
+			f.Close()
+			h, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := h.Check(); len(p) != 0 {
+				t.Fatalf("the changed hive no longer checks clean (the test's premise): %v", p)
+			}
+			if err := h.SetValue(``, "Root", RegDword, dword(1)); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.SetValue(`Sub`, "Leaf", RegDword, dword(2)); err != nil {
+				t.Fatal(err)
+			}
+			if p := h.Check(); len(p) != 0 {
+				t.Fatalf("after the edits: %v", p)
+			}
+			if err := h.Save(path); err != nil {
+				t.Fatal(err)
+			}
+			if got := hivexget(t, path, `\`, "Root"); got != "1" {
+				t.Errorf("hivexget \\ Root = %q", got)
+			}
+			if got := hivexget(t, path, `\Sub`, "Leaf"); got != "2" {
+				t.Errorf("hivexget \\Sub Leaf = %q", got)
+			}
+		})
+	}
+}
