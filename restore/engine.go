@@ -511,6 +511,19 @@ func (x *run) finish(ctx context.Context, runErr error) (*Report, error) {
 	}
 	x.emit(Event{Stage: StageReport, Kind: EventStart})
 	b := x.saveReport(ctx)
+	// Into the folders the request names (a kickstart's report --to), failed runs too.
+	for _, dir := range x.p.ReportTo {
+		if b == nil {
+			break
+		}
+		where, err := reportInto(dir, rep, b)
+		if err != nil {
+			x.emit(Event{Stage: StageReport, Kind: EventError, Message: err.Error()})
+			rep.Warnings = append(rep.Warnings, err.Error())
+			continue
+		}
+		x.emit(Event{Stage: StageReport, Kind: EventInfo, Message: "copied to " + where})
+	}
 	// And onto the restored systems, so that the recovered machine itself says what was done.
 	if len(x.p.systems) > 0 && b != nil {
 		where, cerr := copyReport(x.p, rep, b)

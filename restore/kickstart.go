@@ -53,6 +53,20 @@ func FromKickstart(ctx context.Context, ks *kickstart.Kickstart, o KickstartOpti
 	}
 	req := &Request{Name: ks.File, Repo: r, RepoPath: dir, Machine: ks.Machine.Name,
 		AutoResize: ks.AutoResize, AutoIdentity: ks.AutoIdentity, Scratch: o.Scratch, Candidates: o.Candidates}
+	for _, rt := range ks.Reports {
+		dir := rt.To.Path
+		if rt.To.Kind == archive.USB {
+			if o.MountUSB == nil {
+				return nil, at(rt.Pos, "report --to %s: usb: locations work only in the boot environment", rt.To)
+			}
+			p, err := o.MountUSB(ctx, rt.To.Path)
+			if err != nil {
+				return nil, fmt.Errorf("%s: report --to %s: %w", rt.Pos, rt.To, err)
+			}
+			dir = p
+		}
+		req.ReportTo = append(req.ReportTo, dir)
+	}
 	for _, n := range ks.Networks {
 		// Parsed and validated, but not yet written into the restored system: say so in the
 		// plan rather than drop it silently.

@@ -61,6 +61,10 @@ type Request struct {
 	// journal (writing a table again is the whole step). Repo may be nil then (a layout taken
 	// from a disk or a saved plan); Protect names the source disk.
 	LayoutOnly bool
+	// ReportTo are more folders the report (JSON and text) is written into, beside the
+	// repository and the restored systems (a kickstart's report --to). A folder that does not
+	// exist is created.
+	ReportTo []string
 	// NoVerify leaves out reading the targets back (each chunk is still checked against its
 	// hash as it is written): for benchmarks and for technicians who verify otherwise.
 	NoVerify bool
@@ -106,6 +110,7 @@ type Plan struct {
 	Release        tib.ReleaseMode `json:"release,omitempty"`
 	Inoculate      Inoculation     `json:"inoculate"`
 	NoVerify       bool            `json:"noVerify,omitempty"`
+	ReportTo       []string        `json:"reportTo,omitempty"`
 	LayoutOnly     bool            `json:"layoutOnly,omitempty"`
 	Scratch        string          `json:"scratch,omitempty"`
 	Protect        []string        `json:"protect"`
@@ -233,7 +238,7 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 		return nil, err
 	}
 	p := &Plan{Name: req.Name, Repository: req.Repo.Location(), Machine: gen.Machine, Generation: gen.ID.String(),
-		GenerationTime: gen.Time, Freeze: req.Freeze, Release: req.Release, Inoculate: req.Inoculate, NoVerify: req.NoVerify,
+		GenerationTime: gen.Time, Freeze: req.Freeze, Release: req.Release, Inoculate: req.Inoculate, NoVerify: req.NoVerify, ReportTo: req.ReportTo,
 		Scratch: req.Scratch, Warnings: append([]string(nil), req.Notes...), repo: req.Repo, gen: gen}
 	if p.Freeze && p.Release == "" {
 		p.Release = tib.ReleaseRemove

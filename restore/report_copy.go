@@ -21,11 +21,30 @@ type restoredSystem struct {
 	dir       string // inside the filesystem
 }
 
-// copyReport writes the report (JSON and text) into every restored system and returns where.
-func copyReport(p *Plan, rep *Report, jsonText []byte) ([]string, error) {
+// reportName is the file name (without extension) a report is copied under.
+func reportName(rep *Report) string { return "recovery-" + rep.Started.Format("20060102T150405Z") }
+
+// reportInto writes the report (JSON and text) into dir, creating it, and returns the JSON's path.
+func reportInto(dir string, rep *Report, jsonText []byte) (string, error) {
 	var text strings.Builder
 	rep.WriteText(&text)
-	name := "recovery-" + rep.Started.Format("20060102T150405Z")
+	base := filepath.Join(dir, reportName(rep))
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil {
+		err = atomicfile.Write(base+".json", jsonText, nil)
+	}
+	if err == nil {
+		err = atomicfile.Write(base+".txt", []byte(text.String()), nil)
+	}
+	if err != nil {
+		return "", fmt.Errorf("copying the report to %s: %w", dir, err)
+	}
+	return base + ".json", nil
+}
+
+// copyReport writes the report (JSON and text) into every restored system and returns where.
+func copyReport(p *Plan, rep *Report, jsonText []byte) ([]string, error) {
+	name := reportName(rep)
 	var where []string
 	for _, s := range p.systems {
 		att, err := attachDisk(p, s.disk)
@@ -56,14 +75,7 @@ func copyReport(p *Plan, rep *Report, jsonText []byte) ([]string, error) {
 				}
 				unmount = func() error { defer os.Remove(root); return unix.Unmount(root, 0) }
 			}
-			dir := filepath.Join(root, s.dir)
-			werr := os.MkdirAll(dir, 0o755)
-			if werr == nil {
-				werr = atomicfile.Write(filepath.Join(dir, name+".json"), jsonText, nil)
-			}
-			if werr == nil {
-				werr = atomicfile.Write(filepath.Join(dir, name+".txt"), []byte(text.String()), nil)
-			}
+			_, werr := reportInto(filepath.Join(root, s.dir), rep, jsonText)
 			if uerr := unmount(); werr == nil {
 				werr = uerr
 			}

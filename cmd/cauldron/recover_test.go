@@ -44,8 +44,17 @@ func TestRecoverKickstart(t *testing.T) {
 	if _, err := os.Stat(target); err == nil {
 		t.Fatal("a refused recovery wrote the target")
 	}
-	write("confirm --destroy-data-on-targets\n")
+	reports := filepath.Join(dir, "reports", "web01")
+	write("confirm --destroy-data-on-targets\nreport --to " + reports + "\n")
 	out = ok(t, env, "recover", "--kickstart", ks)
+	// report --to: the report's JSON and text in that folder (it was parsed and ignored).
+	copies, _ := filepath.Glob(filepath.Join(reports, "recovery-*"))
+	if len(copies) != 2 || !strings.Contains(out, "copied to "+reports) {
+		t.Fatalf("report --to %s: %v\n%s", reports, copies, out)
+	}
+	if b, err := os.ReadFile(strings.TrimSuffix(copies[0], ".json") + ".json"); err != nil || !bytes.Contains(b, []byte(`"ok": true`)) {
+		t.Fatalf("the report's JSON in %s: %v %s", reports, err, b)
+	}
 	for _, want := range []string{"restore   done", "verify    done", "succeeded", "verified by hash", "replication session removed"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("recover output lacks %q:\n%s", want, out)
