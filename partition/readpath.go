@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cauldron-dr/cauldron/internal/plainfile"
 )
 
 // ReadPath opens a block device or a raw image file read-only and reads its layout.
@@ -15,6 +17,10 @@ import (
 // provides them. An image file has no sector size of its own: it is taken as 512/512, unless a GPT
 // is found with 4096-byte sectors and not with 512-byte ones (an image of a 4Kn disk).
 func ReadPath(path string) (*Disk, error) {
+	// A named pipe would block the open below for good: only a file or a block device is a disk.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() && (fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0) {
+		return nil, fmt.Errorf("partition: %s is %s, not a disk or an image file", path, plainfile.Describe(fi.Mode()))
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("partition: %w", err)

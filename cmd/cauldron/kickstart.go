@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cauldron-dr/cauldron/internal/plainfile"
 	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/restore/kickstart"
 	"github.com/spf13/cobra"
@@ -108,6 +109,9 @@ func readKickstart(cmd *cobra.Command, arg string) (string, []byte, error) {
 		return arg, b, err
 	case archive.CDROM, archive.USB:
 		return "", nil, fmt.Errorf("%s: validate reads files and URLs; mount the medium and give the file's path", arg)
+	}
+	if err := plainfile.Check(l.Path); err != nil {
+		return "", nil, err
 	}
 	f, err := os.Open(l.Path)
 	if err != nil {

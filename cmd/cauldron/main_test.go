@@ -256,3 +256,44 @@ func TestStartWaitsForNoRandomness(t *testing.T) {
 		t.Errorf("strace saw no getrandom at all; the trace did not work:\n%s", b)
 	}
 }
+
+// TestFIFOsRefused: a named pipe given where a file is read (a kickstart, a layout source, a
+// capture source, an INF folder's file) used to block in open(2) forever, deaf to Ctrl-C. Each is
+// now refused at once, naming what it is.
+func TestFIFOsRefused(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "web01.ks")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(dir, "repo")
+	env := []string{"CAULDRON_PASSWORD="}
+	ok(t, env, "init", "--repo", repo, "--no-password")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"recover", "--kickstart", fifo, "--dry-run"}, "named pipe"},
+		{[]string{"kickstart", "validate", fifo}, "named pipe"},
+		{[]string{"layout", "show", fifo}, "named pipe"},
+		{[]string{"capture", "--repo", repo, "--machine", "m", fifo}, "not a disk"},
+	} {
+		args := c.args
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), env...)
+		done := make(chan struct{})
+		var out []byte
+		var err error
+		go func() { out, err = cmd.CombinedOutput(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("cauldron %s hangs on a named pipe", strings.Join(args, " "))
+		}
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("cauldron %s on a named pipe: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}

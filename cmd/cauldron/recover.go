@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cauldron-dr/cauldron/internal/plainfile"
 	"github.com/cauldron-dr/cauldron/restore"
 	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/restore/kickstart"
@@ -47,7 +48,7 @@ resuming.`,
 				name = "stdin"
 				data, err = io.ReadAll(os.Stdin)
 			} else {
-				data, err = os.ReadFile(ksPath)
+				data, err = plainfile.Read(ksPath, kickstart.MaxSize)
 			}
 			if err != nil {
 				return err

@@ -3,12 +3,13 @@ package inf
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf16"
+
+	"github.com/cauldron-dr/cauldron/internal/plainfile"
 )
 
 // Options control how a file is read.
@@ -133,7 +134,7 @@ func (v Version) Catalog(arch string) string {
 
 // ParseFile reads and parses an INF (or .inx) file.
 func ParseFile(path string, opts Options) (*File, error) {
-	b, err := os.ReadFile(path)
+	b, err := plainfile.Read(path, 0)
 	if err != nil {
 		return nil, err
 	}
