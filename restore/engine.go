@@ -70,6 +70,8 @@ type DiskReport struct {
 	Checked  []string              `json:"checked,omitempty"`
 	Skipped  []string              `json:"skipped,omitempty"`
 	Layout   *partition.LayoutPlan `json:"-"`
+	// Damaged are the byte ranges a partial restore left as zeros, and why.
+	Damaged []string `json:"damaged,omitempty"`
 	// Table is what writing a planned table did (wiped ranges, how the kernel learnt it).
 	Table *partition.ApplyResult `json:"table,omitempty"`
 }
@@ -85,6 +87,8 @@ type run struct {
 	// verifiedEarly are the disks compared with the generation during their restore (before
 	// their filesystems grew).
 	verifiedEarly map[string]bool
+	// damaged are, per disk, the ranges a partial restore left as zeros.
+	damaged map[string][]*tib.DamageError
 }
 
 // Run carries out a plan. It returns the report (also when it fails) and the first error.
@@ -92,7 +96,7 @@ func Run(ctx context.Context, p *Plan, o RunOptions) (*Report, error) {
 	if !p.prepared {
 		return nil, errors.New("restore: the plan was not made by Prepare")
 	}
-	x := &run{p: p, o: o, j: o.Journal, started: time.Now(), verifiedEarly: map[string]bool{}}
+	x := &run{p: p, o: o, j: o.Journal, started: time.Now(), verifiedEarly: map[string]bool{}, damaged: map[string][]*tib.DamageError{}}
 	if x.j == nil {
 		x.j = JournalFor(p)
 	}
@@ -332,7 +336,7 @@ func (x *run) restoreDisk(ctx context.Context, i int) error {
 		// metadata differs from the captured bytes and only a checker can judge them.
 		beforeGrow = func() error {
 			x.emit(Event{Stage: StageRestore, Kind: EventInfo, Disk: d.Source, Message: "comparing the restored volumes with the generation before growing them"})
-			st, err := write.Verify(ctx, x.p.repo, write.VerifyOptions{Generation: x.p.gen, Disk: d.Source, Target: t, Plan: d.Layout, BeforeGrow: true})
+			st, err := write.Verify(ctx, x.p.repo, write.VerifyOptions{Generation: x.p.gen, Disk: d.Source, Target: t, Plan: d.Layout, Damaged: x.damaged[d.Source], BeforeGrow: true})
 			if err != nil {
 				return fmt.Errorf("verifying before the filesystems grow: %w", err)
 			}
@@ -344,7 +348,7 @@ func (x *run) restoreDisk(ctx context.Context, i int) error {
 		}
 	}
 	st, err := write.Disk(ctx, x.p.repo, write.Options{
-		Generation: x.p.gen, Disk: d.Source, Target: t, Gate: x.p.gate, Plan: d.Layout, Scratch: x.p.Scratch,
+		Generation: x.p.gen, Disk: d.Source, Target: t, Gate: x.p.gate, Plan: d.Layout, Scratch: x.p.Scratch, Partial: x.p.Partial,
 		BeforeGrow: beforeGrow,
 		Progress: func(p write.Progress) {
 			if time.Since(last) < time.Second && p.Written < p.Total {
@@ -365,6 +369,13 @@ func (x *run) restoreDisk(ctx context.Context, i int) error {
 		dr.Rate = float64(st.Bytes) / dr.Seconds
 	}
 	x.rep.Warnings = append(x.rep.Warnings, st.Warnings...)
+	if len(st.Damaged) > 0 {
+		x.damaged[d.Source] = st.Damaged
+		for _, dm := range st.Damaged {
+			dr.Damaged = append(dr.Damaged, fmt.Sprintf("bytes %d–%d: %v", dm.Start, dm.End-1, dm.Err))
+		}
+		x.rep.Warnings = append(x.rep.Warnings, fmt.Sprintf("%s: %d range(s) damaged in the repository were left as zeros on %s (listed under the disk); the rest is restored and verified", d.Source, len(st.Damaged), d.Target))
+	}
 	x.mu.Unlock()
 	x.emit(Event{Stage: StageRestore, Kind: EventDone, Disk: d.Source, Bytes: st.Bytes,
 		Message: fmt.Sprintf("%s in %.1f s", HumanBytes(st.Bytes), time.Since(start).Seconds())})
@@ -406,7 +417,7 @@ func (x *run) verify(ctx context.Context) (stageOutcome, error) {
 		}
 		start := time.Now()
 		var last time.Time
-		st, err := write.Verify(ctx, x.p.repo, write.VerifyOptions{Generation: x.p.gen, Disk: d.Source, Target: t, Plan: d.Layout,
+		st, err := write.Verify(ctx, x.p.repo, write.VerifyOptions{Generation: x.p.gen, Disk: d.Source, Target: t, Plan: d.Layout, Damaged: x.damaged[d.Source],
 			Progress: func(p write.Progress) {
 				if time.Since(last) < time.Second && p.Written < p.Total {
 					return

@@ -61,6 +61,10 @@ type Request struct {
 	// journal (writing a table again is the whole step). Repo may be nil then (a layout taken
 	// from a disk or a saved plan); Protect names the source disk.
 	LayoutOnly bool
+	// Partial goes on past damage in the repository: what is intact is restored and verified,
+	// every damaged range is left as zeros and named in the report (write.Options.Partial).
+	// Byte-for-byte restores only.
+	Partial bool
 	// ReportTo are more folders the report (JSON and text) is written into, beside the
 	// repository and the restored systems (a kickstart's report --to). A folder that does not
 	// exist is created.
@@ -111,6 +115,7 @@ type Plan struct {
 	Inoculate      Inoculation     `json:"inoculate"`
 	NoVerify       bool            `json:"noVerify,omitempty"`
 	ReportTo       []string        `json:"reportTo,omitempty"`
+	Partial        bool            `json:"partial,omitempty"`
 	LayoutOnly     bool            `json:"layoutOnly,omitempty"`
 	Scratch        string          `json:"scratch,omitempty"`
 	Protect        []string        `json:"protect"`
@@ -238,7 +243,7 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 		return nil, err
 	}
 	p := &Plan{Name: req.Name, Repository: req.Repo.Location(), Machine: gen.Machine, Generation: gen.ID.String(),
-		GenerationTime: gen.Time, Freeze: req.Freeze, Release: req.Release, Inoculate: req.Inoculate, NoVerify: req.NoVerify, ReportTo: req.ReportTo,
+		GenerationTime: gen.Time, Freeze: req.Freeze, Release: req.Release, Inoculate: req.Inoculate, NoVerify: req.NoVerify, ReportTo: req.ReportTo, Partial: req.Partial,
 		Scratch: req.Scratch, Warnings: append([]string(nil), req.Notes...), repo: req.Repo, gen: gen}
 	if p.Freeze && p.Release == "" {
 		p.Release = tib.ReleaseRemove
@@ -504,6 +509,9 @@ func planDisk(ctx context.Context, req Request, p *Plan, d *tib.Disk, path strin
 		return nil, errors.New(strings.Join(s, "; "))
 	}
 	lp.Target.Path = path
+	if req.Partial {
+		return nil, fmt.Errorf("it must be laid out anew (another size, sector size or identities), and a restore that goes on past damage (--partial) writes byte for byte only: give an image file or a disk of the source's size")
+	}
 	warnings, err := write.CheckPlan(ctx, p.repo, p.gen, d.Name, lp, req.Scratch)
 	if err != nil {
 		return nil, err

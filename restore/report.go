@@ -48,6 +48,9 @@ func (r *Report) WriteText(w io.Writer) {
 		for _, c := range d.Checked {
 			fmt.Fprintf(w, "    %s\n", c)
 		}
+		for _, dm := range d.Damaged {
+			fmt.Fprintf(w, "    DAMAGED, left as zeros: %s\n", dm)
+		}
 	}
 	if len(r.Disks) > 1 && secs > 0 {
 		fmt.Fprintf(w, "  all disks: %s at %s/s\n", HumanBytes(bytes), HumanBytes(int64(float64(bytes)/secs)))

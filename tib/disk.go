@@ -49,22 +49,39 @@ type RegionData struct {
 // checks that every chunk they name is indexed (LoadIndex first), so that a restore fails before
 // it writes anything. Damage is a *DamageError naming the bytes it hits.
 func (r *Repository) DiskRegions(ctx context.Context, gen *Generation, disk *Disk) ([]RegionData, error) {
+	regions, damaged := r.DiskRegionsIntact(ctx, gen, disk)
+	if len(damaged) > 0 {
+		return nil, damaged[0]
+	}
+	return regions, nil
+}
+
+// DiskRegionsIntact is DiskRegions for a restore that goes on past damage: it returns what is
+// intact and names the rest. A region whose chunk list or used map cannot be read is left out
+// and named whole; a chunk that is not indexed is left out of its region's cells (which then
+// read as zeros) and named.
+func (r *Repository) DiskRegionsIntact(ctx context.Context, gen *Generation, disk *Disk) ([]RegionData, []*DamageError) {
 	var out []RegionData
+	var damaged []*DamageError
 	for i := range disk.Regions {
 		g := &disk.Regions[i]
 		cells, used, err := r.LoadRegion(ctx, g)
 		if err != nil {
-			return nil, &DamageError{gen.Machine, gen.ID, disk.Name, g.Start, g.Start + g.Size, err}
+			damaged = append(damaged, &DamageError{gen.Machine, gen.ID, disk.Name, g.Start, g.Start + g.Size, err})
+			continue
 		}
+		intact := cells[:0:0]
 		for _, c := range cells {
 			if !r.idx.Has(c.ID) {
 				s, e := g.CellRange(c.Index)
-				return nil, &DamageError{gen.Machine, gen.ID, disk.Name, s, e, fmt.Errorf("chunk %s is missing from the repository", c.ID.Short())}
+				damaged = append(damaged, &DamageError{gen.Machine, gen.ID, disk.Name, s, e, fmt.Errorf("chunk %s is missing from the repository", c.ID.Short())})
+				continue
 			}
+			intact = append(intact, c)
 		}
-		out = append(out, RegionData{Region: g, Cells: cells, Used: used})
+		out = append(out, RegionData{Region: g, Cells: intact, Used: used})
 	}
-	return out, nil
+	return out, damaged
 }
 
 // SortByPack orders chunk IDs as they lie in the packs, so that fetching them in that order

@@ -13,7 +13,7 @@ import (
 func newRestoreDisk() *cobra.Command {
 	var f repoFlags
 	var machine, genRef, disk, to, resize, identity, scratch string
-	var dryRun, yes, noVerify bool
+	var dryRun, yes, noVerify, partial bool
 	c := &cobra.Command{
 		Use:   "restore-disk --repo DIR --machine NAME --generation ID|latest|TIME --disk disk0 --to TARGET [--resize MODE] [--identity MODE] [--scratch DIR] [--dry-run] [--yes]",
 		Short: "Write one disk of a generation back to a block device or image file",
@@ -29,6 +29,10 @@ new place and its filesystem grown or shrunk (ext2/3/4, NTFS, FAT16/32, swap; xf
 grow only). Volumes that shrink are rebuilt in --scratch first (it needs their used bytes), so
 a failure there leaves TARGET untouched. Afterwards the target is read back and compared with the
 generation's chunk hashes.
+
+Damage in the repository stops the restore at the first damaged chunk, naming the bytes it holds.
+With --partial (byte for byte only) the restore goes on: what is intact is restored and verified,
+each damaged range is left as zeros on TARGET and named, and the exit status is 3.
 
 Refused before anything is written: the disk (or image file) holding the repository or this
 program, the boot medium, a mounted, swap or stacked device, a partition where a whole disk is
@@ -56,7 +60,7 @@ and stops.`,
 				dr.Identity = partition.IdentityMode(identity)
 			}
 			plan, err := restore.Prepare(cmd.Context(), restore.Request{Name: "restore-disk", Repo: r, RepoPath: f.dir,
-				Machine: machine, Generation: genRef, Disks: []restore.DiskRequest{dr}, Only: true, Candidates: []string{}, NoVerify: noVerify,
+				Machine: machine, Generation: genRef, Disks: []restore.DiskRequest{dr}, Only: true, Candidates: []string{}, NoVerify: noVerify, Partial: partial,
 				Scratch: scratch, Inoculate: restore.Inoculation{Skip: true, Why: "restore-disk writes the disk as it was captured"}})
 			if err != nil {
 				return err
@@ -107,6 +111,12 @@ and stops.`,
 			}
 			fmt.Printf("restored %s of %s generation %s to %s: %s written in %.1f s (%s), %s\n",
 				d.Source, plan.Machine, plan.Generation[:12], to, human(dr0.Bytes), dr0.Seconds, rate(dr0.Bytes, dr0.Seconds), checked)
+			if len(dr0.Damaged) > 0 {
+				for _, dm := range dr0.Damaged {
+					fmt.Println("DAMAGED, left as zeros:", dm)
+				}
+				return &exitError{3, fmt.Sprintf("%d range(s) of %s were damaged in the repository and are zeros on %s; the rest is restored and verified", len(dr0.Damaged), d.Source, to)}
+			}
 			return nil
 		},
 	}
@@ -119,6 +129,7 @@ and stops.`,
 	c.Flags().StringVar(&identity, "identity", string(partition.IdentityKeep), "when planning: keep (recovery in place) or renew (a copy beside the original)")
 	c.Flags().StringVar(&scratch, "scratch", "", "directory for rebuilding volumes that shrink (default $TMPDIR or /tmp); not on TARGET")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and its checks; write nothing")
+	c.Flags().BoolVar(&partial, "partial", false, "go on past damage in the repository: restore and verify what is intact, leave each damaged range as zeros and name it (exit status 3); byte for byte only")
 	c.Flags().BoolVar(&noVerify, "no-verify", false, "do not read the target back to compare it with the generation (chunks are still checked as they are written)")
 	c.Flags().BoolVar(&yes, "yes", false, "consent to overwriting TARGET (a block device or an existing image) without the typed confirmation")
 	c.MarkFlagRequired("machine")

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sort"
 	"sync"
 	"time"
 
@@ -40,6 +41,11 @@ type Options struct {
 	Scratch string
 	// Log receives one line per step of a planned restore; nil: silent.
 	Log func(string)
+	// Partial goes on past damage in the repository (a chunk that is missing or fails its
+	// check, a region whose chunk list cannot be read): every byte range it hits is left as
+	// zeros on the target — nothing is filled that cannot be verified — and named in
+	// Stats.Damaged. Byte-for-byte restores only: a damaged volume is not resized.
+	Partial bool
 	// BeforeGrow, when set, is called in a planned restore once every volume is written and
 	// before filesystems are grown in place: a verification against the generation (Verify with
 	// BeforeGrow) still finds the captured bytes then. Its error stops the restore.
@@ -61,6 +67,8 @@ type Stats struct {
 	// should know (e.g. BIOS boot code that cannot follow a sector size change).
 	Resized  []partition.FSResize
 	Warnings []string
+	// Damaged are the byte ranges a Partial restore left as zeros, and why.
+	Damaged []*tib.DamageError
 }
 
 // Disk writes one disk of a generation to a target: every region, each used block identical to
@@ -90,8 +98,15 @@ func Disk(ctx context.Context, r *tib.Repository, o Options) (Stats, error) {
 	if err := r.LoadIndex(ctx); err != nil {
 		return Stats{}, err
 	}
-	regions, err := loadRegions(ctx, r, gen, disk)
-	if err != nil {
+	if o.Partial && o.Plan != nil {
+		return Stats{}, fmt.Errorf("restore of %s: going on past damage (--partial) works only byte for byte: a damaged volume is not resized; restore onto an image file of the source's size", o.Disk)
+	}
+	var regions []regionData
+	var damaged []*tib.DamageError
+	if o.Partial {
+		loaded, dmg := r.DiskRegionsIntact(ctx, gen, disk)
+		regions, damaged = asRegionData(loaded), dmg
+	} else if regions, err = loadRegions(ctx, r, gen, disk); err != nil {
 		return Stats{}, err
 	}
 	if err := o.Target.Check(o.Gate); err != nil {
@@ -114,6 +129,9 @@ func Disk(ctx context.Context, r *tib.Repository, o Options) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
+	if st.Damaged, err = leaveZeros(t, append(damaged, st.Damaged...)); err != nil {
+		return st, fmt.Errorf("zeroing the damaged ranges of %s: %w", o.Target.Name(), err)
+	}
 	// A GPT copied onto a bigger disk keeps its backup header at the old end: move it.
 	if disk.Layout.Table == partition.TableGPT && t.Size() > disk.Layout.Size {
 		if err := partition.MoveBackupGPT(t, disk.Layout.Size, t.Size(), disk.Layout.LogicalSectorSize); err != nil {
@@ -134,11 +152,31 @@ func loadRegions(ctx context.Context, r *tib.Repository, gen *tib.Generation, di
 	if err != nil {
 		return nil, err
 	}
+	return asRegionData(loaded), nil
+}
+
+func asRegionData(loaded []tib.RegionData) []regionData {
 	regions := make([]regionData, len(loaded))
 	for i := range loaded {
 		regions[i] = regionData{g: loaded[i].Region, cells: loaded[i].Cells, used: loaded[i].Used}
 	}
-	return regions, nil
+	return regions
+}
+
+// leaveZeros makes every damaged range read as zeros on the target (a used target would
+// otherwise show its old bytes there as if they were restored) and returns the damage sorted by
+// where it lies.
+func leaveZeros(t target.Writer, damaged []*tib.DamageError) ([]*tib.DamageError, error) {
+	sort.Slice(damaged, func(i, j int) bool { return damaged[i].Start < damaged[j].Start })
+	for _, d := range damaged {
+		if t.Fresh() {
+			break
+		}
+		if err := t.Zero(d.Start, d.End-d.Start); err != nil {
+			return damaged, err
+		}
+	}
+	return damaged, nil
 }
 
 // zeroer is a target's Zero, or nil when it reads as zeros already.
@@ -196,6 +234,7 @@ func writeRegions(ctx context.Context, r *tib.Repository, o Options, gen *tib.Ge
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var damaged []*tib.DamageError // a Partial restore's chunks that would not load
 	var (
 		mu      sync.Mutex
 		firstEr error
@@ -220,9 +259,18 @@ func writeRegions(ctx context.Context, r *tib.Repository, o Options, gen *tib.Ge
 			for id := range ids {
 				plain, err := r.LoadBlob(ctx, id, buf)
 				if err != nil {
-					p := uses[id][0]
-					s, e := p.rd.g.CellRange(p.cell)
-					fail(&tib.DamageError{Machine: gen.Machine, Generation: gen.ID, Disk: disk.Name, Start: s, End: e, Err: err})
+					var hits []*tib.DamageError
+					for _, p := range uses[id] {
+						s, e := p.rd.g.CellRange(p.cell)
+						hits = append(hits, &tib.DamageError{Machine: gen.Machine, Generation: gen.ID, Disk: disk.Name, Start: s, End: e, Err: err})
+					}
+					if !o.Partial {
+						fail(hits[0])
+						continue
+					}
+					mu.Lock()
+					damaged = append(damaged, hits...)
+					mu.Unlock()
 					continue
 				}
 				buf = plain
@@ -261,7 +309,7 @@ feed:
 	if err := ctx.Err(); err != nil {
 		return Stats{}, err
 	}
-	st := Stats{Bytes: written, Chunks: int64(len(order))}
+	st := Stats{Bytes: written, Chunks: int64(len(order)), Damaged: damaged}
 	// Whole regions: cells not stored are zero.
 	for _, rd := range regions {
 		if !rd.g.Whole || rd.w == nil || rd.zero == nil {

@@ -36,6 +36,9 @@ type VerifyOptions struct {
 	BeforeGrow bool
 	Workers    int
 	Progress   func(Progress)
+	// Damaged are the ranges a Partial restore left as zeros (Stats.Damaged): not compared, and
+	// named among what was skipped.
+	Damaged []*tib.DamageError
 }
 
 // VerifyStats summarise a verification.
@@ -227,9 +230,23 @@ func verifyJobs(ctx context.Context, r *tib.Repository, o VerifyOptions, disk *t
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, 0, nil, err
 	}
-	regions, err := r.DiskRegions(ctx, o.Generation, disk)
-	if err != nil {
+	var regions []tib.RegionData
+	var err error
+	if len(o.Damaged) > 0 {
+		regions, _ = r.DiskRegionsIntact(ctx, o.Generation, disk)
+		for _, d := range o.Damaged {
+			skipped = append(skipped, fmt.Sprintf("bytes %d–%d: damaged in the repository, left as zeros (%v)", d.Start, d.End-1, d.Err))
+		}
+	} else if regions, err = r.DiskRegions(ctx, o.Generation, disk); err != nil {
 		return nil, 0, nil, err
+	}
+	damagedAt := func(s, e int64) bool {
+		for _, d := range o.Damaged {
+			if s < d.End && d.Start < e {
+				return true
+			}
+		}
+		return false
 	}
 	resized := map[int]bool{}
 	moves := map[int]partition.Move{}
@@ -265,6 +282,9 @@ func verifyJobs(ctx context.Context, r *tib.Repository, o VerifyOptions, disk *t
 		for _, c := range rd.Cells {
 			have[c.Index] = true
 			s, e := g.CellRange(c.Index)
+			if damagedAt(s, e) {
+				continue
+			}
 			jobs = append(jobs, verifyJob{g: g, used: rd.Used, cell: c.Index, id: c.ID, at: s + delta, expect: fixed[c.Index]})
 			total += e - s
 		}
@@ -284,7 +304,7 @@ func verifyJobs(ctx context.Context, r *tib.Repository, o VerifyOptions, disk *t
 				end = g.Start + min(m.OldSize, m.NewSize)
 			}
 			for c := int64(0); c < g.NumCells(); c++ {
-				if s, e := g.CellRange(c); !have[c] && fixed[c] == nil && e <= end {
+				if s, e := g.CellRange(c); !have[c] && fixed[c] == nil && e <= end && !damagedAt(s, e) {
 					jobs = append(jobs, verifyJob{g: g, cell: c, at: s + delta, zero: true})
 					total += e - s
 				}
