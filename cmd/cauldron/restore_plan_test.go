@@ -98,3 +98,31 @@ func TestRestoreDiskPlans(t *testing.T) {
 		t.Fatal("the refused target was written")
 	}
 }
+
+// TestRestoreDiskPartial: restore-disk over a damaged pack stops, naming the bytes; with
+// --partial it restores the rest, names each damaged range, and exits with status 3.
+func TestRestoreDiskPartial(t *testing.T) {
+	dir := t.TempDir()
+	img := makeDisk(t, dir, 16, 8)
+	repo := filepath.Join(dir, "repo")
+	env := []string{"CAULDRON_PASSWORD="}
+	ok(t, env, "init", "--repo", repo, "--no-password")
+	ok(t, env, "capture", "--repo", repo, "--machine", "m", img)
+	packs, _ := filepath.Glob(filepath.Join(repo, "data", "*", "*"))
+	if len(packs) == 0 {
+		t.Fatal("no packs")
+	}
+	b, _ := os.ReadFile(packs[0])
+	b[len(b)/2] ^= 0x40
+	os.WriteFile(packs[0], b, 0o644)
+	out := filepath.Join(dir, "out.img")
+	if _, errs, code := cauldron(t, env, "restore-disk", "--repo", repo, "--machine", "m", "--to", out); code == 0 || !strings.Contains(errs, "bytes") {
+		t.Fatalf("restore-disk over a damaged pack: exit %d\n%s", code, errs)
+	}
+	os.Remove(out)
+	os.Remove(out + ".cauldron-journal")
+	stdout, errs, code := cauldron(t, env, "restore-disk", "--repo", repo, "--machine", "m", "--to", out, "--partial")
+	if code != 3 || !strings.Contains(stdout, "DAMAGED, left as zeros: bytes") || !strings.Contains(errs, "damaged in the repository") {
+		t.Fatalf("restore-disk --partial: exit %d\n%s%s", code, stdout, errs)
+	}
+}
