@@ -18,7 +18,7 @@ import (
 
 func newRecover() *cobra.Command {
 	var ksPath, scratch string
-	var dryRun, yes, asJSON, restart bool
+	var dryRun, yes, asJSON, restart, partial bool
 	c := &cobra.Command{
 		Use:   "recover --kickstart FILE [--dry-run] [--yes] [--restart]",
 		Short: "Recover a machine from the repository as a kickstart file says",
@@ -54,7 +54,7 @@ resuming.`,
 				return err
 			}
 			_, err = recoverKickstart(cmd.Context(), name, data, recoverOptions{
-				out: os.Stdout, dryRun: dryRun, yes: yes, json: asJSON, scratch: scratch, restart: restart,
+				out: os.Stdout, dryRun: dryRun, yes: yes, json: asJSON, scratch: scratch, restart: restart, partial: partial,
 				confirm: promptConfirm, password: archive.TerminalPrompt,
 			})
 			return err
@@ -64,6 +64,7 @@ resuming.`,
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and write nothing")
 	c.Flags().BoolVar(&yes, "yes", false, "consent to overwriting the target disks without a prompt")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the plan (with --dry-run) or the report as JSON")
+	c.Flags().BoolVar(&partial, "partial", false, "go on past damage in the repository: restore and verify what is intact, leave each damaged range as zeros and name it in the report (exit status 3); byte-for-byte disks only")
 	c.Flags().BoolVar(&restart, "restart", false, "discard the journal of an unfinished recovery on the targets (another's, or this one's) and start from the first step")
 	c.Flags().StringVar(&scratch, "scratch", "", "directory for volumes that must be shrunk before they fit (default: the temporary directory)")
 	return c
@@ -77,6 +78,8 @@ type recoverOptions struct {
 	scratch string
 	// restart discards the journals on the plan's way (after the consent) and starts over.
 	restart bool
+	// partial goes on past damage in the repository (restore.Request.Partial).
+	partial bool
 	// confirm asks for consent when neither --yes nor the kickstart gives it; nil: refuse.
 	confirm func(p *restore.Plan) error
 	// candidates overrides the machine's disks (tests); nil: SystemDisks.
@@ -106,6 +109,7 @@ func recoverKickstart(ctx context.Context, name string, data []byte, o recoverOp
 		return ks, err
 	}
 	req.Inoculate.OnTarget = o.onTarget
+	req.Partial = o.partial
 	plan, err := restore.Prepare(ctx, *req)
 	if err != nil {
 		return ks, restore.KickstartPlanError(ks, err)
@@ -167,6 +171,15 @@ func recoverKickstart(ctx context.Context, name string, data []byte, o recoverOp
 	var jc *restore.JournalConflictError
 	if errors.As(runErr, &jc) {
 		runErr = fmt.Errorf("%w\nNothing was written. To discard that journal and start this recovery over, run the same command with --restart.", runErr)
+	}
+	if runErr == nil && rep != nil {
+		var n int
+		for _, d := range rep.Disks {
+			n += len(d.Damaged)
+		}
+		if n > 0 {
+			return ks, &exitError{3, fmt.Sprintf("%d range(s) were damaged in the repository and are zeros on the targets (named in the report); the rest is restored and verified", n)}
+		}
 	}
 	return ks, runErr
 }
