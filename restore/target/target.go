@@ -12,9 +12,12 @@
 //	Kind() Kind                        block device, image file, …
 //	Exists() bool                      false for a target the restore creates (a new image)
 //	Layout() (*partition.Disk, error)  what it holds now, for planning (a new one: empty)
-//	Check(*Gate) error                 the safety gate's rules for this kind; writes nothing
-//	Open(size int64) (Writer, error)   open it to take a disk of size bytes (creating it if new)
-//	WriteTable(plan, *Gate)            write a planned partition table onto it (what was wiped, how the kernel learnt it)
+//	Check(*Gate) error                 the safety gate's rules for this kind; writes nothing;
+//	                                   remembers what it judged
+//	Open(size int64) (Writer, error)   open it to take a disk of size bytes (creating it if new);
+//	                                   refuses anything but what Check judged
+//	WriteTable(plan, *Gate)            write a planned partition table onto it (and say what was
+//	                                   wiped and how the kernel learnt it)
 //	WithPartition(plan, n, fn)         run fn with a block device holding exactly partition n
 //	Attach(layout)                     the whole disk as a block device with its partitions' nodes
 //	ID() string                        what it is whatever its name (two targets, one ID: one disk)
@@ -26,7 +29,10 @@
 // reads as zeros everywhere: nothing need be zeroed), Zero(off, n), Sync and Close.
 //
 // The two kinds today are BlockDevice and ImageFile (an existing raw image, or a new one created
-// sparse). New reports which kind a path names.
+// sparse). New reports which kind a path names. What a VM disk or an NBD export will still need
+// (issues 17 and 19): a table writer that works over a Writer instead of a kernel path, a way to
+// release an attachment (a qemu-nbd connection), creation with a chosen size and sector size, and
+// a gate rule for remote volumes that a list of local paths cannot judge.
 package target
 
 import (
