@@ -164,7 +164,7 @@ func TestKickstartOverStaticNetwork(t *testing.T) {
 	if _, err := v.ExpectPartial(`cauldron: kickstart \S+ \([0-9]+ bytes\)`, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.ExpectPartial(`cauldron: recovery failed: unknown machine "net01" in http://10\.0\.2\.2:[0-9]+/repo/`, 2*time.Minute); err != nil {
+	if _, err := v.ExpectPartial(`cauldron: recovery failed: http://10\.0\.2\.2:[0-9]+/net01\.ks:2:1: unknown machine "net01" in http://10\.0\.2\.2:[0-9]+/repo/`, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.Wait(2 * time.Minute); err != nil {
