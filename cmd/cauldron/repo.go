@@ -82,6 +82,9 @@ func (f *repoFlags) open(cmd *cobra.Command) (*tib.Repository, error) {
 		return nil, err
 	}
 	f.dir = opened.Dir
+	for _, w := range r.Warnings() {
+		fmt.Fprintf(os.Stderr, "cauldron: warning: %s: %s\n", r.Location(), w)
+	}
 	// A share mounted for this command is left mounted: the process ends soon after, and the
 	// boot environment reuses the mount (same folder for the same URL).
 	return r, nil
