@@ -26,10 +26,11 @@ func newInit() *cobra.Command {
 		Short: "Create a repository (encrypted when a password is given)",
 		Long: `Create a new repository in DIR (missing or empty).
 
-With a password (--password-file, $CAULDRON_PASSWORD, or typed at the prompt) every file the
-repository stores is encrypted and authenticated with AES-256-GCM under a random master key,
-which is wrapped with a key derived from the password by Argon2id. Without one
-(--no-password, or no terminal to prompt on), files are only checksummed.`,
+With a password (--password-file FILE, --password-file - for standard input, $CAULDRON_PASSWORD,
+or typed at the prompt) every file the repository stores is encrypted and authenticated with
+AES-256-GCM under a random master key, which is wrapped with a key derived from the password by
+Argon2id. Only --no-password creates an unencrypted repository, whose files are only
+checksummed; without a password and without a terminal to ask on, init refuses.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sp, err := f.spec()
@@ -40,9 +41,18 @@ which is wrapped with a key derived from the password by Argon2id. Without one
 				return errs[0]
 			}
 			var pw []byte
+			if noPassword && f.passwordFile != "" {
+				return errors.New("--no-password and --password-file contradict each other: give one")
+			}
 			if !noPassword {
 				if pw, err = f.passwordSource().Password(true); err != nil {
 					return err
+				}
+				// Never unencrypted by accident: `echo pw | cauldron init` used to create
+				// one, the piped password unread.
+				if len(pw) == 0 {
+					return fmt.Errorf("no password for the new repository at %s: give --password-file FILE (- reads standard input) or $%s, run init on a terminal to type it, or --no-password for an unencrypted repository",
+						sp.Location, archive.PasswordEnv)
 				}
 			}
 			// A new directory is made by tib.Init; anywhere else is reached as every command
