@@ -30,6 +30,7 @@ type Packer struct {
 	newBlobs int64
 	newBytes int64 // stored (sealed) bytes of new blobs
 	packsOut int
+	written  []crypto.ID // packs saved, for the capture's last check that they are all there
 }
 
 // PackerStats says what a packer added to the repository.
@@ -156,6 +157,7 @@ func (p *Packer) save(data []byte, id crypto.ID) error {
 	}
 	p.unindex = append(p.unindex, PackBlobs{Pack: id, Blobs: blobs})
 	p.packsOut++
+	p.written = append(p.written, id)
 	var batch []PackBlobs
 	if len(p.unindex) >= indexEvery {
 		batch, p.unindex = p.unindex, nil
@@ -190,6 +192,13 @@ func (p *Packer) Flush() (PackerStats, error) {
 		p.unindex = nil
 	}
 	return PackerStats{Blobs: p.newBlobs, Bytes: p.newBytes, Packs: p.packsOut}, nil
+}
+
+// Written lists the packs the packer saved; call after Flush.
+func (p *Packer) Written() []crypto.ID {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]crypto.ID(nil), p.written...)
 }
 
 // Encoder compresses and seals blobs; one per worker goroutine.

@@ -377,18 +377,30 @@ func newUnlock() *cobra.Command {
 	var all bool
 	c := &cobra.Command{
 		Use:   "unlock --repo DIR [--all]",
-		Short: "Remove stale locks (of processes that are gone)",
-		Args:  cobra.NoArgs,
+		Short: "Remove stale locks (of processes that are gone), saying which",
+		Long: `Remove the locks whose holders are gone, naming each lock removed and why. A lock file
+that cannot be read is removed. A lock of a process on this machine (same boot, same PID
+namespace) is removed when that process is gone. Any other lock is watched: removed when its
+holder does not refresh it within the stale time (4 minutes), kept when it does — the other
+host's clock is never trusted. --all removes every lock without looking.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
-			n, err := r.RemoveStaleLocks(cmd.Context(), all)
+			removed, kept, err := r.RemoveStaleLocks(cmd.Context(), all, func(s string) { fmt.Fprintln(os.Stderr, "cauldron:", s) })
+			// Said even after an error: what was removed is gone.
+			for _, l := range removed {
+				fmt.Println("removed", l)
+			}
 			if err != nil {
 				return err
 			}
-			fmt.Printf("removed %d lock(s)\n", n)
+			for _, l := range kept {
+				fmt.Println("kept (its holder is alive)", l)
+			}
+			fmt.Printf("removed %d lock(s), kept %d\n", len(removed), len(kept))
 			return nil
 		},
 	}

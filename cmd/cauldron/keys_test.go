@@ -112,3 +112,24 @@ func TestKeyDerivationSignal(t *testing.T) {
 		t.Fatal("cauldron still ran 3 s after SIGTERM while deriving a key")
 	}
 }
+
+// TestUnlockJunkLock: a junk lock file (anyone's to write on an append-only server) used to
+// block every command, and unlock without --all removed nothing. It is removed now, by name.
+func TestUnlockJunkLock(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	env := []string{"CAULDRON_PASSWORD=pw"}
+	ok(t, env, "init", "--repo", repo)
+	if err := os.WriteFile(filepath.Join(repo, "locks", "junk"), []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, env, "prune", "--repo", repo)
+	out := ok(t, env, "unlock", "--repo", repo)
+	if !strings.Contains(out, "removed unreadable lock file locks/junk") || !strings.Contains(out, "it cannot be read") ||
+		!strings.Contains(out, "removed 1 lock(s), kept 0") {
+		t.Fatalf("unlock: %q", out)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "locks", "junk")); !os.IsNotExist(err) {
+		t.Fatalf("the junk lock is still there: %v", err)
+	}
+}
