@@ -285,7 +285,7 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 	if err := r.SaveGeneration(ctx, gen); err != nil {
 		return nil, fmt.Errorf("saving the generation: %w", err)
 	}
-	if err := r.noteCapture(ctx, session, o.Machine); err != nil {
+	if err := r.noteCapture(ctx, session, gen); err != nil {
 		return gen, fmt.Errorf("generation %s saved, but: %w", gen.ID.Short(), err)
 	}
 	return gen, nil

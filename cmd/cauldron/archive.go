@@ -221,6 +221,14 @@ func newGenerations() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A session that cannot be read must not hide the list: said, and verify reports it.
+			rollbacks, err := r.Rollbacks(cmd.Context(), machine)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "cauldron: warning: cannot check for rollbacks: %v\n", err)
+			}
+			for _, rb := range rollbacks {
+				fmt.Fprintf(os.Stderr, "cauldron: warning: %s (run `cauldron verify`)\n", rb)
+			}
 			if machine != "" && len(gens) == 0 {
 				if _, err := r.FindGeneration(cmd.Context(), machine, "latest"); err != nil {
 					return err

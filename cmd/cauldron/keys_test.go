@@ -133,3 +133,37 @@ func TestUnlockJunkLock(t *testing.T) {
 		t.Fatalf("the junk lock is still there: %v", err)
 	}
 }
+
+// TestRollbackReported: a machine's newest manifest deleted behind cauldron's back is damage to
+// verify (exit 3) and a warning to generations.
+func TestRollbackReported(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	env := []string{"CAULDRON_PASSWORD=pw", "CAULDRON_REPOSITORY=" + repo}
+	disk := makeDisk(t, dir, 8, 1)
+	ok(t, env, "init")
+	ok(t, env, "capture", "--machine", "web01", disk)
+	ok(t, env, "capture", "--machine", "web01", disk)
+	ents, _ := os.ReadDir(filepath.Join(repo, "generations"))
+	if len(ents) != 2 {
+		t.Fatalf("generations: %v", ents)
+	}
+	var list []struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(ok(t, env, "generations", "--json")), &list); err != nil || len(list) != 2 {
+		t.Fatalf("generations --json: %v %v", list, err)
+	}
+	newest := list[len(list)-1].ID
+	if err := os.Remove(filepath.Join(repo, "generations", newest)); err != nil {
+		t.Fatal(err)
+	}
+	stdout, errs, code := cauldron(t, env, "verify")
+	if code != 3 || !strings.Contains(stdout, "DAMAGE: machine web01: its newest generation "+newest[:12]) {
+		t.Fatalf("verify: exit %d\n%s%s", code, stdout, errs)
+	}
+	stdout, errs, code = cauldron(t, env, "generations")
+	if code != 0 || !strings.Contains(errs, "warning: machine web01: its newest generation "+newest[:12]) {
+		t.Fatalf("generations: exit %d\n%s%s", code, stdout, errs)
+	}
+}
