@@ -85,8 +85,9 @@ func planSource(path string, chunkSize int64) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source %s: reading the disk layout: %w", path, err)
 	}
-	if layout.Size <= 0 {
-		return nil, fmt.Errorf("source %s: not a disk (size 0)", path)
+	// A disk is whole sectors: a 1-byte or 511-byte file is something else given by mistake.
+	if layout.Size < 512 || layout.Size%512 != 0 {
+		return nil, fmt.Errorf("source %s: not a disk (%d bytes: not a whole number of 512-byte sectors)", path, layout.Size)
 	}
 	f, err := os.Open(path)
 	if err != nil {
