@@ -85,9 +85,11 @@ func planSource(path string, chunkSize int64) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source %s: reading the disk layout: %w", path, err)
 	}
-	// A disk is whole sectors: a 1-byte or 511-byte file is something else given by mistake.
-	if layout.Size < 512 || layout.Size%512 != 0 {
-		return nil, fmt.Errorf("source %s: not a disk (%d bytes: not a whole number of 512-byte sectors)", path, layout.Size)
+	// A disk holds at least one sector: a 1-byte or 511-byte file is something else given by
+	// mistake. (Image files of a size that is not whole sectors are accepted, as before: the
+	// last partial sector is stored like any other bytes.)
+	if layout.Size < 512 {
+		return nil, fmt.Errorf("source %s: not a disk (%d bytes: less than one 512-byte sector)", path, layout.Size)
 	}
 	f, err := os.Open(path)
 	if err != nil {
