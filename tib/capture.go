@@ -86,8 +86,7 @@ func planSource(path string, chunkSize int64) (*source, error) {
 		return nil, fmt.Errorf("source %s: reading the disk layout: %w", path, err)
 	}
 	// A disk holds at least one sector: a 1-byte or 511-byte file is something else given by
-	// mistake. (Image files of a size that is not whole sectors are accepted, as before: the
-	// last partial sector is stored like any other bytes.)
+	// mistake. (Image files of other sizes that are not whole sectors are accepted, as before.)
 	if layout.Size < 512 {
 		return nil, fmt.Errorf("source %s: not a disk (%d bytes: less than one 512-byte sector)", path, layout.Size)
 	}
