@@ -15,19 +15,7 @@ import (
 // cauldronStdin is cauldron with standard input from a pipe holding stdin.
 func cauldronStdin(t *testing.T, env []string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return runCauldron(t, "", env, strings.NewReader(stdin), args...)
 }
 
 // TestInitPassword: init creates an unencrypted repository only when --no-password says so, and
