@@ -8,10 +8,13 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cauldron-dr/cauldron/partition"
+	"github.com/cauldron-dr/cauldron/tib/backend"
 	"github.com/cauldron-dr/cauldron/tib/crypto"
 	"github.com/cauldron-dr/cauldron/tib/pack"
 	"github.com/cauldron-dr/cauldron/tib/usedblocks"
@@ -82,8 +85,10 @@ func planSource(path string, chunkSize int64) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source %s: reading the disk layout: %w", path, err)
 	}
-	if layout.Size <= 0 {
-		return nil, fmt.Errorf("source %s: not a disk (size 0)", path)
+	// A disk holds at least one sector: a 1-byte or 511-byte file is something else given by
+	// mistake. (Image files of other sizes that are not whole sectors are accepted, as before.)
+	if layout.Size < 512 {
+		return nil, fmt.Errorf("source %s: not a disk (%d bytes: less than one 512-byte sector)", path, layout.Size)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -217,6 +222,7 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 	}
 
 	packer := r.NewPacker(ctx)
+	usedPacks := map[crypto.ID]bool{}
 	enc := NewEncoder(r.key, zstd.SpeedDefault)
 	prog := &captureProgress{fn: o.Progress}
 	for _, s := range sources {
@@ -231,6 +237,12 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 			if err != nil {
 				packer.Flush() // keep what was stored: the next capture reuses it
 				return nil, fmt.Errorf("%s (%s) region %d [%d, %d): %w", d.Name, s.path, j, rp.Start, rp.Start+rp.Size, err)
+			}
+			// The packs this generation reuses; the ones it writes the packer lists.
+			for _, c := range cells {
+				if loc, ok := r.idx.Lookup(c.ID); ok {
+					usedPacks[loc.Pack] = true
+				}
 			}
 			if rp.Chunks, err = packer.SaveMeta(enc, EncodeChunkList(cells)); err != nil {
 				return nil, err
@@ -260,10 +272,22 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 	if err != nil {
 		return nil, err
 	}
+	// And the lock and the data: if this capture's lock was removed (unlock, or a process that
+	// judged it stale), a prune may have deleted packs it wrote or reuses. Committing then would
+	// save a generation that cannot be restored, and report success.
+	if err := lock.Check(ctx); err != nil {
+		return nil, fmt.Errorf("capture of %s: %w: the generation is not saved; run the capture again", o.Machine, err)
+	}
+	for _, id := range packer.Written() {
+		usedPacks[id] = true
+	}
+	if err := r.checkPacksPresent(ctx, usedPacks); err != nil {
+		return nil, fmt.Errorf("capture of %s: %w: the generation is not saved; run the capture again", o.Machine, err)
+	}
 	if err := r.SaveGeneration(ctx, gen); err != nil {
 		return nil, fmt.Errorf("saving the generation: %w", err)
 	}
-	if err := r.noteCapture(ctx, session, o.Machine); err != nil {
+	if err := r.noteCapture(ctx, session, gen); err != nil {
 		return gen, fmt.Errorf("generation %s saved, but: %w", gen.ID.Short(), err)
 	}
 	return gen, nil
@@ -474,4 +498,29 @@ func sortCells(c []Cell) {
 			c[j], c[j-1] = c[j-1], c[j]
 		}
 	}
+}
+
+// checkPacksPresent makes sure every pack in packs is stored.
+func (r *Repository) checkPacksPresent(ctx context.Context, packs map[crypto.ID]bool) error {
+	have := map[crypto.ID]bool{}
+	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
+		if id, err := crypto.ParseID(fi.Name); err == nil {
+			have[id] = true
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("listing packs: %w", err)
+	}
+	var missing []string
+	for id := range packs {
+		if !have[id] {
+			missing = append(missing, "data/"+id.String())
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("%d pack(s) it needs disappeared while it ran (%s): removed by a prune that took its lock for stale?",
+			len(missing), strings.Join(missing[:min(3, len(missing))], ", "))
+	}
+	return nil
 }

@@ -444,5 +444,11 @@ func (r *Repository) LoadRegion(ctx context.Context, g *Region) ([]Cell, *usedbl
 
 // Forget removes one generation. The data only it needed stays until prune.
 func (r *Repository) Forget(ctx context.Context, gen *Generation) error {
-	return r.be.Remove(ctx, backend.Handle{Type: backend.Generation, Name: gen.ID.String()})
+	if err := r.be.Remove(ctx, backend.Handle{Type: backend.Generation, Name: gen.ID.String()}); err != nil {
+		return err
+	}
+	if err := r.noteForget(ctx, gen); err != nil {
+		return fmt.Errorf("generation %s forgotten, but its machine's replication session was not updated (verify will call it a rollback): %w", gen.ID.Short(), err)
+	}
+	return nil
 }

@@ -17,19 +17,21 @@ const indexEvery = 64
 
 // Packer collects sealed blobs into packs and saves them in the background.
 type Packer struct {
-	r        *Repository
-	ctx      context.Context
-	mu       sync.Mutex
-	cur      *pack.Writer
-	pending  map[crypto.ID]bool // reserved or in a pack not yet indexed
-	jobs     chan finished
-	wg       sync.WaitGroup
-	errMu    sync.Mutex
-	err      error
-	unindex  []PackBlobs
-	newBlobs int64
-	newBytes int64 // stored (sealed) bytes of new blobs
-	packsOut int
+	r         *Repository
+	ctx       context.Context
+	mu        sync.Mutex
+	cur       *pack.Writer
+	pending   map[crypto.ID]bool // reserved or in a pack not yet indexed
+	jobs      chan finished
+	wg        sync.WaitGroup
+	errMu     sync.Mutex
+	err       error
+	unindex   []PackBlobs
+	newBlobs  int64
+	newBytes  int64 // stored (sealed) bytes of new blobs
+	packsOut  int
+	written   []crypto.ID // packs saved, for the capture's last check that they are all there
+	packBytes int64       // their sizes as stored
 }
 
 // PackerStats says what a packer added to the repository.
@@ -37,6 +39,8 @@ type PackerStats struct {
 	Blobs int64 // new blobs stored
 	Bytes int64 // stored bytes of those blobs (after compression and sealing)
 	Packs int   // pack files written
+	// PackBytes is the pack files' size as stored (blobs, headers).
+	PackBytes int64
 }
 
 // finished is a closed pack and its name.
@@ -156,6 +160,8 @@ func (p *Packer) save(data []byte, id crypto.ID) error {
 	}
 	p.unindex = append(p.unindex, PackBlobs{Pack: id, Blobs: blobs})
 	p.packsOut++
+	p.written = append(p.written, id)
+	p.packBytes += int64(len(data))
 	var batch []PackBlobs
 	if len(p.unindex) >= indexEvery {
 		batch, p.unindex = p.unindex, nil
@@ -189,7 +195,14 @@ func (p *Packer) Flush() (PackerStats, error) {
 		}
 		p.unindex = nil
 	}
-	return PackerStats{Blobs: p.newBlobs, Bytes: p.newBytes, Packs: p.packsOut}, nil
+	return PackerStats{Blobs: p.newBlobs, Bytes: p.newBytes, Packs: p.packsOut, PackBytes: p.packBytes}, nil
+}
+
+// Written lists the packs the packer saved; call after Flush.
+func (p *Packer) Written() []crypto.ID {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]crypto.ID(nil), p.written...)
 }
 
 // Encoder compresses and seals blobs; one per worker goroutine.

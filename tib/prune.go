@@ -15,7 +15,7 @@ type PruneStats struct {
 	PacksRemoved   int
 	PacksRewritten int
 	BlobsRemoved   int
-	BytesFreed     int64
+	BytesFreed     int64 // the packs removed, less the packs written for their live blobs
 }
 
 // Prune removes every blob no generation needs. Packs whose blobs are all unneeded are deleted;
@@ -137,7 +137,8 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 	if err != nil {
 		return st, err
 	}
-	_ = ps
+	// What the rewritten packs' live blobs take again is not freed.
+	st.BytesFreed = -ps.PackBytes
 	// One index for every kept pack (the new packs are indexed by the packer already).
 	newIndex := map[crypto.ID]bool{}
 	for i := 0; i < len(keep); i += 4096 {

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
@@ -45,6 +47,9 @@ type Repository struct {
 	key *crypto.Key
 	cfg Config
 	idx *Index
+	// warnings are what Open noticed and worked around (key files it could not use, key files
+	// an unencrypted repository ignores); the command shows them.
+	warnings []string
 }
 
 // InitOptions choose a new repository's settings.
@@ -117,7 +122,7 @@ func addKey(ctx context.Context, be backend.Backend, master *crypto.Key, passwor
 	if err != nil {
 		return err
 	}
-	wrap, err := crypto.DeriveKey(password, params)
+	wrap, err := crypto.DeriveKey(ctx, password, params)
 	if err != nil {
 		return err
 	}
@@ -150,68 +155,158 @@ func Open(ctx context.Context, be backend.Backend, password func() ([]byte, erro
 	}); err != nil {
 		return nil, fmt.Errorf("%s: listing keys: %w", be.Location(), err)
 	}
+	sort.Strings(keyNames)
+	var warnings []string
 	key := crypto.PublicKey()
-	if len(keyNames) > 0 {
-		if password == nil {
-			return nil, fmt.Errorf("%s: %w", be.Location(), ErrNeedPassword)
-		}
-		pw, err := password()
+	// The config says whether the repository is encrypted. An unencrypted one's config opens
+	// with the public key, and then key files are not what decides: one added later (by anyone
+	// who can write to the storage) must not make the repository demand a password.
+	if _, err := key.Open(nil, sealedCfg); err == nil {
+		cfg, err := readConfig(sealedCfg, key)
 		if err != nil {
-			return nil, err
-		}
-		if len(pw) == 0 {
-			return nil, fmt.Errorf("%s: %w", be.Location(), ErrNeedPassword)
-		}
-		if key, err = openKey(ctx, be, keyNames, pw); err != nil {
 			return nil, fmt.Errorf("%s: %w", be.Location(), err)
 		}
+		if cfg.Encrypted {
+			return nil, fmt.Errorf("%s: config: sealed with the public key of unencrypted repositories but says the repository is encrypted", be.Location())
+		}
+		if len(keyNames) > 0 {
+			warnings = append(warnings, fmt.Sprintf("the repository is unencrypted (its config says so): key file(s) %s ignored; remove them",
+				strings.Join(prefixAll("keys/", keyNames), ", ")))
+		}
+		return &Repository{be: be, key: key, cfg: cfg, idx: newIndex(), warnings: warnings}, nil
 	}
-	plain, err := key.Open(nil, sealedCfg)
+	if len(keyNames) == 0 {
+		return nil, fmt.Errorf("%s: config: %w (and the repository has no key files)", be.Location(), crypto.ErrAuth)
+	}
+	if password == nil {
+		return nil, fmt.Errorf("%s: %w", be.Location(), ErrNeedPassword)
+	}
+	pw, err := password()
 	if err != nil {
-		return nil, fmt.Errorf("%s: config: %w", be.Location(), err)
+		return nil, err
 	}
-	var cfg Config
-	if err := json.Unmarshal(plain, &cfg); err != nil {
-		return nil, fmt.Errorf("%s: config: %w", be.Location(), err)
+	if len(pw) == 0 {
+		return nil, fmt.Errorf("%s: %w", be.Location(), ErrNeedPassword)
 	}
-	if cfg.Version != FormatVersion {
-		return nil, fmt.Errorf("%s: repository format version %d; this cauldron reads version %d", be.Location(), cfg.Version, FormatVersion)
+	key, bad, err := openKey(ctx, be, keyNames, pw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", be.Location(), err)
 	}
-	if cfg.ChunkSize%4096 != 0 || cfg.ChunkSize <= 0 || cfg.PackSize <= 0 {
-		return nil, fmt.Errorf("%s: config has an invalid chunk size %d or pack size %d", be.Location(), cfg.ChunkSize, cfg.PackSize)
+	for _, b := range bad {
+		warnings = append(warnings, b.Error()+" (another key file opened the repository)")
 	}
-	return &Repository{be: be, key: key, cfg: cfg, idx: newIndex()}, nil
+	cfg, err := readConfig(sealedCfg, key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", be.Location(), err)
+	}
+	if !cfg.Encrypted {
+		return nil, fmt.Errorf("%s: config: sealed under a key file's master key but says the repository is unencrypted", be.Location())
+	}
+	return &Repository{be: be, key: key, cfg: cfg, idx: newIndex(), warnings: warnings}, nil
 }
 
-func openKey(ctx context.Context, be backend.Backend, names []string, pw []byte) (*crypto.Key, error) {
-	for _, n := range names {
-		b, err := backend.ReadAll(ctx, be, backend.Handle{Type: backend.Key, Name: n})
-		if err != nil {
-			return nil, err
-		}
-		var kf keyFile
-		if err := json.Unmarshal(b, &kf); err != nil {
-			return nil, fmt.Errorf("key file %s: %w", n, err)
-		}
-		if kf.KDF != "argon2id" {
-			return nil, fmt.Errorf("key file %s: unknown KDF %q", n, kf.KDF)
-		}
-		wrap, err := crypto.DeriveKey(pw, kf.Params)
-		if err != nil {
-			return nil, fmt.Errorf("key file %s: %w", n, err)
-		}
-		plain, err := wrap.Open(nil, kf.Data)
-		if err != nil {
-			continue // another key file may match this password
-		}
-		var k crypto.Key
-		if err := json.Unmarshal(plain, &k); err != nil {
-			return nil, fmt.Errorf("key file %s: %w", n, err)
-		}
-		return &k, k.Init()
+func prefixAll(prefix string, names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = prefix + n
 	}
-	return nil, ErrWrongPassword
+	return out
 }
+
+// readConfig opens and checks the sealed config with key.
+func readConfig(sealed []byte, key *crypto.Key) (Config, error) {
+	var cfg Config
+	plain, err := key.Open(nil, sealed)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if err := json.Unmarshal(plain, &cfg); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if cfg.Version != FormatVersion {
+		return cfg, fmt.Errorf("repository format version %d; this cauldron reads version %d", cfg.Version, FormatVersion)
+	}
+	if cfg.ChunkSize%4096 != 0 || cfg.ChunkSize <= 0 || cfg.PackSize <= 0 {
+		return cfg, fmt.Errorf("config has an invalid chunk size %d or pack size %d", cfg.ChunkSize, cfg.PackSize)
+	}
+	return cfg, nil
+}
+
+// maxKeyFile bounds what is read of a key file: real ones are well under 1 KiB.
+const maxKeyFile = 64 << 10
+
+// openKey tries the password on every key file. A key file that cannot be used (unreadable,
+// not JSON, an unknown KDF, parameters out of bounds) does not stop the others from being
+// tried: anyone who can write to the storage could add one. Those are returned as bad, each
+// error naming its file; if no file opens, the error names them too.
+func openKey(ctx context.Context, be backend.Backend, names []string, pw []byte) (*crypto.Key, []error, error) {
+	var bad []error
+	for _, n := range names {
+		k, err := tryKey(ctx, be, n, pw)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			bad = append(bad, fmt.Errorf("key file keys/%s: %w", n, err))
+			continue
+		}
+		if k != nil {
+			return k, bad, nil
+		}
+	}
+	if len(bad) > 0 {
+		return nil, nil, fmt.Errorf("%w (and %w)", ErrWrongPassword, errors.Join(bad...))
+	}
+	return nil, nil, ErrWrongPassword
+}
+
+// tryKey opens one key file with pw: the master key, nil if the password does not open it, or
+// an error saying why the file cannot be used.
+func tryKey(ctx context.Context, be backend.Backend, name string, pw []byte) (*crypto.Key, error) {
+	h := backend.Handle{Type: backend.Key, Name: name}
+	fi, err := be.Stat(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size > maxKeyFile {
+		return nil, fmt.Errorf("%d bytes: more than a key file can be (%d)", fi.Size, maxKeyFile)
+	}
+	b, err := backend.ReadAll(ctx, be, h)
+	if err != nil {
+		return nil, err
+	}
+	var kf keyFile
+	if err := json.Unmarshal(b, &kf); err != nil {
+		return nil, fmt.Errorf("not a key file: %w", err)
+	}
+	if kf.KDF != "argon2id" {
+		return nil, fmt.Errorf("unknown KDF %q", kf.KDF)
+	}
+	// Checked before anything is derived (DeriveKey checks again): a hostile file must cost
+	// nothing.
+	if err := kf.Params.Check(); err != nil {
+		return nil, err
+	}
+	wrap, err := crypto.DeriveKey(ctx, pw, kf.Params)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := wrap.Open(nil, kf.Data)
+	if err != nil {
+		return nil, nil // another key file may match this password
+	}
+	var k crypto.Key
+	if err := json.Unmarshal(plain, &k); err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	if err := k.Init(); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// Warnings are what Open noticed and worked around, for the command to show.
+func (r *Repository) Warnings() []string { return r.warnings }
 
 // Config returns the repository's settings.
 func (r *Repository) Config() Config { return r.cfg }

@@ -53,6 +53,11 @@ type Session struct {
 	// generation through it (zero if none has since the session was created).
 	Updated     time.Time `json:"updated"`
 	LastCapture time.Time `json:"lastCapture,omitzero"`
+	// LastGeneration is the machine's newest generation as captures and forget left it, and
+	// LastGenerationTime its time: verify and generations report a rollback when it is gone
+	// (deleted by someone other than forget, or the repository restored from an older copy).
+	LastGeneration     *crypto.ID `json:"lastGeneration,omitempty"`
+	LastGenerationTime time.Time  `json:"lastGenerationTime,omitzero"`
 	// FrozenBy and FrozenAt say who froze it ("recovery of web01 on host dr-01, PID 412").
 	FrozenBy string    `json:"frozenBy,omitempty"`
 	FrozenAt time.Time `json:"frozenAt,omitzero"`
@@ -198,12 +203,61 @@ func (r *Repository) checkNotFrozen(ctx context.Context, machine string) (*Sessi
 
 // noteCapture records a committed capture in the machine's session (creating it: a machine that
 // is captured has a replication session).
-func (r *Repository) noteCapture(ctx context.Context, s *Session, machine string) error {
+func (r *Repository) noteCapture(ctx context.Context, s *Session, gen *Generation) error {
 	if s == nil {
-		s = &Session{Machine: machine, State: SessionActive}
+		s = &Session{Machine: gen.Machine, State: SessionActive}
 	}
 	s.LastCapture = time.Now().UTC()
+	id := gen.ID
+	s.LastGeneration, s.LastGenerationTime = &id, gen.Time
 	return r.saveSession(ctx, s)
+}
+
+// noteForget moves the session's record of the newest generation to the newest that remains
+// when forget removed the recorded one: forgetting is not a rollback.
+func (r *Repository) noteForget(ctx context.Context, gen *Generation) error {
+	s, err := r.Session(ctx, gen.Machine)
+	if err != nil || s == nil || s.LastGeneration == nil || *s.LastGeneration != gen.ID {
+		return err
+	}
+	gens, err := r.Generations(ctx, gen.Machine)
+	if err != nil {
+		return err
+	}
+	s.LastGeneration, s.LastGenerationTime = nil, time.Time{}
+	for _, g := range gens {
+		if g.ID != gen.ID && (s.LastGeneration == nil || g.Time.After(s.LastGenerationTime)) {
+			id := g.ID
+			s.LastGeneration, s.LastGenerationTime = &id, g.Time
+		}
+	}
+	return r.saveSession(ctx, s)
+}
+
+// Rollbacks names the machines (machine only, when given) whose newest generation, as their
+// replication session records it, is no longer stored: deleted other than by forget, or the
+// repository (or that manifest) replaced by an older copy. Generation manifests are sealed and
+// content-named, so anyone without the key can only remove them or put old ones back; the
+// session's record is what shows it.
+func (r *Repository) Rollbacks(ctx context.Context, machine string) ([]string, error) {
+	sessions, err := r.Sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range sessions {
+		if (machine != "" && s.Machine != machine) || s.LastGeneration == nil {
+			continue
+		}
+		_, err := r.be.Stat(ctx, backend.Handle{Type: backend.Generation, Name: s.LastGeneration.String()})
+		if errors.Is(err, backend.ErrNotExist) {
+			out = append(out, fmt.Sprintf("machine %s: its newest generation %s (%s), recorded by its replication session, is missing: deleted other than by forget, or the repository rolled back to an older copy",
+				s.Machine, s.LastGeneration.String()[:12], FormatTime(s.LastGenerationTime)))
+		} else if err != nil {
+			return nil, fmt.Errorf("generation %s of %s: %w", s.LastGeneration.Short(), s.Machine, err)
+		}
+	}
+	return out, nil
 }
 
 // SessionHolder describes this process, for Freeze's holder ("recovery of web01 on host dr-01,

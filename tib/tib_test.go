@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -134,7 +135,9 @@ func TestForgetAndPrune(t *testing.T) {
 	g1 := capture(t, r, "m", s.Path)
 	writeAt(t, s.Path, content(newRand(9), 2*MiB, false), s.RawOff)
 	g2 := capture(t, r, "m", s.Path)
-	writeAt(t, s.Path, content(newRand(10), 2*MiB, false), s.RawOff)
+	// Half a MiB further: g2's first cells stay needed beside unneeded ones in one pack, which
+	// prune then rewrites.
+	writeAt(t, s.Path, content(newRand(10), 2*MiB, false), s.RawOff+MiB/2)
 	g3 := capture(t, r, "m", s.Path)
 	before := dirSize(t, filepath.Join(dir, "repo", "data"))
 
@@ -149,6 +152,11 @@ func TestForgetAndPrune(t *testing.T) {
 	after := dirSize(t, filepath.Join(dir, "repo", "data"))
 	if st.BlobsRemoved == 0 || after >= before-MiB {
 		t.Fatalf("prune removed %d blobs; data %d → %d bytes: want about 2 MiB less", st.BlobsRemoved, before, after)
+	}
+	// Freed is what the folder lost: rewritten packs count as what they were less what their
+	// live blobs take again (they were counted whole).
+	if st.PacksRewritten == 0 || st.BytesFreed != before-after {
+		t.Fatalf("prune rewrote %d packs and says %d bytes freed; data %d → %d bytes (%d freed)", st.PacksRewritten, st.BytesFreed, before, after, before-after)
 	}
 	r = reopen(t, r, "")
 	verifyClean(t, r, true)
@@ -193,6 +201,15 @@ func TestBadInput(t *testing.T) {
 	// A source that is not a disk.
 	if _, err := r.Capture(ctx, tib.CaptureOptions{Machine: "m2", Sources: []string{dir}}); err == nil || !strings.Contains(err.Error(), "not a disk") {
 		t.Errorf("directory as source: %v", err)
+	}
+	// Files too small to be disks.
+	for _, n := range []int{1, 511} {
+		small := filepath.Join(dir, fmt.Sprintf("small%d.img", n))
+		writeFile(t, small, make([]byte, n))
+		_, err := r.Capture(ctx, tib.CaptureOptions{Machine: "m2", Sources: []string{small}})
+		if want := fmt.Sprintf("source %s: not a disk (%d bytes", small, n); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("a %d-byte file as source: %v", n, err)
+		}
 	}
 	if _, err := r.Capture(ctx, tib.CaptureOptions{Machine: "a/b", Sources: []string{s.Path}}); err == nil {
 		t.Error("machine name with a slash accepted")

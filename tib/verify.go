@@ -90,6 +90,13 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 		return nil, err
 	}
 	rep.Generations = len(gens)
+	rollbacks, err := r.Rollbacks(ctx, o.Machine)
+	if err != nil {
+		rep.problem("replication sessions: %v", err)
+	}
+	for _, rb := range rollbacks {
+		rep.problem("%s", rb)
+	}
 	for _, gen := range gens {
 		for _, d := range gen.Disks {
 			for i := range d.Regions {

@@ -26,10 +26,11 @@ func newInit() *cobra.Command {
 		Short: "Create a repository (encrypted when a password is given)",
 		Long: `Create a new repository in DIR (missing or empty).
 
-With a password (--password-file, $CAULDRON_PASSWORD, or typed at the prompt) every file the
-repository stores is encrypted and authenticated with AES-256-GCM under a random master key,
-which is wrapped with a key derived from the password by Argon2id. Without one
-(--no-password, or no terminal to prompt on), files are only checksummed.`,
+With a password (--password-file FILE, --password-file - for standard input, $CAULDRON_PASSWORD,
+or typed at the prompt) every file the repository stores is encrypted and authenticated with
+AES-256-GCM under a random master key, which is wrapped with a key derived from the password by
+Argon2id. Only --no-password creates an unencrypted repository, whose files are only
+checksummed; without a password and without a terminal to ask on, init refuses.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sp, err := f.spec()
@@ -40,9 +41,18 @@ which is wrapped with a key derived from the password by Argon2id. Without one
 				return errs[0]
 			}
 			var pw []byte
+			if noPassword && f.passwordFile != "" {
+				return errors.New("--no-password and --password-file contradict each other: give one")
+			}
 			if !noPassword {
 				if pw, err = f.passwordSource().Password(true); err != nil {
 					return err
+				}
+				// Never unencrypted by accident: `echo pw | cauldron init` used to create
+				// one, the piped password unread.
+				if len(pw) == 0 {
+					return fmt.Errorf("no password for the new repository at %s: give --password-file FILE (- reads standard input) or $%s, run init on a terminal to type it, or --no-password for an unencrypted repository",
+						sp.Location, archive.PasswordEnv)
 				}
 			}
 			// A new directory is made by tib.Init; anywhere else is reached as every command
@@ -211,6 +221,14 @@ func newGenerations() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A session that cannot be read must not hide the list: said, and verify reports it.
+			rollbacks, err := r.Rollbacks(cmd.Context(), machine)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "cauldron: warning: cannot check for rollbacks: %v\n", err)
+			}
+			for _, rb := range rollbacks {
+				fmt.Fprintf(os.Stderr, "cauldron: warning: %s (run `cauldron verify`)\n", rb)
+			}
 			if machine != "" && len(gens) == 0 {
 				if _, err := r.FindGeneration(cmd.Context(), machine, "latest"); err != nil {
 					return err
@@ -367,18 +385,30 @@ func newUnlock() *cobra.Command {
 	var all bool
 	c := &cobra.Command{
 		Use:   "unlock --repo DIR [--all]",
-		Short: "Remove stale locks (of processes that are gone)",
-		Args:  cobra.NoArgs,
+		Short: "Remove stale locks (of processes that are gone), saying which",
+		Long: `Remove the locks whose holders are gone, naming each lock removed and why. A lock file
+that cannot be read is removed. A lock of a process on this machine (same boot, same PID
+namespace) is removed when that process is gone. Any other lock is watched: removed when its
+holder does not refresh it within the stale time (4 minutes), kept when it does — the other
+host's clock is never trusted. --all removes every lock without looking.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := f.open(cmd)
 			if err != nil {
 				return err
 			}
-			n, err := r.RemoveStaleLocks(cmd.Context(), all)
+			removed, kept, err := r.RemoveStaleLocks(cmd.Context(), all, func(s string) { fmt.Fprintln(os.Stderr, "cauldron:", s) })
+			// Said even after an error: what was removed is gone.
+			for _, l := range removed {
+				fmt.Println("removed", l)
+			}
 			if err != nil {
 				return err
 			}
-			fmt.Printf("removed %d lock(s)\n", n)
+			for _, l := range kept {
+				fmt.Println("kept (its holder is alive)", l)
+			}
+			fmt.Printf("removed %d lock(s), kept %d\n", len(removed), len(kept))
 			return nil
 		},
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -43,8 +44,15 @@ func cauldron(t *testing.T, env []string, args ...string) (string, string, int) 
 // cauldronIn is cauldron run in the working directory dir ("" for the test's).
 func cauldronIn(t *testing.T, dir string, env []string, args ...string) (string, string, int) {
 	t.Helper()
+	return runCauldron(t, dir, env, nil, args...)
+}
+
+// runCauldron is cauldron run in dir with standard input from stdin (nil: none).
+func runCauldron(t *testing.T, dir string, env []string, stdin io.Reader, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	cmd.Stdin = stdin
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

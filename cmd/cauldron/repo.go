@@ -29,7 +29,7 @@ type repoFlags struct {
 func (f *repoFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.repo, "repo", os.Getenv("CAULDRON_REPOSITORY"),
 		"repository: a directory (a relative one is taken from the working directory), http(s)://HOST/PATH (cauldron serve), s3://BUCKET/PREFIX, nfs://SERVER/EXPORT/PATH or smb://SERVER/SHARE/PATH (also $CAULDRON_REPOSITORY)")
-	c.Flags().StringVar(&f.passwordFile, "password-file", "", "read the repository password from this file (else $CAULDRON_PASSWORD, else a prompt); an empty file is refused")
+	c.Flags().StringVar(&f.passwordFile, "password-file", "", "read the repository password from this file, - for standard input (else $CAULDRON_PASSWORD, else a prompt on a terminal); an empty file is refused")
 	c.Flags().StringVar(&f.endpoint, "endpoint", "", "s3:// only: the http(s) URL of an S3-compatible server (empty: Amazon S3)")
 	c.Flags().BoolVar(&f.insecureTLS, "insecure-tls", false, "https:// and s3:// only: do not check the server's certificate (a lab's self-signed one)")
 	c.Flags().StringVar(&f.credentialsFile, "credentials-file", "", "s3:// only: an AWS shared-credentials file (else $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY); smb:// only: username=/password=/domain= lines (else a guest)")
@@ -82,6 +82,9 @@ func (f *repoFlags) open(cmd *cobra.Command) (*tib.Repository, error) {
 		return nil, err
 	}
 	f.dir = opened.Dir
+	for _, w := range r.Warnings() {
+		fmt.Fprintf(os.Stderr, "cauldron: warning: %s: %s\n", r.Location(), w)
+	}
 	// A share mounted for this command is left mounted: the process ends soon after, and the
 	// boot environment reuses the mount (same folder for the same URL).
 	return r, nil

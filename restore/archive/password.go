@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/term"
@@ -21,7 +22,9 @@ var ErrEmptyPassword = errors.New("empty (an empty password opens nothing)")
 // line, the command line's --password-file and the wizard all obtain it here, so a source
 // means the same, and is refused for the same reasons, everywhere.
 type PasswordSource struct {
-	// File holds the password (--password-file); a trailing line break is not part of it.
+	// File holds the password (--password-file); a trailing line break is not part of it. "-"
+	// is standard input: the only way a password is read from a pipe, so that a password
+	// piped to a command that does not expect one is never taken (or lost) silently.
 	File string
 	// Env names an environment variable that holds it (the kickstart's --password-env).
 	Env string
@@ -34,6 +37,8 @@ type PasswordSource struct {
 // from Prompt; nil when none gives one (an unencrypted repository needs none).
 func (s PasswordSource) Password(confirm bool) ([]byte, error) {
 	switch {
+	case s.File == "-":
+		return readPasswordStdin()
 	case s.File != "":
 		return ReadPasswordFile(s.File)
 	case s.Env != "":
@@ -70,6 +75,26 @@ func ReadPasswordFile(path string) ([]byte, error) {
 	b = bytes.TrimRight(b, "\r\n")
 	if len(b) == 0 {
 		return nil, fmt.Errorf("--password-file %s is %w", path, ErrEmptyPassword)
+	}
+	return b, nil
+}
+
+// maxPassword bounds what is read from standard input for a password.
+const maxPassword = 64 << 10
+
+// readPasswordStdin reads the password from standard input (--password-file -), up to its end:
+// all of it but the trailing line breaks.
+func readPasswordStdin() ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(os.Stdin, maxPassword+1))
+	if err != nil {
+		return nil, fmt.Errorf("--password-file -: reading standard input: %w", err)
+	}
+	if len(b) > maxPassword {
+		return nil, fmt.Errorf("--password-file -: standard input holds more than %d bytes: not a password", maxPassword)
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) == 0 {
+		return nil, fmt.Errorf("--password-file - (standard input) is %w", ErrEmptyPassword)
 	}
 	return b, nil
 }

@@ -14,6 +14,7 @@
 package crypto
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -170,15 +171,64 @@ func DefaultKDFParams() (KDFParams, error) {
 	return p, err
 }
 
-// DeriveKey turns a password into the key that wraps the master key.
-func DeriveKey(password []byte, p KDFParams) (*Key, error) {
-	if p.Time == 0 || p.Memory == 0 || p.Threads == 0 || len(p.Salt) < 8 {
-		return nil, errors.New("key file has invalid Argon2id parameters")
+// Bounds on the Argon2id parameters a key file may ask for. A key file is plaintext and, on a
+// server a client does not fully trust, anyone's to write: without bounds one file asking for
+// time 2³²−1 made every client spin at full CPU and 1 GiB forever before it could even try the
+// next key file. The bounds allow today's defaults (t=3, 64 MiB, 4 threads) with a wide margin
+// (about 85 times their cost), so that a key file written by a future, costlier default still
+// opens, while the worst a hostile file can cost stays under a minute of one core (41 s for
+// t=64 at 256 MiB on one thread, measured on a loaded test machine) and 1 GiB.
+const (
+	MaxKDFTime    = 64      // passes
+	MaxKDFMemory  = 1 << 20 // KiB: 1 GiB
+	MaxKDFThreads = 64
+	// MaxKDFCost bounds time × memory (KiB-passes): 16 GiB-passes, e.g. t=16 at 1 GiB or
+	// t=64 at 256 MiB. The defaults cost 192 MiB-passes.
+	MaxKDFCost  = 16 << 20
+	MinSaltLen  = 8
+	MaxSaltLen  = 64
+	minMemPerTh = 8 // Argon2 needs at least 8 KiB of memory per lane
+)
+
+// Check refuses parameters outside the bounds above, naming the parameter and its value. It
+// is called before anything is derived.
+func (p KDFParams) Check() error {
+	switch {
+	case p.Time == 0 || p.Time > MaxKDFTime:
+		return fmt.Errorf("Argon2id time %d is outside 1…%d", p.Time, MaxKDFTime)
+	case p.Memory == 0 || p.Memory > MaxKDFMemory:
+		return fmt.Errorf("Argon2id memory %d KiB is outside 1…%d KiB (1 GiB)", p.Memory, MaxKDFMemory)
+	case p.Threads == 0 || p.Threads > MaxKDFThreads:
+		return fmt.Errorf("Argon2id threads %d is outside 1…%d", p.Threads, MaxKDFThreads)
+	case p.Memory < minMemPerTh*uint32(p.Threads):
+		return fmt.Errorf("Argon2id memory %d KiB is below 8 KiB per thread (%d threads)", p.Memory, p.Threads)
+	case uint64(p.Time)*uint64(p.Memory) > MaxKDFCost:
+		return fmt.Errorf("Argon2id time %d × memory %d KiB exceeds %d KiB-passes (16 GiB-passes)", p.Time, p.Memory, MaxKDFCost)
+	case len(p.Salt) < MinSaltLen || len(p.Salt) > MaxSaltLen:
+		return fmt.Errorf("Argon2id salt of %d bytes is outside %d…%d bytes", len(p.Salt), MinSaltLen, MaxSaltLen)
 	}
-	if p.Memory > 1024*1024 {
-		return nil, fmt.Errorf("key file asks Argon2id for %d KiB of memory: more than 1 GiB is refused", p.Memory)
+	return nil
+}
+
+// DeriveKey turns a password into the key that wraps the master key. It refuses parameters
+// outside the bounds (Check) before deriving anything, and returns ctx's error as soon as ctx
+// is cancelled: Argon2 cannot be interrupted, so the derivation goes on in the background
+// (bounded by Check) while the caller, typically a process told to stop, goes on to exit.
+func DeriveKey(ctx context.Context, password []byte, p KDFParams) (*Key, error) {
+	if err := p.Check(); err != nil {
+		return nil, err
 	}
-	b := argon2.IDKey(password, p.Salt, p.Time, p.Memory, p.Threads, 2*keyLen)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	done := make(chan []byte, 1)
+	go func() { done <- argon2.IDKey(password, p.Salt, p.Time, p.Memory, p.Threads, 2*keyLen) }()
+	var b []byte
+	select {
+	case b = <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	k := &Key{Encrypt: b[:keyLen], IDKey: b[keyLen:]}
 	return k, k.init()
 }

@@ -2,8 +2,11 @@ package crypto
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestSealOpen(t *testing.T) {
@@ -56,19 +59,58 @@ func TestChunkIDIsKeyed(t *testing.T) {
 
 func TestDeriveKey(t *testing.T) {
 	p := KDFParams{Time: 1, Memory: 1024, Threads: 1, Salt: []byte("0123456789abcdef")}
-	k1, err := DeriveKey([]byte("pw"), p)
+	k1, err := DeriveKey(context.Background(), []byte("pw"), p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, _ := DeriveKey([]byte("pw"), p)
-	k3, _ := DeriveKey([]byte("pW"), p)
+	k2, _ := DeriveKey(context.Background(), []byte("pw"), p)
+	k3, _ := DeriveKey(context.Background(), []byte("pW"), p)
 	if !bytes.Equal(k1.Encrypt, k2.Encrypt) || bytes.Equal(k1.Encrypt, k3.Encrypt) {
 		t.Fatal("key derivation is not a function of the password")
 	}
-	for _, bad := range []KDFParams{{}, {Time: 1, Memory: 2 << 20, Threads: 1, Salt: p.Salt}, {Time: 1, Memory: 1024, Threads: 1, Salt: []byte("x")}} {
-		if _, err := DeriveKey([]byte("pw"), bad); err == nil {
-			t.Fatalf("parameters %+v accepted", bad)
+	def, err := DefaultKDFParams()
+	if err != nil || def.Check() != nil {
+		t.Fatalf("the default parameters are out of bounds: %+v: %v", def, err)
+	}
+	salt := p.Salt
+	for _, c := range []struct {
+		p    KDFParams
+		want string
+	}{
+		{KDFParams{}, "time 0"},
+		// The attack of issue 16: derivation never ended. Refused at once now.
+		{KDFParams{Time: 1<<32 - 1, Memory: 1024, Threads: 1, Salt: salt}, "time 4294967295"},
+		{KDFParams{Time: 1, Memory: 2 << 20, Threads: 1, Salt: salt}, "memory 2097152"},
+		{KDFParams{Time: 1, Memory: 1024, Threads: 200, Salt: salt}, "threads 200"},
+		{KDFParams{Time: 1, Memory: 16, Threads: 4, Salt: salt}, "8 KiB per thread"},
+		{KDFParams{Time: 64, Memory: 1 << 20, Threads: 4, Salt: salt}, "exceeds"},
+		{KDFParams{Time: 1, Memory: 1024, Threads: 1, Salt: []byte("x")}, "salt of 1 bytes"},
+		{KDFParams{Time: 1, Memory: 1024, Threads: 1, Salt: make([]byte, 65)}, "salt of 65 bytes"},
+	} {
+		start := time.Now()
+		_, err := DeriveKey(context.Background(), []byte("pw"), c.p)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("parameters %+v: err = %v, want one naming %q", c.p, err, c.want)
 		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("parameters %+v were refused only after %v: something was derived first", c.p, time.Since(start))
+		}
+	}
+}
+
+// A derivation that takes long (within the bounds) gives way to a cancelled context at once,
+// so that SIGINT and SIGTERM end a process waiting for it.
+func TestDeriveKeyCancel(t *testing.T) {
+	p := KDFParams{Time: 32, Memory: 128 << 10, Threads: 1, Salt: []byte("0123456789abcdef")}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := DeriveKey(ctx, []byte("pw"), p)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("DeriveKey = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("DeriveKey returned %v after the cancel", d)
 	}
 }
 
