@@ -381,7 +381,9 @@ func (b *Backend) do(ctx context.Context, rq request) (answer, int, error) {
 		if ctx.Err() != nil {
 			return answer{}, attempt, fmt.Errorf("%w (%s %s%s)", context.Cause(ctx), rq.method, b.root, rq.rel)
 		}
-		if !transient(err) || rq.unsafe && reached || attempt > b.retries {
+		// A 429 is the server's word that it did nothing (it refuses before reading the
+		// body), so even a request unsafe to repeat may be sent again.
+		if !transient(err) || rq.unsafe && reached && ans.status != http.StatusTooManyRequests || attempt > b.retries {
 			if attempt > 1 {
 				err = fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
 			}
