@@ -24,21 +24,34 @@ import (
 const defaultServeAddr = "127.0.0.1:8420"
 
 func newServe() *cobra.Command {
-	var repo, listen, tlsCert, tlsKey string
-	var appendOnly, readOnly bool
+	var repo, listen, tlsCert, tlsKey, htpasswd string
+	var appendOnly, readOnly, noAuth, insecureListen, private bool
+	var maxUploads int
 	c := &cobra.Command{
-		Use:   "serve --repo DIR [--listen ADDR] [--append-only | --read-only] [--tls-cert FILE --tls-key FILE]",
+		Use:   "serve --repo DIR [--listen ADDR] [--append-only | --read-only] [--htpasswd-file FILE [--private-repos] | --no-auth [--insecure-listen]] [--tls-cert FILE --tls-key FILE]",
 		Short: "Offer a repository over HTTP(S) to captures and recoveries on other machines",
 		Long: `Serve the repository in DIR over HTTP, or HTTPS with --tls-cert and --tls-key, until
 interrupted. Other machines then use the printed URL as their repository (for example in a
 kickstart's "repository" line). The server never needs the repository's password: encrypted
 repositories stay encrypted on the wire and are decrypted only by the client.
 
-The protocol has no logins. It listens on ` + defaultServeAddr + ` unless --listen says otherwise;
-when it is reachable from a network, prefer --append-only (captures and recoveries work, nothing
-already stored can be removed: a compromised client cannot destroy the archive) or --read-only
+Clients log in with HTTP basic authentication as users of an htpasswd file of bcrypt hashes
+(--htpasswd-file, default DIR/.htpasswd; make one with "htpasswd -B -c FILE USER"), as with
+restic's rest-server; they give the user name and password in a --credentials-file
+(username= and password= lines) or in $CAULDRON_HTTP_USER and $CAULDRON_HTTP_PASSWORD. With
+--private-repos, DIR holds one repository per user, DIR/USER, which each user reaches at
+/USER/ and no other. --no-auth serves without logins, and only on a loopback address unless
+--insecure-listen is given too.
+
+It listens on ` + defaultServeAddr + ` unless --listen says otherwise; when it is reachable from a
+network, prefer --append-only (captures and recoveries work, nothing already stored can be
+removed and no key can be added: a compromised client cannot destroy the archive) or --read-only
 (nothing can be written; note that captures, restores and verifies take locks, so it suits
-browsing and copying the archive). The protocol is specified in docs/archive-format.md.`,
+browsing and copying the archive). Every file a client saves is checked against the format
+(its name, and for content-named files that its bytes hash to it); uploads are streamed to
+DIR/tmp, at most --max-uploads at once (one more is answered 429 and retried by the client),
+each at most 2 GiB (413), and a transfer that makes no progress for a minute is dropped. The
+protocol is specified in docs/archive-format.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := repoLocation(repo)
@@ -48,8 +61,38 @@ browsing and copying the archive). The protocol is specified in docs/archive-for
 			if l.Kind != archive.Path {
 				return fmt.Errorf("--repo %s: serve offers a directory of this machine, not a %s location", l, l.Kind)
 			}
-			if fi, err := os.Stat(filepath.Join(l.Path, "config")); err != nil || !fi.Mode().IsRegular() {
+			if private && noAuth {
+				return errors.New("--private-repos gives each user of --htpasswd-file a repository; it cannot go with --no-auth")
+			}
+			if insecureListen && !noAuth {
+				return errors.New("--insecure-listen allows --no-auth on a network address; it means nothing without --no-auth")
+			}
+			if noAuth && htpasswd != "" {
+				return errors.New("--htpasswd-file and --no-auth contradict each other")
+			}
+			if private {
+				// DIR holds the users' repositories, which they create (init) themselves.
+				if fi, err := os.Stat(l.Path); err != nil || !fi.IsDir() {
+					return fmt.Errorf("--repo %s: --private-repos needs a directory to hold the users' repositories", l.Shown())
+				}
+			} else if fi, err := os.Stat(filepath.Join(l.Path, "config")); err != nil || !fi.Mode().IsRegular() {
 				return fmt.Errorf("%s: %w: it has no config file (create one with `cauldron init --repo %s`)", l.Shown(), tib.ErrNoRepository, l)
+			}
+			if maxUploads < 1 {
+				return fmt.Errorf("--max-uploads %d: at least 1", maxUploads)
+			}
+			var users *rest.Users
+			file := htpasswd
+			if !noAuth {
+				if file == "" {
+					file = filepath.Join(l.Path, ".htpasswd")
+				}
+				if users, err = rest.ReadHtpasswd(file); err != nil {
+					if errors.Is(err, os.ErrNotExist) {
+						return fmt.Errorf("--htpasswd-file %s does not exist: create it with `htpasswd -B -c %s USER`, or serve without logins with --no-auth (loopback only)", file, file)
+					}
+					return fmt.Errorf("--htpasswd-file: %w", err)
+				}
 			}
 			var tlsConf *tls.Config
 			if tlsCert != "" {
@@ -63,6 +106,10 @@ browsing and copying the archive). The protocol is specified in docs/archive-for
 			if err != nil {
 				return fmt.Errorf("--listen %s: %w", listen, err)
 			}
+			if noAuth && !insecureListen && !isLoopback(ln.Addr()) {
+				ln.Close()
+				return fmt.Errorf("--listen %s: --no-auth serves only on a loopback address (anyone who reaches it could read the key files and, unless append-only, delete the archive); give an htpasswd file, or add --insecure-listen if the network is trusted", listen)
+			}
 			errLog := log.New(cmd.ErrOrStderr(), "cauldron serve: ", log.LstdFlags)
 			mode := "read-write"
 			switch {
@@ -71,13 +118,29 @@ browsing and copying the archive). The protocol is specified in docs/archive-for
 			case readOnly:
 				mode = "read-only"
 			}
+			opts := rest.HandlerOptions{AppendOnly: appendOnly, ReadOnly: readOnly, CheckObjects: true,
+				MaxUploads: maxUploads, ErrorLog: errLog}
+			var handler http.Handler
+			if private {
+				handler = rest.PrivateRepos(func(user string) http.Handler {
+					return rest.NewHandler(local.New(filepath.Join(l.Path, user)), opts)
+				})
+			} else {
+				handler = rest.NewHandler(local.New(l.Path), opts)
+			}
+			if users != nil {
+				handler = rest.RequireAuth(handler, rest.AuthOptions{Users: users, Private: private})
+			}
 			srv := &http.Server{
-				Handler: rest.NewHandler(local.New(l.Path), rest.HandlerOptions{
-					AppendOnly: appendOnly, ReadOnly: readOnly, ErrorLog: errLog}),
+				Handler:   handler,
 				TLSConfig: tlsConf,
-				// Slow or silent clients must not hold connections for ever; bodies (packs of
-				// many MiB over a slow link) get no overall limit, only the idle one.
+				// Slow or silent clients must not hold connections for ever. The read and
+				// write timeouts cover a request without a body and its answer; the handler
+				// extends them while a file's bytes keep moving (a pack over a slow link), and
+				// drops a transfer that makes no progress for rest.DefaultIOTimeout.
 				ReadHeaderTimeout: 30 * time.Second,
+				ReadTimeout:       rest.DefaultIOTimeout,
+				WriteTimeout:      rest.DefaultIOTimeout,
 				IdleTimeout:       2 * time.Minute,
 				ErrorLog:          errLog,
 			}
@@ -85,7 +148,14 @@ browsing and copying the archive). The protocol is specified in docs/archive-for
 			if tlsConf != nil {
 				scheme = "https"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "serving %s (%s) at %s\n", l, mode, serveURL(scheme, ln.Addr()))
+			auth := "logins from " + file
+			switch {
+			case noAuth:
+				auth = "no logins"
+			case private:
+				auth = "logins, a private repository per user at /USER/"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "serving %s (%s, %s) at %s\n", l, mode, auth, serveURL(scheme, ln.Addr()))
 			if tlsConf == nil && !isLoopback(ln.Addr()) {
 				fmt.Fprintln(cmd.ErrOrStderr(), "cauldron serve: note: without TLS, the repository's files cross the network in the clear (encrypted repositories stay encrypted)")
 			}
@@ -122,6 +192,11 @@ browsing and copying the archive). The protocol is specified in docs/archive-for
 	c.Flags().BoolVar(&readOnly, "read-only", false, "refuse every write")
 	c.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
 	c.Flags().StringVar(&tlsKey, "tls-key", "", "the certificate's private key (PEM)")
+	c.Flags().StringVar(&htpasswd, "htpasswd-file", "", "users and their bcrypt hashes (htpasswd -B); default DIR/.htpasswd")
+	c.Flags().BoolVar(&private, "private-repos", false, "DIR holds a repository per user: each user reaches only DIR/USER, at /USER/")
+	c.Flags().BoolVar(&noAuth, "no-auth", false, "serve without logins (only on a loopback address unless --insecure-listen)")
+	c.Flags().BoolVar(&insecureListen, "insecure-listen", false, "with --no-auth: allow a non-loopback --listen address")
+	c.Flags().IntVar(&maxUploads, "max-uploads", rest.DefaultMaxUploads, "files received at once; one more is answered 429 (the client retries)")
 	c.MarkFlagsMutuallyExclusive("append-only", "read-only")
 	c.MarkFlagsRequiredTogether("tls-cert", "tls-key")
 	return c
