@@ -188,7 +188,7 @@ protocol is specified in docs/archive-format.md.`,
 	}
 	c.Flags().StringVar(&repo, "repo", os.Getenv("CAULDRON_REPOSITORY"), "repository directory; a relative one is taken from the working directory (also $CAULDRON_REPOSITORY)")
 	c.Flags().StringVar(&listen, "listen", defaultServeAddr, "address to listen on, HOST:PORT (port 0: any free port)")
-	c.Flags().BoolVar(&appendOnly, "append-only", false, "refuse removing anything but locks, sessions and journals")
+	c.Flags().BoolVar(&appendOnly, "append-only", false, "refuse removing anything but locks, sessions and journals, and adding key files to the repository")
 	c.Flags().BoolVar(&readOnly, "read-only", false, "refuse every write")
 	c.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
 	c.Flags().StringVar(&tlsKey, "tls-key", "", "the certificate's private key (PEM)")

@@ -64,7 +64,7 @@ func (u *Users) Check(user, password string) bool {
 	hash, ok := u.hashes[user]
 	if !ok {
 		// Spend a bcrypt's time anyway, so that answers do not tell which users exist.
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return false
 	}
 	key := sha256.Sum256([]byte(user + "\x00" + password))
@@ -83,8 +83,12 @@ func (u *Users) Check(user, password string) bool {
 	return true
 }
 
-// dummyHash is a bcrypt hash (cost 10) of a password nobody types.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("no such user"), bcrypt.DefaultCost)
+// dummyHash is a bcrypt hash (cost 10) of a password nobody types; made on first use, not when
+// the program starts (every cauldron command would pay for it).
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("no such user"), bcrypt.DefaultCost)
+	return h
+})
 
 // AuthOptions choose who may use a server.
 type AuthOptions struct {
