@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -27,8 +29,9 @@ func newServe() *cobra.Command {
 	var repo, listen, tlsCert, tlsKey, htpasswd string
 	var appendOnly, readOnly, noAuth, insecureListen, private bool
 	var maxUploads int
+	var appendOnlyUsers, readOnlyUsers []string
 	c := &cobra.Command{
-		Use:   "serve --repo DIR [--listen ADDR] [--append-only | --read-only] [--htpasswd-file FILE [--private-repos] | --no-auth [--insecure-listen]] [--tls-cert FILE --tls-key FILE]",
+		Use:   "serve --repo DIR [--listen ADDR] [--append-only | --read-only] [--htpasswd-file FILE [--private-repos] [--append-only-user U] [--read-only-user U] | --no-auth [--insecure-listen]] [--tls-cert FILE --tls-key FILE]",
 		Short: "Offer a repository over HTTP(S) to captures and recoveries on other machines",
 		Long: `Serve the repository in DIR over HTTP, or HTTPS with --tls-cert and --tls-key, until
 interrupted. Other machines then use the printed URL as their repository (for example in a
@@ -40,7 +43,8 @@ Clients log in with HTTP basic authentication as users of an htpasswd file of bc
 restic's rest-server; they give the user name and password in a --credentials-file
 (username= and password= lines) or in $CAULDRON_HTTP_USER and $CAULDRON_HTTP_PASSWORD. With
 --private-repos, DIR holds one repository per user, DIR/USER, which each user reaches at
-/USER/ and no other. --no-auth serves without logins, and only on a loopback address unless
+/USER/ and no other. --append-only-user and --read-only-user give a user a stricter mode than
+the server's. --no-auth serves without logins, and only on a loopback address unless
 --insecure-listen is given too.
 
 It listens on ` + defaultServeAddr + ` unless --listen says otherwise; when it is reachable from a
@@ -118,15 +122,43 @@ protocol is specified in docs/archive-format.md.`,
 			case readOnly:
 				mode = "read-only"
 			}
-			opts := rest.HandlerOptions{AppendOnly: appendOnly, ReadOnly: readOnly, CheckObjects: true,
-				MaxUploads: maxUploads, ErrorLog: errLog}
+			userMode, err := serveUserModes(users, appendOnlyUsers, readOnlyUsers)
+			if err != nil {
+				return err
+			}
+			// optsFor is the server's mode, narrowed for a user given a stricter one.
+			optsFor := func(user string) rest.HandlerOptions {
+				o := rest.HandlerOptions{AppendOnly: appendOnly, ReadOnly: readOnly, CheckObjects: true,
+					MaxUploads: maxUploads, ErrorLog: errLog}
+				switch {
+				case userMode[user] == "read-only":
+					o.AppendOnly, o.ReadOnly = false, true
+				case userMode[user] == "append-only" && !o.ReadOnly:
+					o.AppendOnly = true
+				}
+				return o
+			}
 			var handler http.Handler
 			if private {
 				handler = rest.PrivateRepos(func(user string) http.Handler {
-					return rest.NewHandler(local.New(filepath.Join(l.Path, user)), opts)
+					return rest.NewHandler(local.New(filepath.Join(l.Path, user)), optsFor(user))
+				})
+			} else if len(userMode) > 0 {
+				// One handler per mode over the one repository, chosen by the login that
+				// RequireAuth has checked.
+				be := local.New(l.Path)
+				byMode := map[string]http.Handler{}
+				for _, user := range append([]string{""}, slices.Collect(maps.Keys(userMode))...) {
+					if byMode[userMode[user]] == nil {
+						byMode[userMode[user]] = rest.NewHandler(be, optsFor(user))
+					}
+				}
+				handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					user, _, _ := r.BasicAuth()
+					byMode[userMode[user]].ServeHTTP(w, r)
 				})
 			} else {
-				handler = rest.NewHandler(local.New(l.Path), opts)
+				handler = rest.NewHandler(local.New(l.Path), optsFor(""))
 			}
 			if users != nil {
 				handler = rest.RequireAuth(handler, rest.AuthOptions{Users: users, Private: private})
@@ -197,9 +229,34 @@ protocol is specified in docs/archive-format.md.`,
 	c.Flags().BoolVar(&noAuth, "no-auth", false, "serve without logins (only on a loopback address unless --insecure-listen)")
 	c.Flags().BoolVar(&insecureListen, "insecure-listen", false, "with --no-auth: allow a non-loopback --listen address")
 	c.Flags().IntVar(&maxUploads, "max-uploads", rest.DefaultMaxUploads, "files received at once; one more is answered 429 (the client retries)")
+	c.Flags().StringSliceVar(&appendOnlyUsers, "append-only-user", nil, "this user of --htpasswd-file gets append-only access (repeat, or separate with commas)")
+	c.Flags().StringSliceVar(&readOnlyUsers, "read-only-user", nil, "this user of --htpasswd-file gets read-only access (repeat, or separate with commas)")
 	c.MarkFlagsMutuallyExclusive("append-only", "read-only")
 	c.MarkFlagsRequiredTogether("tls-cert", "tls-key")
 	return c
+}
+
+// serveUserModes maps the users given a stricter mode than the server's to that mode, checking
+// that each is a user of the htpasswd file and is given one mode.
+func serveUserModes(users *rest.Users, appendOnly, readOnly []string) (map[string]string, error) {
+	modes := map[string]string{}
+	for _, l := range []struct {
+		flag, mode string
+		names      []string
+	}{{"--append-only-user", "append-only", appendOnly}, {"--read-only-user", "read-only", readOnly}} {
+		for _, u := range l.names {
+			switch {
+			case users == nil:
+				return nil, fmt.Errorf("%s %s: modes per user need logins; they cannot go with --no-auth", l.flag, u)
+			case !users.Has(u):
+				return nil, fmt.Errorf("%s %s: no such user in the htpasswd file", l.flag, u)
+			case modes[u] != "" && modes[u] != l.mode:
+				return nil, fmt.Errorf("%s %s: the user is also given %s", l.flag, u, modes[u])
+			}
+			modes[u] = l.mode
+		}
+	}
+	return modes, nil
 }
 
 // serveURL is the URL clients use for addr: an address that listens on every interface is

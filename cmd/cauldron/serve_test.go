@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -282,6 +283,67 @@ func TestServeAuth(t *testing.T) {
 	defer stop2()
 	if _, err := serveOpen(t, strings.Replace(url2, "://"+hostOf(url2), "://127.0.0.1", 1), rest.Options{}); err != nil {
 		t.Fatalf("--no-auth --insecure-listen: %v", err)
+	}
+}
+
+// TestServeUserModes: on a read-write server, a user given --append-only-user cannot remove a
+// pack and one given --read-only-user cannot even take a lock, while another user can do both.
+func TestServeUserModes(t *testing.T) {
+	dir, _ := serveInitRepo(t)
+	ctx := context.Background()
+	pack := backend.Handle{Type: backend.Pack, Name: "ab01"}
+	if err := local.New(dir).Save(ctx, pack, []byte("pack")); err != nil {
+		t.Fatal(err)
+	}
+	pwFile := filepath.Join(t.TempDir(), "htpasswd")
+	users := "alice:" + serveHash(t, "a") + "\nbob:" + serveHash(t, "b") + "\ncarol:" + serveHash(t, "c") + "\n"
+	if err := os.WriteFile(pwFile, []byte(users), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--append-only-user", "dave"}, "--append-only-user dave: no such user"},
+		{[]string{"--append-only-user", "bob", "--read-only-user", "bob"}, "also given append-only"},
+	} {
+		cmd := newServe()
+		cmd.SetOut(io.Discard)
+		cmd.SetArgs(append([]string{"--repo", dir, "--htpasswd-file", pwFile, "--listen", "127.0.0.1:0"}, c.args...))
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		if err := cmd.ExecuteContext(ctx); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("serve %s: %v, want an error naming %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+	url, _, stop := startServe(t, "--repo", dir, "--htpasswd-file", pwFile, "--listen", "127.0.0.1:0",
+		"--append-only-user", "bob", "--read-only-user", "carol")
+	defer stop()
+	as := func(user, pw string) backend.Backend {
+		r, err := serveOpen(t, url, rest.Options{User: user, Password: pw})
+		if err != nil {
+			t.Fatalf("%s: %v", user, err)
+		}
+		return r.Backend()
+	}
+	lock := func(n byte) backend.Handle {
+		return backend.Handle{Type: backend.Lock, Name: "0123456789abcde" + string('0'+n)}
+	}
+	sealed := bytes.Repeat([]byte("x"), 32)
+	var se *rest.StatusError
+	bob := as("bob", "b")
+	if err := bob.Save(ctx, lock(1), sealed); err != nil {
+		t.Fatalf("bob (append-only) taking a lock: %v", err)
+	}
+	if err := bob.Remove(ctx, pack); !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(err.Error(), "append-only") {
+		t.Fatalf("bob (append-only) removing a pack: %v", err)
+	}
+	carol := as("carol", "c")
+	if err := carol.Save(ctx, lock(2), sealed); !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("carol (read-only) taking a lock: %v", err)
+	}
+	alice := as("alice", "a")
+	if err := alice.Remove(ctx, pack); err != nil {
+		t.Fatalf("alice (the server's read-write mode) removing a pack: %v", err)
 	}
 }
 

@@ -59,6 +59,9 @@ func ReadHtpasswd(path string) (*Users, error) {
 	return u, nil
 }
 
+// Has reports whether the file names user.
+func (u *Users) Has(user string) bool { return u.hashes[user] != nil }
+
 // Check reports whether password is user's.
 func (u *Users) Check(user, password string) bool {
 	hash, ok := u.hashes[user]
