@@ -39,9 +39,10 @@ kickstart's "repository" line). The server never needs the repository's password
 repositories stay encrypted on the wire and are decrypted only by the client.
 
 Clients log in with HTTP basic authentication as users of an htpasswd file of bcrypt hashes
-(--htpasswd-file, default DIR/.htpasswd; make one with "htpasswd -B -c FILE USER"), as with
-restic's rest-server; they give the user name and password in a --credentials-file
-(username= and password= lines) or in $CAULDRON_HTTP_USER and $CAULDRON_HTTP_PASSWORD. With
+(--htpasswd-file, default DIR/.htpasswd; make one with "htpasswd -B -c FILE USER"; it is read
+when the server starts), as with restic's rest-server; they give the user name and password
+in a --credentials-file (username= and password= lines) or in $CAULDRON_HTTP_USER and
+$CAULDRON_HTTP_PASSWORD. With
 --private-repos, DIR holds one repository per user, DIR/USER, which each user reaches at
 /USER/ and no other. --append-only-user and --read-only-user give a user a stricter mode than
 the server's. --no-auth serves without logins, and only on a loopback address unless
