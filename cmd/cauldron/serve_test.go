@@ -354,14 +354,14 @@ func hostOf(url string) string {
 }
 
 // TestServePrivateRepos: each user creates and uses the repository DIR/USER at /USER/ and is
-// refused (403) anywhere else.
+// refused (403) anywhere else; a user given --read-only-user cannot create theirs.
 func TestServePrivateRepos(t *testing.T) {
 	root := t.TempDir()
 	pwFile := filepath.Join(t.TempDir(), "htpasswd")
 	if err := os.WriteFile(pwFile, []byte("alice:"+serveHash(t, "a")+"\nal:"+serveHash(t, "b")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	url, _, stop := startServe(t, "--repo", root, "--private-repos", "--htpasswd-file", pwFile, "--listen", "127.0.0.1:0")
+	url, _, stop := startServe(t, "--repo", root, "--private-repos", "--htpasswd-file", pwFile, "--listen", "127.0.0.1:0", "--read-only-user", "al")
 	defer stop()
 	be, err := rest.New(url+"alice/", rest.Options{User: "alice", Password: "a"})
 	if err != nil {
@@ -381,6 +381,18 @@ func TestServePrivateRepos(t *testing.T) {
 		if !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(err.Error(), "only /al/") {
 			t.Errorf("al opening /%s: %v, want 403", path, err)
 		}
+	}
+	al, err := rest.New(url+"al/", rest.Options{User: "al", Password: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer al.Close()
+	var se *rest.StatusError
+	if err := al.Create(context.Background()); !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("al (read-only) creating /al/: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "al")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a read-only user's refused create made DIR/al: %v", err)
 	}
 	again, err := rest.New(url+"alice", rest.Options{User: "alice", Password: "a"})
 	if err != nil {
