@@ -8,8 +8,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -24,6 +26,7 @@ import (
 	"github.com/cauldron-dr/cauldron/tib/backend"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
 	"github.com/cauldron-dr/cauldron/tib/backend/rest"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // serveLines hands the command's output to the test line by line as it is written.
@@ -115,7 +118,7 @@ func serveOpen(t *testing.T, url string, o rest.Options) (*tib.Repository, error
 
 func TestServe(t *testing.T) {
 	dir, made := serveInitRepo(t)
-	url, _, stop := startServe(t, "--repo", dir, "--listen", "127.0.0.1:0")
+	url, _, stop := startServe(t, "--repo", dir, "--no-auth", "--listen", "127.0.0.1:0")
 	if !strings.HasPrefix(url, "http://127.0.0.1:") {
 		t.Fatalf("URL %q", url)
 	}
@@ -127,7 +130,7 @@ func TestServe(t *testing.T) {
 		t.Fatalf("served repository %s, made %s", r.Config().ID, made.Config().ID)
 	}
 	// A read-write server takes the writes a capture makes.
-	if err := r.Backend().Save(context.Background(), backend.Handle{Type: backend.Lock, Name: "l1"}, []byte("x")); err != nil {
+	if err := r.Backend().Save(context.Background(), backend.Handle{Type: backend.Lock, Name: "0123456789abcdef"}, bytes.Repeat([]byte("x"), 32)); err != nil {
 		t.Fatal(err)
 	}
 	if err := stop(); err != nil {
@@ -147,7 +150,7 @@ func TestServeAppendOnlyAndReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, mode := range []string{"--append-only", "--read-only"} {
-		url, errs, stop := startServe(t, "--repo", dir, "--listen", "127.0.0.1:0", mode)
+		url, errs, stop := startServe(t, "--repo", dir, "--no-auth", "--listen", "127.0.0.1:0", mode)
 		r, err := serveOpen(t, url, rest.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -157,7 +160,7 @@ func TestServeAppendOnlyAndReadOnly(t *testing.T) {
 		if !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(err.Error(), strings.TrimPrefix(mode, "--")) {
 			t.Fatalf("%s: removing a pack: %v", mode, err)
 		}
-		lockErr := r.Backend().Save(context.Background(), backend.Handle{Type: backend.Lock, Name: "l" + mode[2:3]}, []byte("x"))
+		lockErr := r.Backend().Save(context.Background(), backend.Handle{Type: backend.Lock, Name: "0123456789abcd" + hex.EncodeToString([]byte(mode[2:3]))}, bytes.Repeat([]byte("x"), 32))
 		if mode == "--append-only" && lockErr != nil || mode == "--read-only" && lockErr == nil {
 			t.Fatalf("%s: saving a lock: %v", mode, lockErr)
 		}
@@ -181,7 +184,7 @@ func TestServeAppendOnlyAndReadOnly(t *testing.T) {
 func TestServeTLS(t *testing.T) {
 	dir, made := serveInitRepo(t)
 	cert, key := serveSelfSigned(t)
-	url, _, stop := startServe(t, "--repo", dir, "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key)
+	url, _, stop := startServe(t, "--repo", dir, "--no-auth", "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key)
 	defer stop()
 	if !strings.HasPrefix(url, "https://") {
 		t.Fatalf("URL %q", url)
@@ -198,6 +201,10 @@ func TestServeTLS(t *testing.T) {
 func TestServeRefusesBadFlags(t *testing.T) {
 	dir, _ := serveInitRepo(t)
 	cert, key := serveSelfSigned(t)
+	md5File := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(md5File, []byte("# users\nalice:"+serveHash(t, "pw")+"\nbob:$apr1$x$y\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		want string
@@ -206,8 +213,14 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{[]string{"--repo", filepath.Join(t.TempDir(), "missing")}, "no repository"},
 		{[]string{"--repo", dir, "--append-only", "--read-only"}, "append-only"},
 		{[]string{"--repo", dir, "--tls-cert", cert}, "tls-key"},
-		{[]string{"--repo", dir, "--tls-cert", key, "--tls-key", cert}, "--tls-cert"},
-		{[]string{"--repo", dir, "--listen", "127.0.0.1:99999"}, "--listen"},
+		{[]string{"--repo", dir, "--no-auth", "--tls-cert", key, "--tls-key", cert}, "--tls-cert"},
+		{[]string{"--repo", dir, "--no-auth", "--listen", "127.0.0.1:99999"}, "--listen"},
+		{[]string{"--repo", dir, "--listen", "127.0.0.1:0"}, "htpasswd -B -c " + filepath.Join(dir, ".htpasswd")},
+		{[]string{"--repo", dir, "--htpasswd-file", md5File, "--listen", "127.0.0.1:0"}, md5File + ":3: user bob: only bcrypt"},
+		{[]string{"--repo", dir, "--no-auth", "--listen", "0.0.0.0:0"}, "only on a loopback address"},
+		{[]string{"--repo", dir, "--no-auth", "--private-repos"}, "cannot go with --no-auth"},
+		{[]string{"--repo", dir, "--insecure-listen", "--htpasswd-file", md5File}, "without --no-auth"},
+		{[]string{"--repo", dir, "--no-auth", "--max-uploads", "0"}, "--max-uploads 0"},
 	} {
 		cmd := newServe()
 		var out bytes.Buffer
@@ -221,6 +234,174 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("serve %s: %v, want an error naming %q", strings.Join(c.args, " "), err, c.want)
 		}
+	}
+}
+
+// serveHash is password's bcrypt hash, at the lowest cost (tests need no strength).
+func serveHash(t *testing.T, password string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+// TestServeAuth: with the repository's .htpasswd (the default), a client without a password,
+// or with a wrong one, gets 401 and a message saying where credentials go; the right one opens
+// the repository. --no-auth on a network address starts only with --insecure-listen.
+func TestServeAuth(t *testing.T) {
+	dir, made := serveInitRepo(t)
+	users := "alice:" + serveHash(t, "alice's pw") + "\nbob:" + serveHash(t, "bob's pw") + "\n"
+	if err := os.WriteFile(filepath.Join(dir, ".htpasswd"), []byte(users), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, _, stop := startServe(t, "--repo", dir, "--listen", "127.0.0.1:0", "--append-only")
+	defer stop()
+	for _, o := range []rest.Options{{}, {User: "alice", Password: "bob's pw"}, {User: "carol", Password: "x"}} {
+		_, err := serveOpen(t, url, o)
+		var se *rest.StatusError
+		if !errors.As(err, &se) || se.Code != http.StatusUnauthorized || !strings.Contains(err.Error(), "CAULDRON_HTTP_PASSWORD") {
+			t.Errorf("user %q: %v, want 401 saying where credentials go", o.User, err)
+		}
+	}
+	r, err := serveOpen(t, url, rest.Options{User: "alice", Password: "alice's pw"})
+	if err != nil || r.Config().ID != made.Config().ID {
+		t.Fatalf("alice with her password: %v", err)
+	}
+	// The htpasswd file inside the repository is not one of its files: no path reaches it.
+	resp, err := http.Get(url + ".htpasswd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET /.htpasswd without a login: %s", resp.Status)
+	}
+
+	url2, _, stop2 := startServe(t, "--repo", dir, "--no-auth", "--insecure-listen", "--listen", "0.0.0.0:0")
+	defer stop2()
+	if _, err := serveOpen(t, strings.Replace(url2, "://"+hostOf(url2), "://127.0.0.1", 1), rest.Options{}); err != nil {
+		t.Fatalf("--no-auth --insecure-listen: %v", err)
+	}
+}
+
+// TestServeUserModes: on a read-write server, a user given --append-only-user cannot remove a
+// pack and one given --read-only-user cannot even take a lock, while another user can do both.
+func TestServeUserModes(t *testing.T) {
+	dir, _ := serveInitRepo(t)
+	ctx := context.Background()
+	pack := backend.Handle{Type: backend.Pack, Name: "ab01"}
+	if err := local.New(dir).Save(ctx, pack, []byte("pack")); err != nil {
+		t.Fatal(err)
+	}
+	pwFile := filepath.Join(t.TempDir(), "htpasswd")
+	users := "alice:" + serveHash(t, "a") + "\nbob:" + serveHash(t, "b") + "\ncarol:" + serveHash(t, "c") + "\n"
+	if err := os.WriteFile(pwFile, []byte(users), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--append-only-user", "dave"}, "--append-only-user dave: no such user"},
+		{[]string{"--append-only-user", "bob", "--read-only-user", "bob"}, "also given append-only"},
+	} {
+		cmd := newServe()
+		cmd.SetOut(io.Discard)
+		cmd.SetArgs(append([]string{"--repo", dir, "--htpasswd-file", pwFile, "--listen", "127.0.0.1:0"}, c.args...))
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		if err := cmd.ExecuteContext(ctx); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("serve %s: %v, want an error naming %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+	url, _, stop := startServe(t, "--repo", dir, "--htpasswd-file", pwFile, "--listen", "127.0.0.1:0",
+		"--append-only-user", "bob", "--read-only-user", "carol")
+	defer stop()
+	as := func(user, pw string) backend.Backend {
+		r, err := serveOpen(t, url, rest.Options{User: user, Password: pw})
+		if err != nil {
+			t.Fatalf("%s: %v", user, err)
+		}
+		return r.Backend()
+	}
+	lock := func(n byte) backend.Handle {
+		return backend.Handle{Type: backend.Lock, Name: "0123456789abcde" + string('0'+n)}
+	}
+	sealed := bytes.Repeat([]byte("x"), 32)
+	var se *rest.StatusError
+	bob := as("bob", "b")
+	if err := bob.Save(ctx, lock(1), sealed); err != nil {
+		t.Fatalf("bob (append-only) taking a lock: %v", err)
+	}
+	if err := bob.Remove(ctx, pack); !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(err.Error(), "append-only") {
+		t.Fatalf("bob (append-only) removing a pack: %v", err)
+	}
+	carol := as("carol", "c")
+	if err := carol.Save(ctx, lock(2), sealed); !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("carol (read-only) taking a lock: %v", err)
+	}
+	alice := as("alice", "a")
+	if err := alice.Remove(ctx, pack); err != nil {
+		t.Fatalf("alice (the server's read-write mode) removing a pack: %v", err)
+	}
+}
+
+func hostOf(url string) string {
+	h := strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://")
+	h, _, _ = strings.Cut(h, ":")
+	return h
+}
+
+// TestServePrivateRepos: each user creates and uses the repository DIR/USER at /USER/ and is
+// refused (403) anywhere else; a user given --read-only-user cannot create theirs.
+func TestServePrivateRepos(t *testing.T) {
+	root := t.TempDir()
+	pwFile := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(pwFile, []byte("alice:"+serveHash(t, "a")+"\nal:"+serveHash(t, "b")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, _, stop := startServe(t, "--repo", root, "--private-repos", "--htpasswd-file", pwFile, "--listen", "127.0.0.1:0", "--read-only-user", "al")
+	defer stop()
+	be, err := rest.New(url+"alice/", rest.Options{User: "alice", Password: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	made, err := tib.Init(context.Background(), be, tib.InitOptions{Password: []byte("repo pw")})
+	if err != nil {
+		t.Fatalf("alice creates her repository: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "alice", "config")); err != nil {
+		t.Fatalf("alice's repository is not in DIR/alice: %v", err)
+	}
+	for _, path := range []string{"alice/", "", "alice2/"} {
+		_, err := serveOpen(t, url+path, rest.Options{User: "al", Password: "b"})
+		var se *rest.StatusError
+		if !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(err.Error(), "only /al/") {
+			t.Errorf("al opening /%s: %v, want 403", path, err)
+		}
+	}
+	al, err := rest.New(url+"al/", rest.Options{User: "al", Password: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer al.Close()
+	var se *rest.StatusError
+	if err := al.Create(context.Background()); !errors.As(err, &se) || se.Code != http.StatusForbidden || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("al (read-only) creating /al/: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "al")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a read-only user's refused create made DIR/al: %v", err)
+	}
+	again, err := rest.New(url+"alice", rest.Options{User: "alice", Password: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	r, err := tib.Open(context.Background(), again, func() ([]byte, error) { return []byte("repo pw"), nil })
+	if err != nil || r.Config().ID != made.Config().ID {
+		t.Fatalf("alice reopening her repository: %v", err)
 	}
 }
 

@@ -87,7 +87,9 @@ func (sp Spec) Check() []*OptionError {
 	if sp.InsecureTLS && known && !(l.HTTPS() || l.Kind == S3 && endpointTLS) {
 		add("insecure-tls", false, "--insecure-tls: %s is not reached over TLS, so there is no certificate to skip checking", l)
 	}
-	if sp.CredentialsFile != "" && known && l.Kind != S3 && l.Kind != SMB {
+	if sp.CredentialsFile != "" && known && l.Kind != S3 && l.Kind != SMB && l.Kind != HTTP {
+		// The message predates HTTP logins and is matched word for word by the kickstart's
+		// tests (restore/kickstart); http(s):// takes the file too.
 		add("credentials-file", false, "--credentials-file is for s3:// (access keys) and smb:// (user name and password) repositories, not for %s", l)
 	}
 	return errs
@@ -135,7 +137,11 @@ func Open(ctx context.Context, sp Spec) (*Opened, error) {
 	dir := l.Path
 	switch l.Kind {
 	case HTTP:
-		be, err := rest.New(l.URL, rest.Options{InsecureTLS: sp.InsecureTLS})
+		user, password, err := httpCredentials(sp)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", l, err)
+		}
+		be, err := rest.New(l.URL, rest.Options{InsecureTLS: sp.InsecureTLS, User: user, Password: password})
 		if err != nil {
 			return nil, err
 		}
@@ -216,6 +222,31 @@ func s3Credentials(sp Spec) (s3.Credentials, error) {
 	return s3.CredentialsFromEnv()
 }
 
+// httpCredentials are the user name and password for a cauldron serve that asks for them:
+// typed by hand (the wizard), from CredentialsFile (username= and password= lines), or from
+// $CAULDRON_HTTP_USER and $CAULDRON_HTTP_PASSWORD; never from the URL, which ends up in
+// kickstart files and logs. None at all is fine: a server without authentication.
+func httpCredentials(sp Spec) (user, password string, err error) {
+	switch {
+	case sp.User != "":
+		return sp.User, sp.Password, nil
+	case sp.CredentialsFile != "":
+		c, err := readCredentials(sp.CredentialsFile, "HTTP credentials")
+		if err != nil {
+			return "", "", err
+		}
+		if c.Domain != "" {
+			return "", "", fmt.Errorf("HTTP credentials %s: domain= is for SMB shares; an HTTP server takes username= and password=", sp.CredentialsFile)
+		}
+		return c.User, c.Password, nil
+	}
+	user, password = os.Getenv("CAULDRON_HTTP_USER"), os.Getenv("CAULDRON_HTTP_PASSWORD")
+	if user == "" && password != "" {
+		return "", "", errors.New("$CAULDRON_HTTP_PASSWORD is set but $CAULDRON_HTTP_USER is not")
+	}
+	return user, password, nil
+}
+
 // mountShare mounts the share under MountRoot (a folder named after the URL, so the same share
 // is not mounted twice) and opens the repository in it.
 func mountShare(ctx context.Context, l Location, sp Spec) (*Opened, error) {
@@ -261,9 +292,23 @@ type SMBCredentials struct{ User, Password, Domain string }
 // domain= lines (user= and pass= too, # comments, blank lines). The password may contain any
 // character but a newline.
 func ReadSMBCredentials(path string) (SMBCredentials, error) {
+	c, err := readCredentials(path, "SMB credentials")
+	if err != nil {
+		return SMBCredentials{}, err
+	}
+	// A domain may also be given as DOMAIN\user, as Windows users write it.
+	if d, u, ok := strings.Cut(c.User, `\`); ok && c.Domain == "" {
+		c.Domain, c.User = d, u
+	}
+	return c, nil
+}
+
+// readCredentials reads username=, password= and domain= lines; what names the file's use in
+// messages.
+func readCredentials(path, what string) (SMBCredentials, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return SMBCredentials{}, fmt.Errorf("SMB credentials: %w", err)
+		return SMBCredentials{}, fmt.Errorf("%s: %w", what, err)
 	}
 	var c SMBCredentials
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -274,7 +319,7 @@ func ReadSMBCredentials(path string) (SMBCredentials, error) {
 		}
 		k, v, ok := strings.Cut(line, "=")
 		if !ok {
-			return SMBCredentials{}, fmt.Errorf("SMB credentials %s:%d: want KEY=VALUE (username=, password=, domain=)", path, n)
+			return SMBCredentials{}, fmt.Errorf("%s %s:%d: want KEY=VALUE (username=, password=, domain=)", what, path, n)
 		}
 		switch strings.ToLower(strings.TrimSpace(k)) {
 		case "username", "user":
@@ -284,15 +329,11 @@ func ReadSMBCredentials(path string) (SMBCredentials, error) {
 		case "domain", "dom", "workgroup":
 			c.Domain = strings.TrimSpace(v)
 		default:
-			return SMBCredentials{}, fmt.Errorf("SMB credentials %s:%d: unknown key %q (want username, password or domain)", path, n, strings.TrimSpace(k))
+			return SMBCredentials{}, fmt.Errorf("%s %s:%d: unknown key %q (want username, password or domain)", what, path, n, strings.TrimSpace(k))
 		}
 	}
 	if c.User == "" {
-		return SMBCredentials{}, fmt.Errorf("SMB credentials %s: no username= line", path)
-	}
-	// A domain may also be given as DOMAIN\user, as Windows users write it.
-	if d, u, ok := strings.Cut(c.User, `\`); ok && c.Domain == "" {
-		c.Domain, c.User = d, u
+		return SMBCredentials{}, fmt.Errorf("%s %s: no username= line", what, path)
 	}
 	return c, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
 	"github.com/cauldron-dr/cauldron/tib/backend/rest"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // loc parses a location the test knows to be valid.
@@ -370,5 +371,67 @@ func TestPasswordSource(t *testing.T) {
 	t.Setenv(PasswordEnv, "")
 	if (PasswordSource{Prompt: prompted}).Given() || !(PasswordSource{File: pwFile}).Given() {
 		t.Error("Given: a prompt is not a given password; a file is")
+	}
+}
+
+// TestHTTPCredentials: an http(s):// repository behind cauldron serve's logins is opened with
+// the user and password of a --credentials-file or of $CAULDRON_HTTP_USER and
+// $CAULDRON_HTTP_PASSWORD; without them, the server's 401 comes back saying where they go.
+func TestHTTPCredentials(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	if _, err := tib.Init(context.Background(), local.New(dir), tib.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret=pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pwFile := filepath.Join(t.TempDir(), "htpasswd")
+	os.WriteFile(pwFile, []byte("dr:"+string(hash)+"\n"), 0o600)
+	users, err := rest.ReadHtpasswd(pwFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(rest.RequireAuth(rest.NewHandler(local.New(dir), rest.HandlerOptions{}), rest.AuthOptions{Users: users}))
+	defer srv.Close()
+	open := func(sp Spec) error {
+		sp.Location = loc(t, srv.URL+"/")
+		r, o, err := OpenRepository(context.Background(), sp, nil)
+		if err == nil && r.Config().Version == 0 {
+			err = errors.New("opened a repository without a config version")
+		}
+		if o != nil {
+			o.Close()
+		}
+		return err
+	}
+	t.Setenv("CAULDRON_HTTP_USER", "")
+	t.Setenv("CAULDRON_HTTP_PASSWORD", "")
+	if err := open(Spec{}); err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "--credentials-file") {
+		t.Fatalf("without credentials: %v", err)
+	}
+	cred := filepath.Join(t.TempDir(), "cred")
+	os.WriteFile(cred, []byte("# the backup server\nusername=dr\npassword=s3cret=pw\n"), 0o600)
+	if err := open(Spec{CredentialsFile: cred}); err != nil {
+		t.Fatalf("from --credentials-file: %v", err)
+	}
+	os.WriteFile(cred, []byte("username=dr\npassword=wrong\n"), 0o600)
+	if err := open(Spec{CredentialsFile: cred}); err == nil || !strings.Contains(err.Error(), "wrong user name or password") {
+		t.Fatalf("a wrong password from the file: %v", err)
+	}
+	os.WriteFile(cred, []byte("username=dr\npassword=s3cret=pw\ndomain=CORP\n"), 0o600)
+	if err := open(Spec{CredentialsFile: cred}); err == nil || !strings.Contains(err.Error(), "domain= is for SMB") {
+		t.Fatalf("a domain for HTTP: %v", err)
+	}
+	t.Setenv("CAULDRON_HTTP_PASSWORD", "s3cret=pw")
+	if err := open(Spec{}); err == nil || !strings.Contains(err.Error(), "$CAULDRON_HTTP_USER is not") {
+		t.Fatalf("a password without a user: %v", err)
+	}
+	t.Setenv("CAULDRON_HTTP_USER", "dr")
+	if err := open(Spec{}); err != nil {
+		t.Fatalf("from the environment: %v", err)
+	}
+	if _, err := ParseLocation("http://dr:s3cret@backup01:8420/", HTTP); err == nil {
+		t.Fatal("a URL with a password was accepted")
 	}
 }

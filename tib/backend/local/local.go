@@ -9,6 +9,7 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -75,6 +76,13 @@ func (l *Local) Create(ctx context.Context) error {
 }
 
 func (l *Local) Save(ctx context.Context, h backend.Handle, data []byte) error {
+	return l.SaveFrom(ctx, h, bytes.NewReader(data))
+}
+
+// SaveFrom stores what r yields up to its io.EOF, as Save does, without holding it in memory:
+// an HTTP server streams an upload of any size through it. If r fails, nothing is stored and
+// r's error is returned (wrapped), so a reader that checks what it yields can refuse the file.
+func (l *Local) SaveFrom(ctx context.Context, h backend.Handle, r io.Reader) error {
 	if err := validName(h); err != nil {
 		return err
 	}
@@ -104,7 +112,7 @@ func (l *Local) Save(ctx context.Context, h backend.Handle, data []byte) error {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
+	if _, err := io.Copy(f, r); err != nil {
 		return fmt.Errorf("writing %s: %w", h, err)
 	}
 	if err := f.Sync(); err != nil {
@@ -173,6 +181,19 @@ func (l *Local) Load(ctx context.Context, h backend.Handle, length int, offset i
 		return nil, err
 	}
 	return buf, nil
+}
+
+// Open opens a stored file for reading, so that a server can send it without loading it; the
+// caller closes it.
+func (l *Local) Open(ctx context.Context, h backend.Handle) (*os.File, error) {
+	if err := validName(h); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(l.path(h))
+	if err != nil {
+		return nil, wrap(h, err)
+	}
+	return f, nil
 }
 
 func (l *Local) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {

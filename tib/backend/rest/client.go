@@ -40,6 +40,9 @@ type Options struct {
 	// Backoff is the first wait before a retry; each further wait doubles, up to MaxBackoff.
 	// 0: DefaultBackoff.
 	Backoff time.Duration
+	// User and Password are sent with every request (HTTP basic authentication) when User
+	// is set. They come from a credentials file or the environment, never from the URL.
+	User, Password string
 }
 
 // Defaults for Options. With them a request survives about 45 seconds of outage: long enough
@@ -70,6 +73,8 @@ type Backend struct {
 	timeout time.Duration
 	retries int
 	backoff time.Duration
+
+	user, password string
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -87,7 +92,7 @@ func New(rawURL string, o Options) (*Backend, error) {
 		return nil, fmt.Errorf("the repository URL does not parse: %v", err)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("repository URL %s carries a user name or password: credentials do not belong in a URL, which ends up in kickstart files and logs; reach the server over a trusted network or an authenticating proxy", u.Redacted())
+		return nil, fmt.Errorf("repository URL %s carries a user name or password: credentials do not belong in a URL, which ends up in kickstart files and logs; give them in a --credentials-file or in $CAULDRON_HTTP_USER and $CAULDRON_HTTP_PASSWORD", u.Redacted())
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "http", "https":
@@ -102,7 +107,7 @@ func New(rawURL string, o Options) (*Backend, error) {
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return nil, fmt.Errorf("repository URL %q has a query or fragment; the repository is named by its path alone", rawURL)
 	}
-	b := &Backend{loc: u.String(), timeout: o.Timeout, retries: o.Retries, backoff: o.Backoff}
+	b := &Backend{loc: u.String(), timeout: o.Timeout, retries: o.Retries, backoff: o.Backoff, user: o.User, password: o.Password}
 	root := *u
 	if !strings.HasSuffix(root.Path, "/") {
 		root.Path += "/"
@@ -333,6 +338,9 @@ func (e *StatusError) Error() string {
 	if e.Text != "" {
 		s += ": " + e.Text
 	}
+	if e.Code == http.StatusUnauthorized {
+		s += " (give the server's user name and password in a --credentials-file of username= and password= lines, or in $CAULDRON_HTTP_USER and $CAULDRON_HTTP_PASSWORD)"
+	}
 	return s
 }
 
@@ -381,7 +389,9 @@ func (b *Backend) do(ctx context.Context, rq request) (answer, int, error) {
 		if ctx.Err() != nil {
 			return answer{}, attempt, fmt.Errorf("%w (%s %s%s)", context.Cause(ctx), rq.method, b.root, rq.rel)
 		}
-		if !transient(err) || rq.unsafe && reached || attempt > b.retries {
+		// A 429 is the server's word that it did nothing (it refuses before reading the
+		// body), so even a request unsafe to repeat may be sent again.
+		if !transient(err) || rq.unsafe && reached && ans.status != http.StatusTooManyRequests || attempt > b.retries {
 			if attempt > 1 {
 				err = fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
 			}
@@ -473,6 +483,9 @@ func (b *Backend) attempt(ctx context.Context, rq request) (ans answer, reached 
 	}
 	if rq.rng != nil {
 		req.Header.Set("Range", rq.rng.header())
+	}
+	if b.user != "" {
+		req.SetBasicAuth(b.user, b.password)
 	}
 	resp, err := b.client.Do(req)
 	if err != nil {

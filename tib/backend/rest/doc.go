@@ -31,15 +31,17 @@
 //
 // Success is 200 (206 for a range). 404 means the file does not exist (backend.ErrNotExist on
 // the client), 409 that it exists already and is not replaceable (backend.ErrExist), 416 that a
-// range reaches past the end, 400 a bad path, name or request, 403 a write the server's mode
-// refuses, 5xx a failure of the server or its storage. Every error answer has a short plain-text
+// range reaches past the end, 400 a bad path, name or request (or, with CheckObjects, a file
+// that cannot be what its path says), 401 a missing or wrong login, 403 a write the server's
+// mode refuses, 413 a file above the server's limit, 429 that the server receives as many files
+// as it takes (nothing was done; Retry-After), 5xx a failure of the server or its storage. Every error answer has a short plain-text
 // body, which the client quotes in its error.
 //
 // # Server modes
 //
 // An append-only server lets a client do everything a capture and a recovery need — save new
 // files, replace and remove locks, sessions and journals, create a repository where none is —
-// and refuses (403) removing any other file. Replacing an immutable file is refused by the
+// and refuses (403) removing any other file, and adding a key file once a config exists. Replacing an immutable file is refused by the
 // backend itself (409). So a machine that is compromised, and holds the only credentials to
 // reach the archive, can add generations but cannot destroy the ones already stored; prune and
 // forget run elsewhere, against the directory itself. Sessions and journals may be removed as
@@ -49,10 +51,16 @@
 // captures, restores and verifies take locks, it suits listing and reading the archive, not
 // running those commands.
 //
-// The protocol has no authentication of its own: reach the server over a network you trust, or
-// through TLS and a proxy that authenticates, and give exposed servers the append-only or
-// read-only mode. Credentials in the URL are refused, so that they never end up in kickstart
-// files or logs.
+// # Authentication and resources
+//
+// RequireAuth puts HTTP basic authentication against an htpasswd file of bcrypt hashes (Users)
+// in front of a handler, as restic's rest-server does, and PrivateRepos gives each user a
+// repository of their own under /USER/. Clients send the login from Options; credentials in the
+// URL are refused, so that they never end up in kickstart files or logs.
+//
+// The handler holds no file in memory: a range is checked against the file's size first and
+// sent as it is read, and an upload is streamed through its checks into a StreamSaver (the local
+// backend's tmp/), bounded in number (MaxUploads), size (MaxFileSize) and stalls (IOTimeout).
 //
 // # Flaky networks
 //
@@ -64,6 +72,7 @@
 // repository, replacing a lock, session or journal, and removing a file are repeated only when
 // the first attempt never reached a server (no connection could be made); any other failure of
 // theirs is reported, because repeating them could undo another writer's change. Connection
-// errors, 5xx answers and 429 count as transient; a request that makes no progress for the
+// errors, 5xx answers and 429 count as transient (a 429 says the server did nothing, so after
+// one any request is repeated); a request that makes no progress for the
 // Timeout is abandoned and counts as a connection error. Certificate errors are never retried.
 package rest

@@ -2,11 +2,16 @@ package rest
 
 import (
 	"bytes"
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
+	"github.com/cauldron-dr/cauldron/tib/backend/local"
 )
 
 func TestParsePath(t *testing.T) {
@@ -99,6 +104,60 @@ func FuzzParseList(f *testing.F) {
 		again, err := parseList(b.Bytes())
 		if err != nil || len(again) != len(files) || len(files) > 0 && !reflect.DeepEqual(again, files) {
 			t.Fatalf("round trip of %v gave %v, %v", files, again, err)
+		}
+	})
+}
+
+// FuzzHandler sends arbitrary requests to a checking, append-only handler over a repository
+// directory: it must answer each with a status of the protocol (never panic, never a 500 for the
+// client's mistakes) and store nothing outside the repository's folders.
+func FuzzHandler(f *testing.F) {
+	f.Add("POST", "/data/ab", "", []byte("x"))
+	f.Add("GET", "/data/ab01", "bytes=0-2147483646", []byte(nil))
+	f.Add("GET", "/config", "bytes=5-", []byte(nil))
+	f.Add("POST", "/keys/0", "", []byte(`{"kdf":"argon2id"}`))
+	f.Add("POST", "/generations/"+strings.Repeat("0", 64), "", make([]byte, 40))
+	f.Add("DELETE", "/index/../config", "", []byte(nil))
+	f.Add("GET", "/locks/", "", []byte(nil))
+	root := f.TempDir()
+	dir := filepath.Join(root, "repo")
+	l := local.New(dir)
+	if err := l.Create(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	if err := l.Save(context.Background(), backend.Handle{Type: backend.Config}, make([]byte, 40)); err != nil {
+		f.Fatal(err)
+	}
+	if err := l.Save(context.Background(), backend.Handle{Type: backend.Pack, Name: "ab01"}, []byte("0123456789")); err != nil {
+		f.Fatal(err)
+	}
+	h := NewHandler(l, HandlerOptions{AppendOnly: true, CheckObjects: true, MaxFileSize: 1 << 20})
+	allowed := map[int]bool{200: true, 206: true, 400: true, 403: true, 404: true, 405: true, 409: true, 411: true, 413: true, 416: true}
+	f.Fuzz(func(t *testing.T, method, path, rng string, body []byte) {
+		switch method {
+		case "GET", "HEAD", "POST", "DELETE", "PUT":
+		default:
+			return
+		}
+		// The path is set after parsing, as net/http hands a handler the decoded path.
+		r := httptest.NewRequest(method, "http://repo/", bytes.NewReader(body))
+		r.URL.Path, r.URL.RawPath = path, ""
+		if rng != "" {
+			r.Header.Set("Range", rng)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if !allowed[w.Code] {
+			t.Fatalf("%s %q (range %q, %d bytes): %d %s", method, path, rng, len(body), w.Code, w.Body.String())
+		}
+		if w.Code >= 400 && method != "HEAD" && strings.TrimSpace(w.Body.String()) == "" {
+			t.Fatalf("%s %q: %d without an explanation", method, path, w.Code)
+		}
+		if entries, _ := os.ReadDir(root); len(entries) != 1 {
+			t.Fatalf("%s %q: something was written beside the repository: %v", method, path, entries)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "config")); err != nil {
+			t.Fatalf("%s %q: the config is gone: %v", method, path, err)
 		}
 	})
 }

@@ -598,11 +598,12 @@ func TestServerRefusesBadRequests(t *testing.T) {
 // capture a disk image, verify every byte, restore it and compare, against an append-only
 // server whose network drops or refuses a third of the requests that are safe to repeat, each
 // the first time it is seen (requests run in parallel, so failing by arrival order could fail
-// one request every time).
+// one request every time). The server checks every object against the format, as cauldron serve
+// does: a real repository's files all pass.
 func TestRepositoryOverHTTP(t *testing.T) {
 	var n, failed atomic.Int32
 	var seen sync.Map
-	_, srv := serve(t, rest.HandlerOptions{AppendOnly: true}, func(h http.Handler) http.Handler {
+	_, srv := serve(t, rest.HandlerOptions{AppendOnly: true, CheckObjects: true}, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			n.Add(1)
 			unsafe := r.URL.Path == "/" || r.Method == http.MethodDelete ||

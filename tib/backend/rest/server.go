@@ -2,14 +2,18 @@ package rest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log"
 	"net/http"
+	"os"
 	"strconv"
+	"time"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
 )
@@ -18,11 +22,25 @@ import (
 type HandlerOptions struct {
 	// ReadOnly refuses every write (403).
 	ReadOnly bool
-	// AppendOnly refuses removing anything but locks, sessions and journals (403); see the
-	// package documentation for what it protects against.
+	// AppendOnly refuses removing anything but locks, sessions and journals (403), and adding
+	// key files to a repository that has a config (403); see the package documentation for what
+	// it protects against.
 	AppendOnly bool
-	// MaxFileSize bounds one saved file; 0: DefaultMaxFileSize.
+	// CheckObjects refuses (400) a saved file that cannot be what its path says: a name not of
+	// the format's form, a content-named file whose bytes do not hash to its name, a pack or
+	// sealed object too short or malformed to be one. cauldron serve always sets it; it is an
+	// option because the handler can front any store of named files (the conformance suite's
+	// names are not the format's).
+	CheckObjects bool
+	// MaxFileSize bounds one saved file (413); 0: DefaultMaxFileSize.
 	MaxFileSize int64
+	// MaxUploads bounds the saves in progress at once; one more is answered 429 with a
+	// Retry-After, before its body is read. 0: DefaultMaxUploads.
+	MaxUploads int
+	// IOTimeout is how long an upload or a download may make no progress before the server
+	// drops the connection (where the connection supports deadlines, as net/http's do).
+	// 0: DefaultIOTimeout.
+	IOTimeout time.Duration
 	// ErrorLog, when set, records failures of the storage (the answers with status 500), which
 	// the client sees only as a short message.
 	ErrorLog *log.Logger
@@ -32,18 +50,54 @@ type HandlerOptions struct {
 // that crosses it).
 const DefaultMaxFileSize = 2 << 30
 
+// DefaultMaxUploads allows a few clients' parallel pack uploads (a capture saves a handful at
+// once) while bounding the files, descriptors and, for backends that cannot stream, memory that
+// uploads hold.
+const DefaultMaxUploads = 32
+
+// DefaultIOTimeout matches the client's DefaultTimeout: neither side waits longer for the other.
+const DefaultIOTimeout = time.Minute
+
+// retryAfter is the pause, in seconds, a refused upload is asked to wait.
+const retryAfter = "5"
+
+// piece is how much of a file is sent between two extensions of the write deadline: small
+// enough to cross a slow link within IOTimeout, large enough that sendfile does the work.
+const piece = 1 << 20
+
+// FileOpener is a backend whose files the server can send straight from the file system
+// (local.Local); others are sent a piece at a time through Load.
+type FileOpener interface {
+	Open(ctx context.Context, h backend.Handle) (*os.File, error)
+}
+
+// StreamSaver is a backend that stores a file from a reader without holding it in memory
+// (local.Local: into its tmp/, fsynced, then moved into place). If the reader fails, nothing
+// may be stored. Uploads to other backends are gathered in memory first, bounded by
+// MaxFileSize and MaxUploads.
+type StreamSaver interface {
+	SaveFrom(ctx context.Context, h backend.Handle, r io.Reader) error
+}
+
 // NewHandler serves be over the protocol in the package documentation, at the root of its URL
 // space (mount it elsewhere with http.StripPrefix).
 func NewHandler(be backend.Backend, o HandlerOptions) http.Handler {
 	if o.MaxFileSize <= 0 {
 		o.MaxFileSize = DefaultMaxFileSize
 	}
-	return &handler{be: be, o: o}
+	if o.MaxUploads <= 0 {
+		o.MaxUploads = DefaultMaxUploads
+	}
+	if o.IOTimeout <= 0 {
+		o.IOTimeout = DefaultIOTimeout
+	}
+	return &handler{be: be, o: o, uploads: make(chan struct{}, o.MaxUploads)}
 }
 
 type handler struct {
-	be backend.Backend
-	o  HandlerOptions
+	be      backend.Backend
+	o       HandlerOptions
+	uploads chan struct{} // a semaphore: one token per save in progress
 }
 
 // mode names the server's restriction in refusals.
@@ -140,39 +194,105 @@ func (s *handler) load(w http.ResponseWriter, r *http.Request, h backend.Handle)
 			return
 		}
 	}
-	data, err := s.be.Load(r.Context(), h, int(rg.length), rg.start)
+	src, err := s.open(r.Context(), h)
 	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) && s.pastEnd(r, h, rg) {
-			s.fail(w, r, http.StatusRequestedRangeNotSatisfiable, err.Error())
-			return
-		}
 		s.backendError(w, r, err)
 		return
 	}
+	defer src.close()
+	// The range is checked against the file before anything is allocated or sent: a request
+	// for 2 GiB of a small file costs nothing.
+	n := src.size - rg.start
+	if rg.length > 0 {
+		n = rg.length
+	}
+	if rg.start > src.size || rg.start+n > src.size {
+		s.fail(w, r, http.StatusRequestedRangeNotSatisfiable, fmt.Sprintf("%s: the range %s reaches past the end of the file (%d bytes)", h, rg.header(), src.size))
+		return
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 	if !ranged {
 		w.WriteHeader(http.StatusOK)
 	} else {
-		// The file's total size is not known without another storage request, and the
-		// client does not need it: "*" is the standard's word for that.
-		if len(data) > 0 {
-			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", rg.start, rg.start+int64(len(data))-1))
+		// "*": the total size is not part of the protocol's answer (the client does not
+		// need it).
+		if n > 0 {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", rg.start, rg.start+n-1))
 		}
 		w.WriteHeader(http.StatusPartialContent)
 	}
-	w.Write(data)
+	rc := http.NewResponseController(w)
+	// A deadline left on a kept-alive connection would cut the next answer short.
+	defer rc.SetWriteDeadline(time.Time{})
+	for off, end := rg.start, rg.start+n; off < end; {
+		// A client that stops reading holds the connection only for IOTimeout.
+		_ = rc.SetWriteDeadline(time.Now().Add(s.o.IOTimeout))
+		k := min(piece, end-off)
+		if err := src.copy(r.Context(), w, off, k); err != nil {
+			// The status is sent; only a broken connection tells the client that the body
+			// is not whole (it checks Content-Length).
+			if s.o.ErrorLog != nil && r.Context().Err() == nil {
+				s.o.ErrorLog.Printf("%s %s: sending bytes %d-%d: %v", r.Method, r.URL.Path, off, off+k-1, err)
+			}
+			panic(http.ErrAbortHandler)
+		}
+		off += k
+	}
 }
 
-// pastEnd confirms that a short Load asked for bytes past the end of the file. Backends report
-// that with io.ErrUnexpectedEOF, but a storage connection that broke half-way can say the same;
-// only the first is the client's mistake (416), the second is worth a retry (500).
-func (s *handler) pastEnd(r *http.Request, h backend.Handle, rg byteRange) bool {
-	fi, err := s.be.Stat(r.Context(), h)
-	if err != nil {
-		return false
+// source is a file being sent: straight from the file system when the backend can open it,
+// otherwise a piece at a time through Load.
+type source struct {
+	be   backend.Backend
+	h    backend.Handle
+	f    *os.File
+	size int64
+}
+
+func (s *handler) open(ctx context.Context, h backend.Handle) (*source, error) {
+	if o, ok := s.be.(FileOpener); ok {
+		f, err := o.Open(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		return &source{h: h, f: f, size: fi.Size()}, nil
 	}
-	return rg.start > fi.Size || rg.start+rg.length > fi.Size
+	fi, err := s.be.Stat(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return &source{be: s.be, h: h, size: fi.Size}, nil
+}
+
+func (src *source) close() {
+	if src.f != nil {
+		src.f.Close()
+	}
+}
+
+// copy sends n bytes from off.
+func (src *source) copy(ctx context.Context, w io.Writer, off, n int64) error {
+	if src.f != nil {
+		// io.Copy hands a section of an *os.File to the connection's ReadFrom: sendfile
+		// where it can, no buffer of the range's size in any case.
+		m, err := io.Copy(w, io.NewSectionReader(src.f, off, n))
+		if err == nil && m < n {
+			err = fmt.Errorf("%s: the file ended after %d of %d bytes: %w", src.h, m, n, io.ErrUnexpectedEOF)
+		}
+		return err
+	}
+	data, err := src.be.Load(ctx, src.h, int(n), off)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	return err
 }
 
 func (s *handler) stat(w http.ResponseWriter, r *http.Request, h backend.Handle) {
@@ -195,33 +315,122 @@ func (s *handler) save(w http.ResponseWriter, r *http.Request, h backend.Handle)
 		s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s: %d bytes is more than this server takes (%d)", h, r.ContentLength, s.o.MaxFileSize))
 		return
 	}
-	// Grow as the bytes arrive rather than trusting the announced length with one allocation.
-	var buf bytes.Buffer
-	buf.Grow(int(min(r.ContentLength, 16<<20)))
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, r.ContentLength+1))
-	if err != nil {
-		s.fail(w, r, http.StatusBadRequest, fmt.Sprintf("%s: reading the upload: %v", h, err))
-		return
-	}
-	if n != r.ContentLength {
-		s.fail(w, r, http.StatusBadRequest, fmt.Sprintf("%s: received %d bytes, Content-Length said %d", h, n, r.ContentLength))
-		return
-	}
-	data := buf.Bytes()
-	if want := r.Header.Get(hashHeader); want != "" {
-		sum := sha256.Sum256(data)
-		if got := hex.EncodeToString(sum[:]); got != want {
-			s.fail(w, r, http.StatusBadRequest, fmt.Sprintf("%s: the upload's SHA-256 is %s, the client sent %s: damaged on the way", h, got, want))
+	var check *objectCheck
+	if s.o.CheckObjects {
+		var err error
+		if check, err = newObjectCheck(h, r.ContentLength); err != nil {
+			s.fail(w, r, http.StatusBadRequest, fmt.Sprintf("refused %s: %v", h, err))
 			return
 		}
 	}
-	// Append-only needs no test here: replacing is allowed only for the replaceable types, and
-	// the backend refuses the others with ErrExist.
-	if err := s.be.Save(r.Context(), h, data); err != nil {
+	if s.o.AppendOnly && h.Type == backend.Key {
+		// A key file added to a repository lets whoever wrote it claim a password (and, in
+		// an unencrypted repository, makes every open demand one). Key files are written
+		// before the config when a repository is created, so creating one still works.
+		if _, err := s.be.Stat(r.Context(), backend.Handle{Type: backend.Config}); err == nil {
+			s.fail(w, r, http.StatusForbidden, fmt.Sprintf("refused: the server is append-only; %s cannot be added to a repository that exists (add keys on the server)", h))
+			return
+		} else if !errors.Is(err, backend.ErrNotExist) {
+			s.backendError(w, r, err)
+			return
+		}
+	}
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		w.Header().Set("Retry-After", retryAfter)
+		s.fail(w, r, http.StatusTooManyRequests, fmt.Sprintf("%s: the server is receiving %d files already; try again shortly", h, s.o.MaxUploads))
+		return
+	}
+	body := &upload{h: h, r: r.Body, want: r.ContentLength, check: check, rc: http.NewResponseController(w), timeout: s.o.IOTimeout}
+	if want := r.Header.Get(hashHeader); want != "" {
+		body.sha, body.shaWant = sha256.New(), want
+	}
+	// Append-only needs no test here: replacing is allowed only for the replaceable types,
+	// and the backend refuses the others with ErrExist.
+	var err error
+	if ss, ok := s.be.(StreamSaver); ok {
+		err = ss.SaveFrom(r.Context(), h, body)
+	} else {
+		var data []byte
+		if data, err = io.ReadAll(body); err == nil {
+			err = s.be.Save(r.Context(), h, data)
+		}
+	}
+	var ue *uploadError
+	if errors.As(err, &ue) {
+		s.fail(w, r, ue.status, ue.msg)
+		return
+	}
+	if err != nil {
 		s.backendError(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// upload reads a request's body for a save, checking it as it passes: its length against the
+// Content-Length, its SHA-256 against the client's, and, with CheckObjects, its content against
+// its name. It reports a failure as an *uploadError in place of io.EOF, so the backend stores
+// nothing.
+type upload struct {
+	h       backend.Handle
+	r       io.Reader
+	want, n int64
+	sha     hash.Hash
+	shaWant string
+	check   *objectCheck
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+// uploadError is a refused upload: the client's mistake, with the status that says so.
+type uploadError struct {
+	status int
+	msg    string
+}
+
+func (e *uploadError) Error() string { return e.msg }
+
+func (u *upload) Read(p []byte) (int, error) {
+	// A client that stops sending holds the connection only for the timeout.
+	_ = u.rc.SetReadDeadline(time.Now().Add(u.timeout))
+	n, err := u.r.Read(p)
+	u.n += int64(n)
+	if u.sha != nil {
+		u.sha.Write(p[:n])
+	}
+	if u.check != nil {
+		u.check.write(p[:n])
+	}
+	switch {
+	case err == io.EOF:
+		if err := u.finish(); err != nil {
+			return n, err
+		}
+		return n, io.EOF
+	case err != nil:
+		return n, &uploadError{http.StatusBadRequest, fmt.Sprintf("%s: reading the upload after %d bytes: %v", u.h, u.n, err)}
+	}
+	return n, nil
+}
+
+func (u *upload) finish() error {
+	if u.n != u.want {
+		return &uploadError{http.StatusBadRequest, fmt.Sprintf("%s: received %d bytes, Content-Length said %d", u.h, u.n, u.want)}
+	}
+	if u.sha != nil {
+		if got := hex.EncodeToString(u.sha.Sum(nil)); got != u.shaWant {
+			return &uploadError{http.StatusBadRequest, fmt.Sprintf("%s: the upload's SHA-256 is %s, the client sent %s: damaged on the way", u.h, got, u.shaWant)}
+		}
+	}
+	if u.check != nil {
+		if err := u.check.finish(); err != nil {
+			return &uploadError{http.StatusBadRequest, fmt.Sprintf("refused %s: %v", u.h, err)}
+		}
+	}
+	return nil
 }
 
 func (s *handler) remove(w http.ResponseWriter, r *http.Request, h backend.Handle) {

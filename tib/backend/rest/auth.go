@@ -1,0 +1,154 @@
+package rest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Users are the accounts of an htpasswd file, in the conventions of restic's rest-server:
+// USER:HASH lines, bcrypt hashes only (`htpasswd -B`); other hash kinds are refused when the
+// file is read rather than silently never matching.
+type Users struct {
+	hashes map[string][]byte
+	// ok remembers passwords already checked (by a SHA-256 of user and password), because
+	// bcrypt is deliberately slow and every request carries the password again.
+	mu sync.Mutex
+	ok map[[32]byte]bool
+}
+
+// ReadHtpasswd reads an htpasswd file; each bad line is named by its number.
+func ReadHtpasswd(path string) (*Users, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	u := &Users{hashes: map[string][]byte{}, ok: map[[32]byte]bool{}}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, hash, ok := strings.Cut(line, ":")
+		switch {
+		case !ok || name == "":
+			return nil, fmt.Errorf("%s:%d: want USER:HASH", path, n)
+		case checkName(name) != nil:
+			return nil, fmt.Errorf("%s:%d: user name %q: %v (a user name is also a path, /USER/, for --private-repos)", path, n, name, checkName(name))
+		case !strings.HasPrefix(hash, "$2a$") && !strings.HasPrefix(hash, "$2b$") && !strings.HasPrefix(hash, "$2y$"):
+			return nil, fmt.Errorf("%s:%d: user %s: only bcrypt hashes are accepted (make them with `htpasswd -B`)", path, n, name)
+		case u.hashes[name] != nil:
+			return nil, fmt.Errorf("%s:%d: user %s appears twice", path, n, name)
+		}
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return nil, fmt.Errorf("%s:%d: user %s: %v", path, n, name, err)
+		}
+		u.hashes[name] = []byte(hash)
+	}
+	if len(u.hashes) == 0 {
+		return nil, fmt.Errorf("%s: no users (add one with `htpasswd -B %s USER`)", path, path)
+	}
+	return u, nil
+}
+
+// Has reports whether the file names user.
+func (u *Users) Has(user string) bool { return u.hashes[user] != nil }
+
+// Check reports whether password is user's.
+func (u *Users) Check(user, password string) bool {
+	hash, ok := u.hashes[user]
+	if !ok {
+		// Spend a bcrypt's time anyway, so that answers do not tell which users exist.
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		return false
+	}
+	key := sha256.Sum256([]byte(user + "\x00" + password))
+	u.mu.Lock()
+	known := u.ok[key]
+	u.mu.Unlock()
+	if known {
+		return true
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
+		return false
+	}
+	u.mu.Lock()
+	u.ok[key] = true
+	u.mu.Unlock()
+	return true
+}
+
+// dummyHash is a bcrypt hash (cost 10) of a password nobody types; made on first use, not when
+// the program starts (every cauldron command would pay for it).
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("no such user"), bcrypt.DefaultCost)
+	return h
+})
+
+// AuthOptions choose who may use a server.
+type AuthOptions struct {
+	Users *Users
+	// Private gives each user the repository under /USER/ and nothing else (403).
+	Private bool
+}
+
+// RequireAuth admits to next only requests with HTTP basic authentication of a user in
+// o.Users: others are answered 401 with a WWW-Authenticate challenge.
+func RequireAuth(next http.Handler, o AuthOptions) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pw, ok := r.BasicAuth()
+		if !ok || !o.Users.Check(user, pw) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="cauldron", charset="UTF-8"`)
+			msg := "authentication required: this server takes a user name and password"
+			if ok {
+				msg = "wrong user name or password"
+			}
+			plainError(w, r, http.StatusUnauthorized, msg)
+			return
+		}
+		if o.Private {
+			// Compared as a whole path element, so that user "ab" cannot reach /abc/.
+			if p := r.URL.Path; p != "/"+user && !strings.HasPrefix(p, "/"+user+"/") {
+				plainError(w, r, http.StatusForbidden, fmt.Sprintf("refused: user %s may reach only /%s/ (private repositories)", user, user))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// PrivateRepos serves, for each user, the repository that repo returns for them under /USER/.
+// It expects RequireAuth in front of it, which has checked the user and the path.
+func PrivateRepos(repo func(user string) http.Handler) http.Handler {
+	var mu sync.Mutex
+	handlers := map[string]http.Handler{}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _, _ := r.BasicAuth()
+		mu.Lock()
+		h := handlers[user]
+		if h == nil {
+			h = http.StripPrefix("/"+user, repo(user))
+			handlers[user] = h
+		}
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// plainError answers with status and a one-line text the client quotes.
+func plainError(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		fmt.Fprintln(w, msg)
+	}
+}
