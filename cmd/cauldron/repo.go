@@ -32,7 +32,7 @@ func (f *repoFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.passwordFile, "password-file", "", "read the repository password from this file, - for standard input (else $CAULDRON_PASSWORD, else a prompt on a terminal); an empty file is refused")
 	c.Flags().StringVar(&f.endpoint, "endpoint", "", "s3:// only: the http(s) URL of an S3-compatible server (empty: Amazon S3)")
 	c.Flags().BoolVar(&f.insecureTLS, "insecure-tls", false, "https:// and s3:// only: do not check the server's certificate (a lab's self-signed one)")
-	c.Flags().StringVar(&f.credentialsFile, "credentials-file", "", "s3:// only: an AWS shared-credentials file (else $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY); smb:// only: username=/password=/domain= lines (else a guest)")
+	c.Flags().StringVar(&f.credentialsFile, "credentials-file", "", "s3://: an AWS shared-credentials file (else $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY); smb:// and http(s)://: username=/password= lines (smb: also domain=; else a guest; http: else $CAULDRON_HTTP_USER/$CAULDRON_HTTP_PASSWORD)")
 }
 
 // location is --repo parsed as every command reads it.

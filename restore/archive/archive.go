@@ -88,9 +88,7 @@ func (sp Spec) Check() []*OptionError {
 		add("insecure-tls", false, "--insecure-tls: %s is not reached over TLS, so there is no certificate to skip checking", l)
 	}
 	if sp.CredentialsFile != "" && known && l.Kind != S3 && l.Kind != SMB && l.Kind != HTTP {
-		// The message predates HTTP logins and is matched word for word by the kickstart's
-		// tests (restore/kickstart); http(s):// takes the file too.
-		add("credentials-file", false, "--credentials-file is for s3:// (access keys) and smb:// (user name and password) repositories, not for %s", l)
+		add("credentials-file", false, "--credentials-file is for s3:// (access keys), smb:// and http(s):// (user name and password) repositories, not for %s", l)
 	}
 	return errs
 }

@@ -120,7 +120,7 @@ func TestSpecCheck(t *testing.T) {
 		{Spec{Location: loc(t, "s3://bkt"), Endpoint: "ftp://h"}, []OptionError{{"endpoint", true, `--endpoint: "ftp://h": ftp is not supported; want http(s)://…`}}},
 		{Spec{Location: loc(t, "http://h/r"), InsecureTLS: true}, []OptionError{{"insecure-tls", false, "--insecure-tls: http://h/r is not reached over TLS"}}},
 		{Spec{Location: loc(t, "s3://bkt"), Endpoint: "http://h", InsecureTLS: true}, []OptionError{{"insecure-tls", false, "--insecure-tls: s3://bkt is not reached over TLS"}}},
-		{Spec{Location: loc(t, "nfs://f/e"), CredentialsFile: "/c"}, []OptionError{{"credentials-file", false, "--credentials-file is for s3:// (access keys) and smb:// (user name and password) repositories, not for nfs://f/e"}}},
+		{Spec{Location: loc(t, "nfs://f/e"), CredentialsFile: "/c"}, []OptionError{{"credentials-file", false, "--credentials-file is for s3:// (access keys), smb:// and http(s):// (user name and password) repositories, not for nfs://f/e"}}},
 		// A location that did not parse is not held against the options.
 		{Spec{Endpoint: "https://x", InsecureTLS: true, CredentialsFile: "/c"}, nil},
 	} {

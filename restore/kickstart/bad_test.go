@@ -106,7 +106,7 @@ func TestBadInput(t *testing.T) {
 		{"repository smb://filer/\nmachine m", []string{`t.ks:1:12: repository: "smb://filer/" names no share; want smb://SERVER/SHARE/PATH`}},
 		{"repository smb://bob:pw@filer/s\nmachine m", []string{`t.ks:1:12: repository: "smb://bob:xxxxx@filer/s" carries a user name or password in the URL; keep secrets out of locations (use --credentials-file)`}},
 		{"repository smb://filer/s?x=1\nmachine m", []string{`t.ks:1:12: repository: "smb://filer/s?x=1": a share URL takes no ?query or #fragment`}},
-		{"repository /r --credentials-file /c\nmachine m", []string{"t.ks:1:15: --credentials-file is for s3:// (access keys) and smb:// (user name and password) repositories, not for /r"}},
+		{"repository /r --credentials-file /c\nmachine m", []string{"t.ks:1:15: --credentials-file is for s3:// (access keys), smb:// and http(s):// (user name and password) repositories, not for /r"}},
 		{"repository smb://f/s --credentials-file c\nmachine m", []string{`t.ks:1:41: --credentials-file: want an absolute path (it is read inside the boot environment, which has no working directory of yours), got "c"`}},
 		// machine
 		{"repository /r\nmachine a/b", []string{`t.ks:2:9: machine name: "a/b": control characters and slashes are not allowed`}},
