@@ -105,13 +105,8 @@ func (t *BlockDevice) OpenRead() (Reader, error) {
 // Finalize flushes the device to stable storage and drops its cached pages, so that the next
 // reader (the kernel re-reading tables, the restored system) sees the disk's real contents.
 func (t *BlockDevice) Finalize() error {
-	f, err := os.OpenFile(t.path, os.O_RDWR, 0)
-	if err != nil {
+	if err := syncPath(t.path); err != nil {
 		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("flushing %s: %w", t.path, err)
 	}
 	return flushBuffers(t.path)
 }

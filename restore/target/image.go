@@ -132,14 +132,18 @@ func (t *ImageFile) WithPartition(plan *partition.LayoutPlan, number int, fn fun
 
 func (t *ImageFile) OpenRead() (Reader, error) { return os.Open(t.path) }
 
-func (t *ImageFile) Finalize() error {
-	f, err := os.OpenFile(t.path, os.O_RDWR, 0)
+// Finalize makes the image durable (fsync).
+func (t *ImageFile) Finalize() error { return syncPath(t.path) }
+
+// syncPath flushes what was written to path to stable storage.
+func syncPath(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("flushing %s: %w", t.path, err)
+		return fmt.Errorf("flushing %s: %w", path, err)
 	}
 	return nil
 }
