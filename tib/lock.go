@@ -191,7 +191,7 @@ func (r *Repository) Lock(ctx context.Context, exclusive bool, purpose string) (
 		return nil, fmt.Errorf("%w: %s (if that process is gone, run `cauldron unlock --repo %s`)", ErrLocked, o, r.Location())
 	}
 	if len(watch) > 0 {
-		live, _, err := r.watchLocks(ctx, watch, nil)
+		live, stale, err := r.watchLocks(ctx, watch, r.log)
 		if err != nil {
 			l.Unlock()
 			return nil, err
@@ -199,6 +199,14 @@ func (r *Repository) Lock(ctx context.Context, exclusive bool, purpose string) (
 		if len(live) > 0 {
 			l.Unlock()
 			return nil, fmt.Errorf("%w: %s (its holder refreshes it, though its time is old by this host's clock)", ErrLocked, live[0])
+		}
+		// Proven stale (not refreshed for LockStale on this clock): removed, so that the next
+		// command does not watch it again.
+		for _, s := range stale {
+			r.removeLock(s.name)
+			if r.log != nil {
+				r.log(fmt.Sprintf("removed the stale lock %s (not refreshed for %s)", s, LockStale))
+			}
 		}
 	}
 	return l, nil
@@ -324,21 +332,25 @@ func (l *Lock) Unlock() {
 	})
 }
 
-// readLock reads one lock file; a file that exists but cannot be read is returned with
-// unreadable set, not as an error.
+// readLock reads one lock file; a file whose bytes were read but do not open (damaged, or
+// junk) is returned with unreadable set, not as an error. A failure to read the bytes (a network
+// or disk error) is an error: it says nothing about the lock, and calling the lock unreadable —
+// stale — would let prune remove a running capture's lock and data.
 func (r *Repository) readLock(ctx context.Context, name string) (LockInfo, error) {
-	plain, err := r.loadSealed(ctx, backend.Handle{Type: backend.Lock, Name: name})
-	if errors.Is(err, backend.ErrNotExist) {
-		return LockInfo{}, err
+	h := backend.Handle{Type: backend.Lock, Name: name}
+	b, err := backend.ReadAll(ctx, r.be, h)
+	if err != nil {
+		if errors.Is(err, backend.ErrNotExist) {
+			return LockInfo{}, err
+		}
+		return LockInfo{}, fmt.Errorf("reading lock %s: %w", name, err)
 	}
 	var li LockInfo
+	plain, err := r.key.Open(nil, b)
 	if err == nil {
 		err = json.Unmarshal(plain, &li)
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return LockInfo{}, ctx.Err()
-		}
 		li = LockInfo{unreadable: err}
 	}
 	li.name = name

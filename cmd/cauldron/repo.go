@@ -85,6 +85,7 @@ func (f *repoFlags) open(cmd *cobra.Command) (*tib.Repository, error) {
 	for _, w := range r.Warnings() {
 		fmt.Fprintf(os.Stderr, "cauldron: warning: %s: %s\n", r.Location(), w)
 	}
+	r.SetLog(func(s string) { fmt.Fprintf(os.Stderr, "cauldron: %s: %s\n", r.Location(), s) })
 	// A share mounted for this command is left mounted: the process ends soon after, and the
 	// boot environment reuses the mount (same folder for the same URL).
 	return r, nil

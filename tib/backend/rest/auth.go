@@ -18,6 +18,10 @@ import (
 // file is read rather than silently never matching.
 type Users struct {
 	hashes map[string][]byte
+	// cost is the highest bcrypt cost in the file: an unknown user's check costs as much as a
+	// known user's, so that timing does not tell which names exist.
+	cost  int
+	dummy func() []byte
 	// ok remembers passwords already checked (by a SHA-256 of user and password), because
 	// bcrypt is deliberately slow and every request carries the password again.
 	mu sync.Mutex
@@ -52,7 +56,14 @@ func ReadHtpasswd(path string) (*Users, error) {
 			return nil, fmt.Errorf("%s:%d: user %s: %v", path, n, name, err)
 		}
 		u.hashes[name] = []byte(hash)
+		if c, _ := bcrypt.Cost([]byte(hash)); c > u.cost {
+			u.cost = c
+		}
 	}
+	u.dummy = sync.OnceValue(func() []byte {
+		h, _ := bcrypt.GenerateFromPassword([]byte("no such user"), max(u.cost, bcrypt.MinCost))
+		return h
+	})
 	if len(u.hashes) == 0 {
 		return nil, fmt.Errorf("%s: no users (add one with `htpasswd -B %s USER`)", path, path)
 	}
@@ -67,7 +78,7 @@ func (u *Users) Check(user, password string) bool {
 	hash, ok := u.hashes[user]
 	if !ok {
 		// Spend a bcrypt's time anyway, so that answers do not tell which users exist.
-		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		bcrypt.CompareHashAndPassword(u.dummy(), []byte(password))
 		return false
 	}
 	key := sha256.Sum256([]byte(user + "\x00" + password))
@@ -85,13 +96,6 @@ func (u *Users) Check(user, password string) bool {
 	u.mu.Unlock()
 	return true
 }
-
-// dummyHash is a bcrypt hash (cost 10) of a password nobody types; made on first use, not when
-// the program starts (every cauldron command would pay for it).
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("no such user"), bcrypt.DefaultCost)
-	return h
-})
 
 // AuthOptions choose who may use a server.
 type AuthOptions struct {

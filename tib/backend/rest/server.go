@@ -394,8 +394,12 @@ type uploadError struct {
 func (e *uploadError) Error() string { return e.msg }
 
 func (u *upload) Read(p []byte) (int, error) {
-	// A client that stops sending holds the connection only for the timeout.
-	_ = u.rc.SetReadDeadline(time.Now().Add(u.timeout))
+	// A client that stops sending holds the connection only for the timeout. The answer's
+	// write deadline moves with it: the server's WriteTimeout counts from the request's headers,
+	// and would cut the answer to a slow upload that never stalled (a 1 MiB pack at 12 KB/s).
+	deadline := time.Now().Add(u.timeout)
+	_ = u.rc.SetReadDeadline(deadline)
+	_ = u.rc.SetWriteDeadline(deadline.Add(u.timeout))
 	n, err := u.r.Read(p)
 	u.n += int64(n)
 	if u.sha != nil {

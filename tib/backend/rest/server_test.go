@@ -426,3 +426,37 @@ func TestAppendOnlyRefusesJunk(t *testing.T) {
 		t.Fatalf("a key file of another kdf: %v", err)
 	}
 }
+
+// TestSlowSteadyUploadAnswered: an upload that keeps moving but takes longer than the server's
+// write timeout (cauldron serve sets it to the I/O timeout, counted from the request's headers)
+// is stored and answered; its answer used to be cut ("empty reply" after a 1 MiB pack at 12 KB/s
+// took more than a minute), leaving the client to guess.
+func TestSlowSteadyUploadAnswered(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	dir := filepath.Join(t.TempDir(), "repo")
+	newRepo(t, dir)
+	srv := httptest.NewUnstartedServer(rest.NewHandler(local.New(dir), rest.HandlerOptions{IOTimeout: timeout}))
+	srv.Config.WriteTimeout = timeout
+	srv.Start()
+	defer srv.Close()
+	u, _ := neturl.Parse(srv.URL)
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const size = 12
+	fmt.Fprintf(c, "POST /data/5e00 HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", u.Host, size)
+	for i := 0; i < size; i++ { // 12 bytes over about 1.2 s: three write timeouts, never a stall
+		time.Sleep(100 * time.Millisecond)
+		c.Write([]byte{'x'})
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("the answer to a slow, steady upload: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a slow, steady upload: %s", resp.Status)
+	}
+}
