@@ -164,7 +164,8 @@ func checkBlockTarget(target string, protect []string) error {
 	if disks, err := disksUnder("/"); err == nil && disks[dev] {
 		return refuse(target, "it holds the running system's root filesystem")
 	}
-	if p, ok := protectedUnder(protect).disks[dev]; ok {
+	under := protectedUnder(protect)
+	if p, ok := under.disks[dev]; ok {
 		return refuse(target, "it holds the protected path %s", p)
 	}
 	// A loop device writes through to its backing file, which must not be a protected file or lie
@@ -176,7 +177,6 @@ func checkBlockTarget(target string, protect []string) error {
 		if p, ok := InProtected(bf, protect); ok {
 			return refuse(target, "it is backed by %s, in the protected path %s", bf, p)
 		}
-		under := protectedUnder(protect)
 		if id, _, err := fileIdentity(bf); err == nil {
 			if p, ok := under.files[id]; ok {
 				return refuse(target, "it is a loop device over %s, the image behind the protected path %s", bf, p)

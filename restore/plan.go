@@ -130,6 +130,8 @@ type Plan struct {
 	gate *target.Gate
 	// prepared: Prepare made this plan (Run refuses any other).
 	prepared bool
+	// judged are the targets the gate has judged while planning, by path: each is judged once.
+	judgedTargets map[string]target.Target
 	// systems are the operating systems inoculation found, where the report is copied to.
 	systems []restoredSystem
 }
@@ -330,6 +332,7 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 				fail("disk %s: %v", src, err)
 				continue
 			}
+			p.judge(t, tt)
 			seen[canonical(t)] = true
 			targets = append(targets, partition.TargetCandidate{Path: t, Layout: l})
 		}
@@ -463,14 +466,11 @@ func planDisk(ctx context.Context, req Request, p *Plan, d *tib.Disk, path strin
 	for i := range d.Regions {
 		dp.Bytes += d.Regions[i].UsedBytes()
 	}
-	t, err := target.New(path)
+	t, err := p.judgedTarget(path)
 	if err != nil {
 		return nil, err
 	}
 	dp.t, dp.Kind = t, t.Kind()
-	if err := t.Check(p.gate); err != nil {
-		return nil, err
-	}
 	if !t.Exists() {
 		// A new image file: it gets the source's layout and size exactly.
 		return dp, nil
@@ -521,6 +521,30 @@ func planDisk(ctx context.Context, req Request, p *Plan, d *tib.Disk, path strin
 	}
 	dp.Layout = lp
 	return dp, nil
+}
+
+// judge records a target the gate has judged.
+func (p *Plan) judge(path string, t target.Target) {
+	if p.judgedTargets == nil {
+		p.judgedTargets = map[string]target.Target{}
+	}
+	p.judgedTargets[path] = t
+}
+
+// judgedTarget returns the target path names, judged by the gate (once per plan).
+func (p *Plan) judgedTarget(path string) (target.Target, error) {
+	if t, ok := p.judgedTargets[path]; ok {
+		return t, nil
+	}
+	t, err := target.New(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Check(p.gate); err != nil {
+		return nil, err
+	}
+	p.judge(path, t)
+	return t, nil
 }
 
 // protectedPaths is the one list of what a recovery must never write: the paths the request

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cauldron-dr/cauldron/internal/testenv"
+	"github.com/cauldron-dr/cauldron/restore/write"
 )
 
 // loop attaches an image file to a loop device and detaches it when the test ends.
@@ -116,6 +117,14 @@ func TestRefusedTargets(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(small); string(b) != strings.Repeat("x", 1<<20) {
 		t.Error("the small device was written")
+	}
+	// No gate, no write: a forgotten gate used to default to one that protects nothing.
+	nogate := filepath.Join(dir, "nogate.img")
+	if _, err := write.Disk(ctx, r, write.Options{Generation: g, Disk: "disk0", Target: mustTarget(t, nogate)}); err == nil || !strings.Contains(err.Error(), "no safety gate") {
+		t.Fatalf("a restore without a gate: %v", err)
+	}
+	if _, err := os.Stat(nogate); err == nil {
+		t.Fatal("a restore without a gate created its target")
 	}
 	grown := filepath.Join(dir, "grown.img")
 	writeFile(t, grown, []byte(strings.Repeat("x", 1<<20)))

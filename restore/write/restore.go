@@ -27,6 +27,7 @@ type Options struct {
 	Disk       string // disk0, …
 	Target     target.Target
 	// Gate is the safety gate the target passed; it is applied again before the first write.
+	// Required.
 	Gate     *target.Gate
 	Workers  int // 0: 2 × GOMAXPROCS (reads wait on storage, writes on the target)
 	Progress func(Progress)
@@ -85,7 +86,8 @@ func Disk(ctx context.Context, r *tib.Repository, o Options) (Stats, error) {
 		return Stats{}, fmt.Errorf("restore of %s: no target", o.Disk)
 	}
 	if o.Gate == nil {
-		o.Gate = &target.Gate{}
+		// No default: a forgotten gate would silently protect nothing.
+		return Stats{}, fmt.Errorf("restore of %s onto %s: no safety gate given", o.Disk, o.Target.Name())
 	}
 	if o.Workers <= 0 {
 		o.Workers = 2 * runtime.GOMAXPROCS(0)
