@@ -460,7 +460,7 @@ func markNonZero(m *usedblocks.Map, first int64, buf []byte, bs int64) int {
 	var set []int64
 	for off := int64(0); off < int64(len(buf)); off += bs {
 		end := min(off+bs, int64(len(buf)))
-		if !allZero(buf[off:end]) {
+		if !AllZero(buf[off:end]) {
 			set = append(set, first+off/bs)
 			n++
 		}
@@ -479,8 +479,9 @@ var mapMu sync.Mutex
 
 var zeros = make([]byte, 64<<10)
 
-// allZero compares against a zero buffer: bytes.Equal is vectorised.
-func allZero(b []byte) bool {
+// AllZero reports whether b holds only zero bytes (compared against a zero buffer: bytes.Equal
+// is vectorised). Capture skips such cells; a restore's verification expects them.
+func AllZero(b []byte) bool {
 	for len(b) > 0 {
 		n := min(len(b), len(zeros))
 		if !bytes.Equal(b[:n], zeros[:n]) {

@@ -112,7 +112,7 @@ func Verify(ctx context.Context, r *tib.Repository, o VerifyOptions) (VerifyStat
 					case j.expect != nil:
 						ok = bytes.Equal(b, j.expect)
 					case j.zero:
-						ok = allZero(b)
+						ok = tib.AllZero(b)
 					default:
 						ok = r.Key().ChunkID(b) == j.id
 					}
@@ -174,19 +174,6 @@ func readCell(f io.ReaderAt, g *tib.Region, used *usedblocks.Map, cell, at int64
 		_, err = f.ReadAt(b[s:e], at+s)
 	})
 	return err
-}
-
-// allZero compares against a zero buffer: bytes.Equal is vectorised.
-func allZero(b []byte) bool {
-	var zero [4096]byte
-	for len(b) > 0 {
-		n := min(len(b), len(zero))
-		if !bytes.Equal(b[:n], zero[:n]) {
-			return false
-		}
-		b = b[n:]
-	}
-	return true
 }
 
 // regionSkip says how a region of a planned restore is compared: its move, or why it is not
