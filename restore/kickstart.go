@@ -191,7 +191,7 @@ func selectDisks(sel kickstart.DiskSelector, cands []candidate) ([]string, error
 // KickstartPlanError names the kickstart lines a planning error comes from, keeping its chain:
 // an unknown machine or generation gets the machine command's line (or its --generation value's),
 // and each problem of the plan that concerns a disk a `disk` command names gets that command's
-// line. Other errors are returned as they are.
+// line (PlanError.Disks). Other errors are returned as they are.
 func KickstartPlanError(ks *kickstart.Kickstart, err error) error {
 	if err == nil || ks == nil {
 		return err
@@ -205,43 +205,17 @@ func KickstartPlanError(ks *kickstart.Kickstart, err error) error {
 	case !errors.As(err, &pe):
 		return err
 	}
-	out := &PlanError{causes: pe.causes}
-	for _, p := range pe.Problems {
-		// The disk the problem names first is the one it is about ("has no disk "disk7" (it
-		// has disk0)").
-		first, at := -1, len(p)
-		for i, d := range ks.Disks {
-			if j := diskMention(p, d.Source); j >= 0 && j < at {
-				first, at = i, j
+	out := &PlanError{Disks: pe.Disks, causes: pe.causes}
+	for i, p := range pe.Problems {
+		if i < len(pe.Disks) {
+			for _, d := range ks.Disks {
+				if d.Source == pe.Disks[i] && pe.Disks[i] != "" {
+					p = d.Pos.String() + ": " + p
+					break
+				}
 			}
-		}
-		if first >= 0 {
-			p = ks.Disks[first].Pos.String() + ": " + p
 		}
 		out.Problems = append(out.Problems, p)
 	}
 	return out
-}
-
-// diskMention is where a problem first names the source disk as a word (disk1 is not disk10),
-// or -1.
-func diskMention(problem, disk string) int {
-	for i := 0; ; {
-		j := strings.Index(problem[i:], disk)
-		if j < 0 || disk == "" {
-			return -1
-		}
-		j += i
-		end := j + len(disk)
-		before := j == 0 || !isWordByte(problem[j-1])
-		after := end == len(problem) || !isWordByte(problem[end])
-		if before && after {
-			return j
-		}
-		i = end
-	}
-}
-
-func isWordByte(b byte) bool {
-	return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
 }

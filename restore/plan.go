@@ -193,7 +193,10 @@ func (p *Plan) Overwrites() []string {
 // errors behind them stay reachable (errors.As finds a *target.Refusal or a *tib.DamageError).
 type PlanError struct {
 	Problems []string
-	causes   []error
+	// Disks names, for each problem, the source disk it concerns ("" for the whole plan), so
+	// that a front end can point at where that disk was asked for (a kickstart's disk line).
+	Disks  []string
+	causes []error
 }
 
 // Unwrap returns the errors behind the problems.
@@ -202,11 +205,17 @@ func (e *PlanError) Unwrap() []error { return e.causes }
 // problems collects a plan's problems and the errors behind them.
 type problems struct {
 	list   []string
+	disks  []string
 	causes []error
 }
 
-func (ps *problems) add(format string, args ...any) {
+// add records a problem of the whole plan.
+func (ps *problems) add(format string, args ...any) { ps.of("", format, args...) }
+
+// of records a problem of one source disk.
+func (ps *problems) of(disk, format string, args ...any) {
 	ps.list = append(ps.list, fmt.Sprintf(format, args...))
+	ps.disks = append(ps.disks, disk)
 	for _, a := range args {
 		if err, ok := a.(error); ok {
 			ps.causes = append(ps.causes, err)
@@ -218,7 +227,7 @@ func (ps *problems) err() error {
 	if len(ps.list) == 0 {
 		return nil
 	}
-	return &PlanError{Problems: ps.list, causes: ps.causes}
+	return &PlanError{Problems: ps.list, Disks: ps.disks, causes: ps.causes}
 }
 
 func (e *PlanError) Error() string {
@@ -252,6 +261,7 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 	}
 	var probs problems
 	fail := probs.add
+	failOf := probs.of
 
 	system := req.Candidates == nil
 	cands := req.Candidates
@@ -273,17 +283,17 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 	byName := map[string]DiskRequest{}
 	for _, d := range req.Disks {
 		if _, err := gen.Disk(d.Source); err != nil {
-			fail("%v", err)
+			failOf(d.Source, "%v", err)
 			continue
 		}
 		if _, dup := byName[d.Source]; dup {
-			fail("disk %s is given twice", d.Source)
+			failOf(d.Source, "disk %s is given twice", d.Source)
 			continue
 		}
 		byName[d.Source] = d
 		if d.Target != "" {
 			if excluded[canonical(d.Target)] {
-				fail("disk %s: target %s is excluded (ignoredisk, or it holds the boot medium)", d.Source, d.Target)
+				failOf(d.Source, "disk %s: target %s is excluded (ignoredisk, or it holds the boot medium)", d.Source, d.Target)
 				continue
 			}
 			explicit[d.Source] = d.Target
@@ -313,7 +323,7 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 	for _, src := range sortedKeys(explicit) {
 		t := explicit[src]
 		if other, dup := named[canonical(t)]; dup {
-			fail("disks %s and %s both go to one target (%s and %s are two names of it)", other, src, explicit[other], t)
+			failOf(src, "disks %s and %s both go to one target (%s and %s are two names of it)", other, src, explicit[other], t)
 			continue
 		}
 		named[canonical(t)] = src
@@ -329,7 +339,7 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 				l, err = tt.Layout()
 			}
 			if err != nil {
-				fail("disk %s: %v", src, err)
+				failOf(src, "disk %s: %v", src, err)
 				continue
 			}
 			p.judge(t, tt)
@@ -360,7 +370,7 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 		}
 		dp, err := planDisk(ctx, req, p, d, mapping[d.Name], dr)
 		if err != nil {
-			fail("disk %s → %s: %v", d.Name, mapping[d.Name], err)
+			failOf(d.Name, "disk %s → %s: %v", d.Name, mapping[d.Name], err)
 			continue
 		}
 		p.Disks = append(p.Disks, *dp)
@@ -397,7 +407,7 @@ func oneDiskEach(disks []DiskPlan) error {
 			continue
 		}
 		if other, dup := seen[t.ID()]; dup {
-			probs.add("disks %s and %s both go to one target (%s and %s are two names of it)", other, disks[i].Source, targetOf(disks, other), disks[i].Target)
+			probs.of(disks[i].Source, "disks %s and %s both go to one target (%s and %s are two names of it)", other, disks[i].Source, targetOf(disks, other), disks[i].Target)
 			continue
 		}
 		seen[t.ID()] = disks[i].Source
@@ -431,7 +441,7 @@ func prepareLayout(ctx context.Context, req Request) (*Plan, error) {
 	var probs problems
 	for _, dr := range req.Disks {
 		if dr.Plan == nil || dr.Plan.Layout == nil || dr.Target == "" {
-			probs.add("disk %s: a table-only plan needs a target and the layout plan to write there", dr.Source)
+			probs.of(dr.Source, "disk %s: a table-only plan needs a target and the layout plan to write there", dr.Source)
 			continue
 		}
 		dp := DiskPlan{Source: orDefault(dr.Source, "disk0"), Target: dr.Target, Layout: dr.Plan}
@@ -443,7 +453,7 @@ func prepareLayout(ctx context.Context, req Request) (*Plan, error) {
 			err = fmt.Errorf("%s does not exist: a partition table is written onto an existing disk or image", dr.Target)
 		}
 		if err != nil {
-			probs.add("disk %s: %v", dp.Source, err)
+			probs.of(dp.Source, "disk %s: %v", dp.Source, err)
 			continue
 		}
 		dp.t, dp.Kind = t, t.Kind()
