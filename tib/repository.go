@@ -45,8 +45,11 @@ type Config struct {
 type Repository struct {
 	be  backend.Backend
 	key *crypto.Key
-	cfg Config
-	idx *Index
+	// keyName is the key file that opened the repository ("" when unencrypted): `key remove`
+	// refuses it, `key passwd` replaces it.
+	keyName string
+	cfg     Config
+	idx     *Index
 	// warnings are what Open noticed and worked around (key files it could not use, key files
 	// an unencrypted repository ignores); the command shows them.
 	warnings []string
@@ -92,13 +95,14 @@ func Init(ctx context.Context, be backend.Backend, o InitOptions) (*Repository, 
 		return nil, err
 	}
 	key := crypto.PublicKey()
+	keyName := ""
 	encrypted := len(o.Password) > 0
 	if encrypted {
 		var err error
 		if key, err = crypto.NewRandomKey(); err != nil {
 			return nil, err
 		}
-		if err := addKey(ctx, be, key, o.Password); err != nil {
+		if keyName, err = addKey(ctx, be, key, o.Password); err != nil {
 			return nil, err
 		}
 	}
@@ -111,38 +115,41 @@ func Init(ctx context.Context, be backend.Backend, o InitOptions) (*Repository, 
 	if err := be.Save(ctx, backend.Handle{Type: backend.Config}, key.Seal(nil, plain)); err != nil {
 		return nil, err
 	}
-	return &Repository{be: be, key: key, cfg: cfg, idx: newIndex()}, nil
+	return &Repository{be: be, key: key, keyName: keyName, cfg: cfg, idx: newIndex()}, nil
 }
 
 // keyFile is the JSON of keys/ID: the master key sealed under a password-derived key.
 type keyFile struct {
 	Created  time.Time        `json:"created"`
 	Hostname string           `json:"hostname"`
+	Username string           `json:"username,omitempty"`
 	KDF      string           `json:"kdf"`
 	Params   crypto.KDFParams `json:"params"`
 	Data     []byte           `json:"data"` // sealed JSON of crypto.Key
 }
 
-func addKey(ctx context.Context, be backend.Backend, master *crypto.Key, password []byte) error {
+// addKey seals master under password in a new key file and returns its name.
+func addKey(ctx context.Context, be backend.Backend, master *crypto.Key, password []byte) (string, error) {
 	params, err := crypto.DefaultKDFParams()
 	if err != nil {
-		return err
+		return "", err
 	}
 	wrap, err := crypto.DeriveKey(ctx, password, params)
 	if err != nil {
-		return err
+		return "", err
 	}
 	plain, err := json.Marshal(master)
 	if err != nil {
-		return err
+		return "", err
 	}
 	host, _ := os.Hostname()
-	kf := keyFile{Created: time.Now().UTC(), Hostname: host, KDF: "argon2id", Params: params, Data: wrap.Seal(nil, plain)}
+	kf := keyFile{Created: time.Now().UTC(), Hostname: host, Username: userName(), KDF: "argon2id", Params: params, Data: wrap.Seal(nil, plain)}
 	b, err := json.MarshalIndent(kf, "", "  ")
 	if err != nil {
-		return err
+		return "", err
 	}
-	return be.Save(ctx, backend.Handle{Type: backend.Key, Name: crypto.Hash(b).String()}, b)
+	name := crypto.Hash(b).String()
+	return name, be.Save(ctx, backend.Handle{Type: backend.Key, Name: name}, b)
 }
 
 // Open opens an existing repository. password is called only when the repository is encrypted.
@@ -194,7 +201,7 @@ func Open(ctx context.Context, be backend.Backend, password func() ([]byte, erro
 	if len(pw) == 0 {
 		return nil, fmt.Errorf("%s: %w", be.Location(), ErrNeedPassword)
 	}
-	key, bad, err := openKey(ctx, be, keyNames, pw)
+	key, keyName, bad, err := openKey(ctx, be, keyNames, pw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", be.Location(), err)
 	}
@@ -208,7 +215,7 @@ func Open(ctx context.Context, be backend.Backend, password func() ([]byte, erro
 	if !cfg.Encrypted {
 		return nil, fmt.Errorf("%s: config: sealed under a key file's master key but says the repository is unencrypted", be.Location())
 	}
-	return &Repository{be: be, key: key, cfg: cfg, idx: newIndex(), warnings: warnings}, nil
+	return &Repository{be: be, key: key, keyName: keyName, cfg: cfg, idx: newIndex(), warnings: warnings}, nil
 }
 
 func prefixAll(prefix string, names []string) []string {
@@ -244,53 +251,33 @@ const maxKeyFile = 64 << 10
 // openKey tries the password on every key file. A key file that cannot be used (unreadable,
 // not JSON, an unknown KDF, parameters out of bounds) does not stop the others from being
 // tried: anyone who can write to the storage could add one. Those are returned as bad, each
-// error naming its file; if no file opens, the error names them too.
-func openKey(ctx context.Context, be backend.Backend, names []string, pw []byte) (*crypto.Key, []error, error) {
-	var bad []error
+// error naming its file; if no file opens, the error names them too. name is the file that
+// opened.
+func openKey(ctx context.Context, be backend.Backend, names []string, pw []byte) (key *crypto.Key, name string, bad []error, err error) {
 	for _, n := range names {
 		k, err := tryKey(ctx, be, n, pw)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
+				return nil, "", nil, ctx.Err()
 			}
 			bad = append(bad, fmt.Errorf("key file keys/%s: %w", n, err))
 			continue
 		}
 		if k != nil {
-			return k, bad, nil
+			return k, n, bad, nil
 		}
 	}
 	if len(bad) > 0 {
-		return nil, nil, fmt.Errorf("%w (and %w)", ErrWrongPassword, errors.Join(bad...))
+		return nil, "", nil, fmt.Errorf("%w (and %w)", ErrWrongPassword, errors.Join(bad...))
 	}
-	return nil, nil, ErrWrongPassword
+	return nil, "", nil, ErrWrongPassword
 }
 
 // tryKey opens one key file with pw: the master key, nil if the password does not open it, or
 // an error saying why the file cannot be used.
 func tryKey(ctx context.Context, be backend.Backend, name string, pw []byte) (*crypto.Key, error) {
-	h := backend.Handle{Type: backend.Key, Name: name}
-	fi, err := be.Stat(ctx, h)
+	kf, err := readKeyFile(ctx, be, name)
 	if err != nil {
-		return nil, err
-	}
-	if fi.Size > maxKeyFile {
-		return nil, fmt.Errorf("%d bytes: more than a key file can be (%d)", fi.Size, maxKeyFile)
-	}
-	b, err := backend.ReadAll(ctx, be, h)
-	if err != nil {
-		return nil, err
-	}
-	var kf keyFile
-	if err := json.Unmarshal(b, &kf); err != nil {
-		return nil, fmt.Errorf("not a key file: %w", err)
-	}
-	if kf.KDF != "argon2id" {
-		return nil, fmt.Errorf("unknown KDF %q", kf.KDF)
-	}
-	// Checked before anything is derived (DeriveKey checks again): a hostile file must cost
-	// nothing.
-	if err := kf.Params.Check(); err != nil {
 		return nil, err
 	}
 	wrap, err := crypto.DeriveKey(ctx, pw, kf.Params)
@@ -309,6 +296,32 @@ func tryKey(ctx context.Context, be backend.Backend, name string, pw []byte) (*c
 		return nil, err
 	}
 	return &k, nil
+}
+
+// readKeyFile reads a key file and checks it can be used: size, JSON, KDF and parameters
+// within bounds. The parameters are checked before anything is derived (DeriveKey checks
+// again): a hostile file must cost nothing.
+func readKeyFile(ctx context.Context, be backend.Backend, name string) (keyFile, error) {
+	var kf keyFile
+	h := backend.Handle{Type: backend.Key, Name: name}
+	fi, err := be.Stat(ctx, h)
+	if err != nil {
+		return kf, err
+	}
+	if fi.Size > maxKeyFile {
+		return kf, fmt.Errorf("%d bytes: more than a key file can be (%d)", fi.Size, maxKeyFile)
+	}
+	b, err := backend.ReadAll(ctx, be, h)
+	if err != nil {
+		return kf, err
+	}
+	if err := json.Unmarshal(b, &kf); err != nil {
+		return kf, fmt.Errorf("not a key file: %w", err)
+	}
+	if kf.KDF != "argon2id" {
+		return kf, fmt.Errorf("unknown KDF %q", kf.KDF)
+	}
+	return kf, kf.Params.Check()
 }
 
 // Warnings are what Open noticed and worked around, for the command to show.

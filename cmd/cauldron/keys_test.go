@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/tib/backend/local"
 )
 
 // cauldronStdin is cauldron with standard input from a pipe holding stdin.
@@ -154,4 +159,142 @@ func TestRollbackReported(t *testing.T) {
 	if code != 0 || !strings.Contains(errs, "warning: machine web01: its newest generation "+newest[:12]) {
 		t.Fatalf("generations: exit %d\n%s%s", code, stdout, errs)
 	}
+}
+
+// TestKeyCommands: key list|add|remove|passwd as a user runs them (issue 16, item 8: there was
+// no way to change the password or add a second key).
+func TestKeyCommands(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	as := func(pw string) []string { return []string{"CAULDRON_PASSWORD=" + pw, "CAULDRON_REPOSITORY=" + repo} }
+	ok(t, as("first"), "init")
+	newPW := filepath.Join(dir, "new")
+	if err := os.WriteFile(newPW, []byte("second\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := ok(t, as("first"), "key", "add", "--new-password-file", newPW)
+	if !strings.HasPrefix(out, "added key ") {
+		t.Fatalf("key add: %q", out)
+	}
+	// Both passwords work; each session marks its own key.
+	type key struct {
+		Current  bool   `json:"current"`
+		ID       string `json:"id"`
+		LongID   string `json:"longId"`
+		HostName string `json:"hostName"`
+		Created  string `json:"created"`
+		Unusable string `json:"unusable"`
+	}
+	list := func(pw string) (cur key, all []key) {
+		t.Helper()
+		if err := json.Unmarshal([]byte(ok(t, as(pw), "key", "list", "--json")), &all); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range all {
+			if k.Current {
+				cur = k
+			}
+		}
+		return cur, all
+	}
+	first, all := list("first")
+	second, _ := list("second")
+	if len(all) != 2 || first.LongID == "" || second.LongID == "" || first.LongID == second.LongID ||
+		first.ID != first.LongID[:8] || first.HostName == "" || first.Created == "" {
+		t.Fatalf("key list: %+v; current with first %+v, with second %+v", all, first, second)
+	}
+	if text := ok(t, as("first"), "key", "list"); !strings.Contains(text, "*"+first.ID) || !strings.Contains(text, " "+second.ID) {
+		t.Fatalf("key list:\n%s", text)
+	}
+
+	// The key in use cannot be removed.
+	_, errs, code := cauldron(t, as("first"), "key", "remove", first.ID)
+	oneLineError(t, "key remove (in use)", errs, code, "refusing to remove key file keys/"+first.LongID, "it opened this session")
+
+	// A junk key file is listed, not fatal, and removable.
+	if err := os.WriteFile(filepath.Join(repo, "keys", "junk"), []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, all = list("first")
+	if len(all) != 3 || !strings.Contains(fmt.Sprint(all), "not a key file") {
+		t.Fatalf("key list with junk: %+v", all)
+	}
+	if text := ok(t, as("first"), "key", "list"); !strings.Contains(text, "junk") || !strings.Contains(text, "unusable: not a key file") {
+		t.Fatalf("key list with junk:\n%s", text)
+	}
+	ok(t, as("first"), "key", "remove", "junk")
+
+	// passwd with the second password: it stops working, the new one works, the first is kept.
+	out, errs, code = cauldronStdin(t, as("second"), "third\n", "key", "passwd", "--new-password-file", "-")
+	if code != 0 || !strings.Contains(out, "removed key "+second.ID) {
+		t.Fatalf("key passwd: exit %d\n%s%s", code, out, errs)
+	}
+	_, errs, code = cauldron(t, as("second"), "key", "list")
+	oneLineError(t, "the old password after passwd", errs, code, "wrong password")
+	third, all := list("third")
+	if len(all) != 2 || third.LongID == second.LongID {
+		t.Fatalf("after passwd: %+v", all)
+	}
+	list("first")
+
+	// Removed by another key's session, the third key stops working.
+	ok(t, as("first"), "key", "remove", third.ID)
+	_, errs, code = cauldron(t, as("third"), "key", "list")
+	oneLineError(t, "a removed key's password", errs, code, "wrong password")
+
+	// Bad input: no new password without a terminal, both from standard input, an unknown ID.
+	_, errs, code = cauldron(t, as("first"), "key", "add")
+	oneLineError(t, "key add without a new password", errs, code, "no new password: give --new-password-file FILE")
+	_, errs, code = cauldronStdin(t, as("first"), "x\n", "key", "add", "--password-file", "-", "--new-password-file", "-")
+	oneLineError(t, "key add, both from standard input", errs, code, "both read standard input")
+	_, errs, code = cauldron(t, as("first"), "key", "remove", "ffffffff")
+	oneLineError(t, "key remove of an unknown ID", errs, code, "no key file keys/ffffffff")
+	if _, all = list("first"); len(all) != 1 {
+		t.Fatalf("keys left: %+v", all)
+	}
+}
+
+// TestKeyCommandsRefused: an unencrypted repository has no keys, an append-only server takes no
+// new ones, and a lock held by another process blocks key changes; each says so.
+func TestKeyCommandsRefused(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain")
+	env := []string{"CAULDRON_PASSWORD=", "CAULDRON_REPOSITORY=" + plain}
+	ok(t, env, "init", "--no-password")
+	pwFile := filepath.Join(dir, "pw")
+	os.WriteFile(pwFile, []byte("pw"), 0o600)
+	for _, args := range [][]string{{"list"}, {"add", "--new-password-file", pwFile}, {"remove", "x"}, {"passwd", "--new-password-file", pwFile}} {
+		_, errs, code := cauldron(t, env, append([]string{"key"}, args...)...)
+		oneLineError(t, "key "+args[0]+" (unencrypted)", errs, code, plain+": the repository is unencrypted: it has no keys")
+	}
+	if ents, _ := os.ReadDir(filepath.Join(plain, "keys")); len(ents) != 0 {
+		t.Fatalf("key files in an unencrypted repository: %v", ents)
+	}
+
+	repo := filepath.Join(dir, "repo")
+	env = []string{"CAULDRON_PASSWORD=pw", "CAULDRON_REPOSITORY="}
+	ok(t, env, "init", "--repo", repo)
+	url, _, stop := startServe(t, "--repo", repo, "--no-auth", "--listen", "127.0.0.1:0", "--append-only")
+	defer stop()
+	_, errs, code := cauldron(t, env, "key", "add", "--repo", url, "--new-password-file", pwFile)
+	oneLineError(t, "key add on an append-only server", errs, code, "adding a key file", "403 Forbidden", "the server is append-only")
+	if ents, _ := os.ReadDir(filepath.Join(repo, "keys")); len(ents) != 1 {
+		t.Fatalf("key files after an append-only server's refusal: %v", ents)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(repo, "locks")); len(ents) != 0 {
+		t.Fatalf("locks left after the refusal: %v", ents)
+	}
+
+	// A capture's lock (held by a live process: this test's) blocks key changes.
+	r, err := tib.Open(context.Background(), local.New(repo), func() ([]byte, error) { return []byte("pw"), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock, err := r.Lock(context.Background(), false, "capture")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	_, errs, code = cauldron(t, env, "key", "add", "--repo", repo, "--new-password-file", pwFile)
+	oneLineError(t, "key add while locked", errs, code, "repository is locked", "shared lock")
 }

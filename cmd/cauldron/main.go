@@ -55,6 +55,6 @@ compressed, optionally encrypted), and writes them back onto the same or differe
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInit(), newCapture(), newGenerations(), newRestoreDisk(), newVerify(),
-		newForget(), newPrune(), newUnlock(), newLayout(), newHive(), newBoot(), newReplication(), newKickstart(), newRecover(), newWizard(), newInoculate(), newServe(), newShare(), newRepair())
+		newForget(), newPrune(), newUnlock(), newLayout(), newHive(), newBoot(), newReplication(), newKickstart(), newRecover(), newWizard(), newInoculate(), newServe(), newShare(), newRepair(), newKey())
 	return root
 }

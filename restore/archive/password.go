@@ -38,7 +38,7 @@ type PasswordSource struct {
 func (s PasswordSource) Password(confirm bool) ([]byte, error) {
 	switch {
 	case s.File == "-":
-		return readPasswordStdin()
+		return readPasswordStdin("--password-file")
 	case s.File != "":
 		return ReadPasswordFile(s.File)
 	case s.Env != "":
@@ -67,14 +67,17 @@ func (s PasswordSource) Given() bool {
 
 // ReadPasswordFile reads a password file (a repository's, or an SMB share's): all of it but the
 // trailing line breaks. An empty file is refused, naming it.
-func ReadPasswordFile(path string) ([]byte, error) {
+func ReadPasswordFile(path string) ([]byte, error) { return readPasswordFile("--password-file", path) }
+
+// readPasswordFile is ReadPasswordFile for the option flag, which its messages name.
+func readPasswordFile(flag, path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("--password-file: %w", err)
+		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	b = bytes.TrimRight(b, "\r\n")
 	if len(b) == 0 {
-		return nil, fmt.Errorf("--password-file %s is %w", path, ErrEmptyPassword)
+		return nil, fmt.Errorf("%s %s is %w", flag, path, ErrEmptyPassword)
 	}
 	return b, nil
 }
@@ -82,31 +85,53 @@ func ReadPasswordFile(path string) ([]byte, error) {
 // maxPassword bounds what is read from standard input for a password.
 const maxPassword = 64 << 10
 
-// readPasswordStdin reads the password from standard input (--password-file -), up to its end:
-// all of it but the trailing line breaks.
-func readPasswordStdin() ([]byte, error) {
+// readPasswordStdin reads the password from standard input (flag -), up to its end: all of it
+// but the trailing line breaks.
+func readPasswordStdin(flag string) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(os.Stdin, maxPassword+1))
 	if err != nil {
-		return nil, fmt.Errorf("--password-file -: reading standard input: %w", err)
+		return nil, fmt.Errorf("%s -: reading standard input: %w", flag, err)
 	}
 	if len(b) > maxPassword {
-		return nil, fmt.Errorf("--password-file -: standard input holds more than %d bytes: not a password", maxPassword)
+		return nil, fmt.Errorf("%s -: standard input holds more than %d bytes: not a password", flag, maxPassword)
 	}
 	b = bytes.TrimRight(b, "\r\n")
 	if len(b) == 0 {
-		return nil, fmt.Errorf("--password-file - (standard input) is %w", ErrEmptyPassword)
+		return nil, fmt.Errorf("%s - (standard input) is %w", flag, ErrEmptyPassword)
 	}
 	return b, nil
+}
+
+// NewPassword reads a new password (`cauldron key add` and `key passwd`) from file (flag names
+// the option, for messages), "-" for standard input, or else asks for it twice on the terminal.
+// Never from the environment: $CAULDRON_PASSWORD is the current password. Without a file and a
+// terminal it fails, saying how to give one.
+func NewPassword(flag, file string) ([]byte, error) {
+	switch file {
+	case "-":
+		return readPasswordStdin(flag)
+	case "":
+		if !term.IsTerminal(int(os.Stdin.Fd())) {
+			return nil, fmt.Errorf("no new password: give %s FILE (- reads standard input), or run on a terminal to type it twice", flag)
+		}
+		return askTerminal("New repository password", true)
+	}
+	return readPasswordFile(flag, file)
 }
 
 // TerminalPrompt asks for the password on the terminal (standard input, without echo); when
 // standard input is not a terminal there is no one to ask and it returns no password.
 func TerminalPrompt(confirm bool) ([]byte, error) {
-	fd := int(os.Stdin.Fd())
-	if !term.IsTerminal(fd) {
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
 		return nil, nil
 	}
-	fmt.Fprint(os.Stderr, "Repository password: ")
+	return askTerminal("Repository password", confirm)
+}
+
+// askTerminal asks for a password on the terminal without echo, twice when confirm says so.
+func askTerminal(label string, confirm bool) ([]byte, error) {
+	fd := int(os.Stdin.Fd())
+	fmt.Fprint(os.Stderr, label+": ")
 	pw, err := term.ReadPassword(fd)
 	fmt.Fprintln(os.Stderr)
 	if err != nil || !confirm {
