@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // FileType is the kind of a stored file; it decides the folder it lives in.
@@ -46,10 +47,14 @@ func (h Handle) String() string {
 	return string(h.Type) + "/" + h.Name
 }
 
-// FileInfo is what List reports.
+// FileInfo is what List and Stat report.
 type FileInfo struct {
 	Name string
 	Size int64
+	// ModTime is when the file was stored, by the storage's own clock (which may differ from
+	// this host's: compare it only with another file's ModTime from the same storage); zero
+	// when the storage does not say.
+	ModTime time.Time
 }
 
 // ErrNotExist is returned (wrapped) when a file is missing.
@@ -70,7 +75,7 @@ type Backend interface {
 	Save(ctx context.Context, h Handle, data []byte) error
 	// Load reads length bytes at offset (length 0: to the end).
 	Load(ctx context.Context, h Handle, length int, offset int64) ([]byte, error)
-	// Stat reports a file's size.
+	// Stat reports a file's size and modification time.
 	Stat(ctx context.Context, h Handle) (FileInfo, error)
 	// List calls fn for each file of type t, in no particular order.
 	List(ctx context.Context, t FileType, fn func(FileInfo) error) error

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
 )
@@ -58,6 +59,47 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		fi, err := b.Stat(ctx, h)
 		if err != nil || fi.Size != int64(len(data)) {
 			t.Fatalf("Stat = %v, %v; want size %d", fi, err, len(data))
+		}
+	})
+
+	// Prune judges a pack's age by its ModTime against a file it has just written (its lock),
+	// both by the storage's clock: Stat and List must report it, and a later file must be newer.
+	t.Run("ModTime", func(t *testing.T) {
+		b := newBackend(t)
+		mustCreate(t, b)
+		older := backend.Handle{Type: backend.Pack, Name: "ab01"}
+		newer := backend.Handle{Type: backend.Lock, Name: "0123456789abcdef"}
+		if err := b.Save(ctx, older, []byte("older")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond) // HTTP's Last-Modified counts whole seconds
+		if err := b.Save(ctx, newer, []byte("newer")); err != nil {
+			t.Fatal(err)
+		}
+		o, err := b.Stat(ctx, older)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := b.Stat(ctx, newer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The storage is on this host in these tests: its clock is this one.
+		if d := time.Since(o.ModTime); o.ModTime.IsZero() || d < -time.Minute || d > time.Minute {
+			t.Fatalf("Stat's ModTime %v is not about now (%v)", o.ModTime, time.Now())
+		}
+		if !n.ModTime.After(o.ModTime) {
+			t.Fatalf("a file saved a second later has ModTime %v, the earlier one %v", n.ModTime, o.ModTime)
+		}
+		var listed time.Time
+		if err := b.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
+			listed = fi.ModTime
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if d := listed.Sub(o.ModTime); d < -time.Second || d > time.Second {
+			t.Fatalf("List's ModTime %v, Stat's %v", listed, o.ModTime)
 		}
 	})
 

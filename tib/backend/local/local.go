@@ -204,7 +204,7 @@ func (l *Local) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, e
 	if err != nil {
 		return backend.FileInfo{}, wrap(h, err)
 	}
-	return backend.FileInfo{Name: h.Name, Size: fi.Size()}, nil
+	return backend.FileInfo{Name: h.Name, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
 func (l *Local) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
@@ -242,7 +242,7 @@ func (l *Local) List(ctx context.Context, t backend.FileType, fn func(backend.Fi
 				}
 				return err
 			}
-			if err := fn(backend.FileInfo{Name: e.Name(), Size: info.Size()}); err != nil {
+			if err := fn(backend.FileInfo{Name: e.Name(), Size: info.Size(), ModTime: info.ModTime()}); err != nil {
 				return err
 			}
 		}

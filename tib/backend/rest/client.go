@@ -236,7 +236,8 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	return data, nil
 }
 
-// Stat reads a file's size with HEAD.
+// Stat reads a file's size (Content-Length) and modification time (Last-Modified, the
+// server's clock; zero when the server does not send it) with HEAD.
 func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
 	if err := checkHandle(h); err != nil {
 		return backend.FileInfo{}, fmt.Errorf("%s: %w", b.loc, err)
@@ -251,7 +252,11 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 	if ans.length < 0 {
 		return backend.FileInfo{}, fmt.Errorf("%s: the answer has no Content-Length", ans.what())
 	}
-	return backend.FileInfo{Name: h.Name, Size: ans.length}, nil
+	fi := backend.FileInfo{Name: h.Name, Size: ans.length}
+	if t, err := http.ParseTime(ans.header.Get("Last-Modified")); err == nil {
+		fi.ModTime = t
+	}
+	return fi, nil
 }
 
 // List reads the whole listing before calling fn, so that a retried request never reports a

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
 )
@@ -159,6 +160,9 @@ func parseRange(s string) (byteRange, error) {
 type listEntry struct {
 	Name string `json:"name"`
 	Size *int64 `json:"size"` // a pointer, so that a missing size is told from 0
+	// ModTime is the file's modification time by the server's clock; absent from an older
+	// server's listing (then unknown).
+	ModTime *time.Time `json:"modTime,omitempty"`
 }
 
 // encodeList writes a listing. Names the protocol cannot carry are the caller's to skip.
@@ -170,7 +174,12 @@ func encodeList(w io.Writer, files []backend.FileInfo) error {
 			b.WriteByte(',')
 		}
 		size := f.Size
-		e, err := json.Marshal(listEntry{Name: f.Name, Size: &size})
+		le := listEntry{Name: f.Name, Size: &size}
+		if !f.ModTime.IsZero() {
+			mt := f.ModTime.UTC()
+			le.ModTime = &mt
+		}
+		e, err := json.Marshal(le)
 		if err != nil {
 			return err
 		}
@@ -209,7 +218,11 @@ func parseList(data []byte) ([]backend.FileInfo, error) {
 			return nil, fmt.Errorf("listing names %s twice", e.Name)
 		}
 		seen[e.Name] = true
-		files = append(files, backend.FileInfo{Name: e.Name, Size: *e.Size})
+		fi := backend.FileInfo{Name: e.Name, Size: *e.Size}
+		if e.ModTime != nil {
+			fi.ModTime = *e.ModTime
+		}
+		files = append(files, fi)
 	}
 	return files, nil
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
@@ -64,6 +65,14 @@ func TestParseList(t *testing.T) {
 	files, err := parseList([]byte(`[{"name":"ab","size":3},{"name":"cd","size":0,"mtime":"later"}]` + "\n"))
 	if err != nil || !reflect.DeepEqual(files, []backend.FileInfo{{Name: "ab", Size: 3}, {Name: "cd", Size: 0}}) {
 		t.Fatalf("parseList = %v, %v", files, err)
+	}
+	// A modification time is read when given (a newer server's listing), refused when not a time.
+	files, err = parseList([]byte(`[{"name":"ab","size":3,"modTime":"2026-12-07T12:00:00.5Z"}]`))
+	if err != nil || len(files) != 1 || !files[0].ModTime.Equal(time.Date(2026, 12, 7, 12, 0, 0, 5e8, time.UTC)) {
+		t.Fatalf("parseList with modTime = %v, %v", files, err)
+	}
+	if _, err := parseList([]byte(`[{"name":"ab","size":3,"modTime":"yesterday"}]`)); err == nil {
+		t.Fatal("a listing with a modTime that is not a time was accepted")
 	}
 	if files, err := parseList([]byte(" [] ")); err != nil || len(files) != 0 {
 		t.Fatalf("empty listing: %v, %v", files, err)

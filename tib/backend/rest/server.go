@@ -303,6 +303,9 @@ func (s *handler) stat(w http.ResponseWriter, r *http.Request, h backend.Handle)
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(fi.Size, 10))
+	if !fi.ModTime.IsZero() {
+		w.Header().Set("Last-Modified", fi.ModTime.UTC().Format(http.TimeFormat))
+	}
 	w.WriteHeader(http.StatusOK)
 }
 

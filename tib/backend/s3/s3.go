@@ -381,7 +381,7 @@ func (b *Backend) pastEnd(ctx context.Context, key string, length int, offset in
 	return nil, fmt.Errorf("%s: offset %d past the end (%d bytes): %w", b.where(key), offset, info.Size, io.ErrUnexpectedEOF)
 }
 
-// Stat reports a file's size.
+// Stat reports a file's size and the object's Last-Modified time (the S3 server's clock).
 func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
 	key, err := b.key(h)
 	if err != nil {
@@ -391,7 +391,7 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 	if err != nil {
 		return backend.FileInfo{}, b.fail(ctx, key, err)
 	}
-	return backend.FileInfo{Name: h.Name, Size: info.Size}, nil
+	return backend.FileInfo{Name: h.Name, Size: info.Size, ModTime: info.LastModified}, nil
 }
 
 // List calls fn for each file of type t. Packs are listed through their XX/ sub-prefixes;
@@ -420,7 +420,7 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 			}
 			name = parts[len(parts)-1]
 		}
-		if err := fn(backend.FileInfo{Name: name, Size: obj.Size}); err != nil {
+		if err := fn(backend.FileInfo{Name: name, Size: obj.Size, ModTime: obj.LastModified}); err != nil {
 			return err
 		}
 	}
