@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
 	"github.com/cauldron-dr/cauldron/tib/crypto"
@@ -16,7 +17,21 @@ type PruneStats struct {
 	PacksRewritten int
 	BlobsRemoved   int
 	BytesFreed     int64 // the packs removed, less the packs written for their live blobs
+	// YoungKept counts the packs prune would have removed or rewritten but kept because they
+	// are younger than PruneYoung.
+	YoungKept int
+	// TempRemoved counts the files a killed writer left in the storage's tmp/ (TempCleaner).
+	TempRemoved int
 }
+
+// PruneYoung is the age below which prune neither removes nor rewrites a pack, whatever the
+// index and the generations say: a capture's packs are referenced by no generation until it
+// writes its manifest, and by no index for up to indexEvery packs, so a young pack may belong
+// to a capture in progress whose lock was wrongly judged stale (its host unreachable, its clock
+// or PID namespace misleading). Ages are judged by the storage's clock, never this host's: a
+// pack's ModTime against the ModTime of prune's own lock, just written. A capture that runs
+// longer than this is protected by its lock alone.
+var PruneYoung = 24 * time.Hour
 
 // Prune removes every blob no generation needs. Packs whose blobs are all unneeded are deleted;
 // packs mixing needed and unneeded blobs are rewritten with only the needed ones (each checked
@@ -29,6 +44,11 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 		return st, err
 	}
 	defer lock.Unlock()
+	if c, ok := r.be.(backend.TempCleaner); ok {
+		if st.TempRemoved, err = c.CleanTemp(ctx); err != nil {
+			return st, err
+		}
+	}
 	oldIndex, err := r.IndexFiles(ctx)
 	if err != nil {
 		return st, err
@@ -72,6 +92,11 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 		}
 	}
 
+	stored, err := r.storedPacks(ctx, lock)
+	if err != nil {
+		return st, err
+	}
+
 	// Classify packs. A blob is kept in the pack the index resolves it to; other copies go.
 	var keep []PackBlobs
 	var drop []crypto.ID
@@ -86,6 +111,9 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 		switch {
 		case len(live) == len(blobs):
 			keep = append(keep, PackBlobs{id, blobs})
+		case stored[id].young:
+			keep = append(keep, PackBlobs{id, blobs})
+			st.YoungKept++
 		case len(live) == 0:
 			drop = append(drop, id)
 			st.BlobsRemoved += len(blobs)
@@ -96,17 +124,15 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 	}
 	// Packs no index lists (an interrupted capture's): nothing complete refers to them.
 	var orphans []crypto.ID
-	sizes := map[crypto.ID]int64{}
-	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
-		if id, err := crypto.ParseID(fi.Name); err == nil {
-			sizes[id] = fi.Size
-			if _, ok := packBlobs[id]; !ok {
-				orphans = append(orphans, id)
-			}
+	for id, p := range stored {
+		if _, ok := packBlobs[id]; ok {
+			continue
 		}
-		return nil
-	}); err != nil {
-		return st, err
+		if p.young {
+			st.YoungKept++
+		} else {
+			orphans = append(orphans, id)
+		}
 	}
 	if len(drop) == 0 && len(rewrite) == 0 && len(orphans) == 0 {
 		return st, nil
@@ -165,7 +191,47 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 			return st, err
 		}
 		st.PacksRemoved++
-		st.BytesFreed += sizes[id]
+		st.BytesFreed += stored[id].size
 	}
 	return st, nil
+}
+
+// storedPack is what prune needs of a pack file in the storage.
+type storedPack struct {
+	size    int64
+	modTime time.Time // by the storage's clock
+	young   bool      // younger than PruneYoung by the storage's clock
+}
+
+// storedPacks lists the pack files, judging their age against the modification time of the
+// lock prune holds (rewritten at most LockRefresh ago, so "now" by the storage's clock, or a
+// little before: a pack then looks a little younger, the safe side).
+func (r *Repository) storedPacks(ctx context.Context, lock *Lock) (map[crypto.ID]storedPack, error) {
+	packs := map[crypto.ID]storedPack{}
+	var unknown int
+	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
+		if id, err := crypto.ParseID(fi.Name); err == nil {
+			packs[id] = storedPack{size: fi.Size, modTime: fi.ModTime}
+			if fi.ModTime.IsZero() {
+				unknown++
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	lh := backend.Handle{Type: backend.Lock, Name: lock.info.name}
+	fi, err := r.be.Stat(ctx, lh)
+	if err != nil {
+		return nil, fmt.Errorf("reading the time of prune's own lock %s: %w", lh, err)
+	}
+	now := fi.ModTime
+	if now.IsZero() || unknown > 0 {
+		return nil, fmt.Errorf("%s does not report when files were stored: prune cannot tell a running capture's packs from unneeded ones (run prune where the repository is stored, or update its server)", r.Location())
+	}
+	for id, p := range packs {
+		p.young = now.Sub(p.modTime) < PruneYoung
+		packs[id] = p
+	}
+	return packs, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
@@ -144,6 +145,9 @@ func TestForgetAndPrune(t *testing.T) {
 	if err := r.Forget(ctx, g2); err != nil {
 		t.Fatal(err)
 	}
+	// The packs were all written a moment ago: old enough for this test.
+	defer func(y time.Duration) { tib.PruneYoung = y }(tib.PruneYoung)
+	tib.PruneYoung = 0
 	r = reopen(t, r, "")
 	st, err := r.Prune(ctx)
 	if err != nil {

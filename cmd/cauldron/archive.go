@@ -359,11 +359,23 @@ func newForget() *cobra.Command {
 
 func newPrune() *cobra.Command {
 	var f repoFlags
+	var keepYoung time.Duration
 	c := &cobra.Command{
 		Use:   "prune --repo DIR",
 		Short: "Reclaim the space no remaining generation needs",
-		Args:  cobra.NoArgs,
+		Long: `Remove the blobs no remaining generation needs: packs holding only such blobs are removed,
+packs mixing them with needed ones are rewritten. It takes the exclusive lock.
+
+A pack younger than --keep-young (by the storage's own clock: compared with prune's lock file,
+just written) is neither removed nor rewritten, because it may belong to a capture still running
+(one whose lock was wrongly judged stale): a later prune reclaims it. Files that killed writers
+left in the repository's tmp/ folder are removed once an hour old (by the same clock).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if keepYoung < 0 {
+				return fmt.Errorf("--keep-young %v: not a duration of 0 or more", keepYoung)
+			}
+			tib.PruneYoung = keepYoung
 			r, err := f.open(cmd)
 			if err != nil {
 				return err
@@ -373,10 +385,17 @@ func newPrune() *cobra.Command {
 				return err
 			}
 			fmt.Printf("removed %d blobs; %d packs removed, %d rewritten; %s freed\n", st.BlobsRemoved, st.PacksRemoved, st.PacksRewritten, human(st.BytesFreed))
+			if st.YoungKept > 0 {
+				fmt.Printf("kept %d unneeded pack(s) younger than %v: a capture may still be writing them (a later prune removes them)\n", st.YoungKept, keepYoung)
+			}
+			if st.TempRemoved > 0 {
+				fmt.Printf("removed %d file(s) that interrupted writers left in tmp/\n", st.TempRemoved)
+			}
 			return nil
 		},
 	}
 	f.register(c)
+	c.Flags().DurationVar(&keepYoung, "keep-young", tib.PruneYoung, "keep packs younger than this (a capture may still be writing them); 0 only when no capture can be running")
 	return c
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cauldron-dr/cauldron/restore/archive"
 	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/tib/backend"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
 	"github.com/cauldron-dr/cauldron/tib/backend/rest"
 	"github.com/spf13/cobra"
@@ -55,7 +56,8 @@ removed and no key can be added: a compromised client cannot destroy the archive
 browsing and copying the archive). Every file a client saves is checked against the format
 (its name, and for content-named files that its bytes hash to it); uploads are streamed to
 DIR/tmp, at most --max-uploads at once (one more is answered 429 and retried by the client),
-each at most 2 GiB (413), and a transfer that makes no progress for a minute is dropped. The
+each at most 2 GiB (413), and a transfer that makes no progress for a minute is dropped; what
+a killed server left in DIR/tmp is removed once an hour old (at start, then every half hour). The
 protocol is specified in docs/archive-format.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -193,6 +195,7 @@ protocol is specified in docs/archive-format.md.`,
 				fmt.Fprintln(cmd.ErrOrStderr(), "cauldron serve: note: without TLS, the repository's files cross the network in the clear (encrypted repositories stay encrypted)")
 			}
 
+			go cleanServedTemp(cmd.Context(), l.Path, private, errLog)
 			served := make(chan error, 1)
 			go func() {
 				if tlsConf != nil {
@@ -235,6 +238,38 @@ protocol is specified in docs/archive-format.md.`,
 	c.MarkFlagsMutuallyExclusive("append-only", "read-only")
 	c.MarkFlagsRequiredTogether("tls-cert", "tls-key")
 	return c
+}
+
+// cleanServedTemp removes, when serve starts and then every half TempAge until ctx ends, what
+// uploads cut off by a killed server left in the served repositories' tmp/ (each user's with
+// private repositories), once older than backend.TempAge.
+func cleanServedTemp(ctx context.Context, root string, private bool, errLog *log.Logger) {
+	for {
+		dirs := []string{root}
+		if private {
+			dirs = nil
+			ents, _ := os.ReadDir(root)
+			for _, e := range ents {
+				if e.IsDir() {
+					dirs = append(dirs, filepath.Join(root, e.Name()))
+				}
+			}
+		}
+		for _, d := range dirs {
+			n, err := local.New(d).CleanTemp(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				errLog.Printf("clearing %s/tmp: %v", d, err)
+			case n > 0:
+				errLog.Printf("removed %d file(s) that interrupted uploads left in %s/tmp", n, d)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backend.TempAge / 2):
+		}
+	}
 }
 
 // serveUserModes maps the users given a stricter mode than the server's to that mode, checking

@@ -439,3 +439,36 @@ func serveSelfSigned(t *testing.T) (certFile, keyFile string) {
 	}
 	return certFile, keyFile
 }
+
+// TestServeCleansTemp: an upload cut off by a killed server leaves its file in REPO/tmp; serve
+// removes it once an hour old, and never a fresh one, which an upload in progress may own.
+func TestServeCleansTemp(t *testing.T) {
+	dir, _ := serveInitRepo(t)
+	left := filepath.Join(dir, "tmp", "data-ab01-1")
+	fresh := filepath.Join(dir, "tmp", "data-ab02-2")
+	for _, p := range []string{left, fresh} {
+		if err := os.WriteFile(p, []byte("half an upload"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-backend.TempAge - time.Minute)
+	if err := os.Chtimes(left, old, old); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, stop := startServe(t, "--repo", dir, "--no-auth", "--listen", "127.0.0.1:0")
+	defer stop()
+	select {
+	case line := <-errs.ch:
+		if !strings.Contains(line, "removed 1 file(s) that interrupted uploads left in "+dir+"/tmp") {
+			t.Fatalf("serve said %q", line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not clear its tmp/")
+	}
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Fatalf("the leftover upload: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatalf("the fresh upload: %v", err)
+	}
+}

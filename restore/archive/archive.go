@@ -109,6 +109,15 @@ type Opened struct {
 	unmount string
 }
 
+// CleanTemp removes what killed writers left in the storage's temporary area, for the backends
+// that keep one (backend.TempCleaner: a directory, local or mounted); others have none.
+func (o *Opened) CleanTemp(ctx context.Context) (int, error) {
+	if c, ok := o.Backend.(backend.TempCleaner); ok {
+		return c.CleanTemp(ctx)
+	}
+	return 0, nil
+}
+
 // Close closes the backend and unmounts a share mounted for it.
 func (o *Opened) Close() error {
 	err := o.Backend.Close()

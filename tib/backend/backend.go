@@ -57,6 +57,20 @@ type FileInfo struct {
 	ModTime time.Time
 }
 
+// TempCleaner is a backend that stages files in a temporary area of its own (local: REPO/tmp,
+// also where `cauldron serve` streams uploads) before moving them into place. A writer killed
+// in between leaves its file there; CleanTemp removes such files once they are older than
+// TempAge by the storage's own clock, and returns how many it removed.
+type TempCleaner interface {
+	CleanTemp(ctx context.Context) (int, error)
+}
+
+// TempAge is how long a temporary file must have gone unmodified before CleanTemp removes it. A
+// writer writes, syncs and moves its file within seconds of its last byte, and a server drops
+// an upload that stalls for minutes (rest.DefaultIOTimeout), so no running writer owns a file
+// this old; one that somehow did would find its file gone and fail its save, losing nothing.
+const TempAge = time.Hour
+
 // ErrNotExist is returned (wrapped) when a file is missing.
 var ErrNotExist = errors.New("file does not exist")
 

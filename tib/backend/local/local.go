@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
 )
@@ -261,6 +262,61 @@ func (l *Local) Remove(ctx context.Context, h backend.Handle) error {
 }
 
 func (l *Local) Close() error { return nil }
+
+// clockProbe prefixes the file CleanTemp writes to read the storage's clock.
+const clockProbe = ".clock-"
+
+// CleanTemp removes the files in REPO/tmp that were last modified more than backend.TempAge
+// ago. Ages are judged by the storage's clock (an NFS or SMB server's may be far from this
+// host's): against the modification time of a file CleanTemp writes there first.
+func (l *Local) CleanTemp(ctx context.Context) (int, error) {
+	tmpDir := filepath.Join(l.dir, "tmp")
+	entries, err := os.ReadDir(tmpDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	now, err := storageNow(tmpDir)
+	if err != nil {
+		return 0, fmt.Errorf("%s: reading the storage's clock: %w", tmpDir, err)
+	}
+	removed := 0
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), clockProbe) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || now.Sub(info.ModTime()) <= backend.TempAge {
+			continue // gone already, or young enough to be a writer's
+		}
+		if err := os.Remove(filepath.Join(tmpDir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, err
+		}
+		removed++
+	}
+	return removed, nil
+}
+
+// storageNow is the time by the clock of the filesystem dir is on: a new file's modification
+// time.
+func storageNow(dir string) (time.Time, error) {
+	f, err := os.CreateTemp(dir, clockProbe+"*")
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
+}
 
 func wrap(h backend.Handle, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
