@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/cauldron-dr/cauldron/restore/archive"
@@ -41,7 +43,8 @@ repositories stay encrypted on the wire and are decrypted only by the client.
 
 Clients log in with HTTP basic authentication as users of an htpasswd file of bcrypt hashes
 (--htpasswd-file, default DIR/.htpasswd; make one with "htpasswd -B -c FILE USER"; it is read
-when the server starts), as with restic's rest-server; they give the user name and password
+again when it changes, within a second, and on SIGHUP, so users are added and removed without a
+restart; a changed file that cannot be read keeps the users as they were, and the log says why), as with restic's rest-server; they give the user name and password
 in a --credentials-file (username= and password= lines) or in $CAULDRON_HTTP_USER and
 $CAULDRON_HTTP_PASSWORD. With
 --private-repos, DIR holds one repository per user, DIR/USER, which each user reaches at
@@ -88,18 +91,22 @@ protocol is specified in docs/archive-format.md.`,
 			if maxUploads < 1 {
 				return fmt.Errorf("--max-uploads %d: at least 1", maxUploads)
 			}
+			errLog := log.New(cmd.ErrOrStderr(), "cauldron serve: ", log.LstdFlags)
+			var htfile *rest.HtpasswdFile
 			var users *rest.Users
 			file := htpasswd
 			if !noAuth {
 				if file == "" {
 					file = filepath.Join(l.Path, ".htpasswd")
 				}
-				if users, err = rest.ReadHtpasswd(file); err != nil {
-					if errors.Is(err, os.ErrNotExist) {
-						return fmt.Errorf("--htpasswd-file %s does not exist: create it with `htpasswd -B -c %s USER`, or serve without logins with --no-auth (loopback only)", file, file)
-					}
+				htfile, err = rest.OpenHtpasswd(file, func(s string) { errLog.Print(s) })
+				if errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("--htpasswd-file %s does not exist: create it with `htpasswd -B -c %s USER`, or serve without logins with --no-auth (loopback only)", file, file)
+				}
+				if err != nil {
 					return fmt.Errorf("--htpasswd-file: %w", err)
 				}
+				users = htfile.Users()
 			}
 			var tlsConf *tls.Config
 			if tlsCert != "" {
@@ -117,7 +124,6 @@ protocol is specified in docs/archive-format.md.`,
 				ln.Close()
 				return fmt.Errorf("--listen %s: --no-auth serves only on a loopback address (anyone who reaches it could read the key files and, unless append-only, delete the archive); give an htpasswd file, or add --insecure-listen if the network is trusted", listen)
 			}
-			errLog := log.New(cmd.ErrOrStderr(), "cauldron serve: ", log.LstdFlags)
 			mode := "read-write"
 			switch {
 			case appendOnly:
@@ -129,10 +135,12 @@ protocol is specified in docs/archive-format.md.`,
 			if err != nil {
 				return err
 			}
+			// One bound on uploads for the whole server, whatever repository or mode they go to.
+			uploads := rest.NewUploadLimit(maxUploads)
 			// optsFor is the server's mode, narrowed for a user given a stricter one.
 			optsFor := func(user string) rest.HandlerOptions {
 				o := rest.HandlerOptions{AppendOnly: appendOnly, ReadOnly: readOnly, CheckObjects: true,
-					MaxUploads: maxUploads, ErrorLog: errLog}
+					Uploads: uploads, ErrorLog: errLog}
 				switch {
 				case userMode[user] == "read-only":
 					o.AppendOnly, o.ReadOnly = false, true
@@ -163,8 +171,13 @@ protocol is specified in docs/archive-format.md.`,
 			} else {
 				handler = rest.NewHandler(local.New(l.Path), optsFor(""))
 			}
-			if users != nil {
-				handler = rest.RequireAuth(handler, rest.AuthOptions{Users: users, Private: private})
+			if htfile != nil {
+				handler = rest.RequireAuth(handler, rest.AuthOptions{Users: htfile, Private: private})
+				// Listened for before the first request is served.
+				hup := make(chan os.Signal, 1)
+				signal.Notify(hup, syscall.SIGHUP)
+				defer signal.Stop(hup)
+				go reloadOnHangup(cmd.Context(), hup, htfile, errLog)
 			}
 			srv := &http.Server{
 				Handler:   handler,
@@ -232,12 +245,27 @@ protocol is specified in docs/archive-format.md.`,
 	c.Flags().BoolVar(&private, "private-repos", false, "DIR holds a repository per user: each user reaches only DIR/USER, at /USER/")
 	c.Flags().BoolVar(&noAuth, "no-auth", false, "serve without logins (only on a loopback address unless --insecure-listen)")
 	c.Flags().BoolVar(&insecureListen, "insecure-listen", false, "with --no-auth: allow a non-loopback --listen address")
-	c.Flags().IntVar(&maxUploads, "max-uploads", rest.DefaultMaxUploads, "files received at once; one more is answered 429 (the client retries)")
+	c.Flags().IntVar(&maxUploads, "max-uploads", rest.DefaultMaxUploads, "files received at once by the whole server (every repository and user); one more is answered 429 (the client retries)")
 	c.Flags().StringSliceVar(&appendOnlyUsers, "append-only-user", nil, "this user of --htpasswd-file gets append-only access (repeat, or separate with commas)")
 	c.Flags().StringSliceVar(&readOnlyUsers, "read-only-user", nil, "this user of --htpasswd-file gets read-only access (repeat, or separate with commas)")
 	c.MarkFlagsMutuallyExclusive("append-only", "read-only")
 	c.MarkFlagsRequiredTogether("tls-cert", "tls-key")
 	return c
+}
+
+// reloadOnHangup reads the htpasswd file again on every SIGHUP until ctx ends (it is also read
+// again when it changes).
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, f *rest.HtpasswdFile, errLog *log.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := f.Reload(); err == nil {
+				errLog.Printf("SIGHUP: htpasswd file reloaded")
+			}
+		}
+	}
 }
 
 // cleanServedTemp removes, when serve starts and then every half TempAge until ctx ends, what

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -471,4 +472,150 @@ func TestServeCleansTemp(t *testing.T) {
 	if _, err := os.Stat(fresh); err != nil {
 		t.Fatalf("the fresh upload: %v", err)
 	}
+}
+
+// TestServeUploadLimitWholeServer: --max-uploads bounds the whole server's uploads. It used to be
+// counted per private repository (and per mode), so N users could hold N times the limit.
+func TestServeUploadLimitWholeServer(t *testing.T) {
+	root := t.TempDir()
+	pwFile := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(pwFile, []byte("alice:"+serveHash(t, "a")+"\nbob:"+serveHash(t, "b")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if _, err := tib.Init(context.Background(), local.New(filepath.Join(root, u)), tib.InitOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url, _, stop := startServe(t, "--repo", root, "--private-repos", "--htpasswd-file", pwFile, "--listen", "127.0.0.1:0", "--max-uploads", "1")
+	defer stop()
+
+	// Alice's slow upload holds the server's one slot.
+	body, feed := io.Pipe()
+	defer feed.Close()
+	req, _ := http.NewRequest(http.MethodPost, url+"alice/data/"+strings.Repeat("ab", 32), body)
+	req.ContentLength = 1 << 20
+	req.SetBasicAuth("alice", "a")
+	slow := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		slow <- err
+	}()
+	if _, err := feed.Write(make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	// Its file in alice's tmp/ says it holds the slot.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		ents, _ := os.ReadDir(filepath.Join(root, "alice", "tmp"))
+		if len(ents) > 0 && strings.HasPrefix(ents[0].Name(), "data-") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("alice's upload did not start")
+		}
+	}
+	be, err := rest.New(url+"bob/", rest.Options{User: "bob", Password: "b", Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	err = be.Save(context.Background(), backend.Handle{Type: backend.Lock, Name: "0123456789abcdef"}, bytes.Repeat([]byte("x"), 32))
+	var se *rest.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusTooManyRequests || !strings.Contains(err.Error(), "receiving 1 files already") {
+		t.Fatalf("bob's upload beside alice's with --max-uploads 1: %v; want 429", err)
+	}
+	feed.CloseWithError(errors.New("test done"))
+	<-slow
+	// The slot is free again once alice's upload ends.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err = be.Save(context.Background(), backend.Handle{Type: backend.Lock, Name: "0123456789abcdef"}, bytes.Repeat([]byte("x"), 32))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob's upload after alice's ended: %v", err)
+		}
+	}
+}
+
+// TestServeHtpasswdReload: the htpasswd file is read again when it changes and on SIGHUP, without
+// a restart; a removed user is refused at once (a remembered password included), and a broken
+// file keeps the users as they were. It used to be read only when serve started.
+func TestServeHtpasswdReload(t *testing.T) {
+	dir, _ := serveInitRepo(t)
+	pwFile := filepath.Join(t.TempDir(), "htpasswd")
+	write := func(users string) {
+		t.Helper()
+		tmp := pwFile + ".new"
+		if err := os.WriteFile(tmp, []byte(users), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, pwFile); err != nil { // as editors and htpasswd do: a new file
+			t.Fatal(err)
+		}
+	}
+	write("alice:" + serveHash(t, "a") + "\n")
+	url, errs, stop := startServe(t, "--repo", dir, "--htpasswd-file", pwFile, "--listen", "127.0.0.1:0")
+	defer stop()
+	login := func(user, pw string) error {
+		_, err := serveOpen(t, url, rest.Options{User: user, Password: pw, Retries: -1})
+		return err
+	}
+	// eventually waits for the server to see the file's change.
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10 s", what)
+			}
+		}
+	}
+	if err := login("alice", "a"); err != nil {
+		t.Fatal(err)
+	}
+	write("bob:" + serveHash(t, "b") + "\n")
+	eventually("bob admitted after the file changed", func() bool { return login("bob", "b") == nil })
+	if err := login("alice", "a"); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("alice, removed from the file: %v", err)
+	}
+	// A broken file keeps the users, and the log says why.
+	write("bob:not a bcrypt hash\n")
+	eventually("the log names the broken file", func() bool {
+		login("bob", "b") // the file is looked at when requests come
+		select {
+		case line := <-errs.ch:
+			return strings.Contains(line, "htpasswd file not reloaded, the users stay as they were") && strings.Contains(line, "only bcrypt hashes")
+		default:
+			return false
+		}
+	})
+	if err := login("bob", "b"); err != nil {
+		t.Fatalf("bob after a broken file: %v", err)
+	}
+
+	// SIGHUP reads the file even when nothing shows it changed: rewritten in place, same size,
+	// its old modification time put back.
+	write("carol:" + serveHash(t, "c") + "\n")
+	eventually("carol admitted", func() bool { return login("carol", "c") == nil })
+	fi, err := os.Stat(pwFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pwFile, []byte("david:"+serveHash(t, "d")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(pwFile, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := login("david", "d"); err == nil {
+		t.Fatal("the unchanged-looking file was read without SIGHUP; this test proves nothing")
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually("david admitted after SIGHUP", func() bool { return login("david", "d") == nil })
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -97,9 +99,101 @@ func (u *Users) Check(user, password string) bool {
 	return true
 }
 
+// Authenticator checks a user's password: Users, or an HtpasswdFile that follows its file.
+type Authenticator interface {
+	Check(user, password string) bool
+}
+
+// HtpasswdFile is an htpasswd file's users, read again when the file changes (its modification
+// time, size or inode; looked at no more than once a second) or when Reload is called (SIGHUP),
+// so that users are added and removed without restarting the server. A file that cannot be read
+// or parsed leaves the users as they were, and says why through log.
+type HtpasswdFile struct {
+	path string
+	log  func(string)
+
+	mu      sync.Mutex
+	users   *Users
+	stamp   fileStamp
+	checked time.Time
+	lastErr string
+}
+
+// fileStamp is what tells that a file changed.
+type fileStamp struct {
+	mod   time.Time
+	size  int64
+	inode uint64
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	st := fileStamp{mod: fi.ModTime(), size: fi.Size()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.inode = sys.Ino
+	}
+	return st, nil
+}
+
+// OpenHtpasswd reads path (ReadHtpasswd's rules) and follows it from then on.
+func OpenHtpasswd(path string, log func(string)) (*HtpasswdFile, error) {
+	f := &HtpasswdFile{path: path, log: log}
+	if err := f.Reload(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Reload reads the file again whether it looks changed or not. On an error the users stay as
+// they were.
+func (f *HtpasswdFile) Reload() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reloadLocked()
+}
+
+func (f *HtpasswdFile) reloadLocked() error {
+	f.checked = time.Now()
+	st, err := stampOf(f.path)
+	if err == nil {
+		var u *Users
+		if u, err = ReadHtpasswd(f.path); err == nil {
+			f.users, f.stamp, f.lastErr = u, st, ""
+			return nil
+		}
+	}
+	// Said once per distinct error: a file being rewritten is looked at every second.
+	if msg := err.Error(); msg != f.lastErr && f.users != nil && f.log != nil {
+		f.log(fmt.Sprintf("htpasswd file not reloaded, the users stay as they were: %v", err))
+		f.lastErr = msg
+	}
+	return err
+}
+
+// Users are the users now, read again first if the file changed.
+func (f *HtpasswdFile) Users() *Users {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if time.Since(f.checked) >= time.Second {
+		f.checked = time.Now()
+		if st, err := stampOf(f.path); err != nil || st != f.stamp {
+			if f.reloadLocked() == nil && f.log != nil {
+				f.log(fmt.Sprintf("htpasswd file %s reloaded: %d user(s)", f.path, len(f.users.hashes)))
+			}
+		}
+	}
+	return f.users
+}
+
+// Check reports whether password is user's by the file as it is now.
+func (f *HtpasswdFile) Check(user, password string) bool { return f.Users().Check(user, password) }
+
 // AuthOptions choose who may use a server.
 type AuthOptions struct {
-	Users *Users
+	Users Authenticator
 	// Private gives each user the repository under /USER/ and nothing else (403).
 	Private bool
 }

@@ -53,9 +53,10 @@
 //
 // # Authentication and resources
 //
-// RequireAuth puts HTTP basic authentication against an htpasswd file of bcrypt hashes (Users)
-// in front of a handler, as restic's rest-server does, and PrivateRepos gives each user a
-// repository of their own under /USER/. Clients send the login from Options; credentials in the
+// RequireAuth puts HTTP basic authentication against an htpasswd file of bcrypt hashes (Users,
+// or HtpasswdFile, which reads the file again when it changes) in front of a handler, as
+// restic's rest-server does, and PrivateRepos gives each user a repository of their own under
+// /USER/. Clients send the login from Options; credentials in the
 // URL are refused, so that they never end up in kickstart files or logs.
 //
 // The handler holds no file in memory: a range is checked against the file's size first and

@@ -35,8 +35,12 @@ type HandlerOptions struct {
 	// MaxFileSize bounds one saved file (413); 0: DefaultMaxFileSize.
 	MaxFileSize int64
 	// MaxUploads bounds the saves in progress at once; one more is answered 429 with a
-	// Retry-After, before its body is read. 0: DefaultMaxUploads.
+	// Retry-After, before its body is read. 0: DefaultMaxUploads. Ignored when Uploads is set.
 	MaxUploads int
+	// Uploads, when set, is the bound shared with other handlers (one server's repositories
+	// and modes): what it protects — descriptors, disk, memory — is the server's, not one
+	// repository's.
+	Uploads *UploadLimit
 	// IOTimeout is how long an upload or a download may make no progress before the server
 	// drops the connection (where the connection supports deadlines, as net/http's do).
 	// 0: DefaultIOTimeout.
@@ -91,13 +95,37 @@ func NewHandler(be backend.Backend, o HandlerOptions) http.Handler {
 	if o.IOTimeout <= 0 {
 		o.IOTimeout = DefaultIOTimeout
 	}
-	return &handler{be: be, o: o, uploads: make(chan struct{}, o.MaxUploads)}
+	if o.Uploads == nil {
+		o.Uploads = NewUploadLimit(o.MaxUploads)
+	}
+	return &handler{be: be, o: o}
 }
 
+// UploadLimit bounds the saves in progress at once across the handlers that share it.
+type UploadLimit struct {
+	tokens chan struct{} // a semaphore: one token per save in progress
+}
+
+// NewUploadLimit allows n saves at once (at least 1).
+func NewUploadLimit(n int) *UploadLimit {
+	return &UploadLimit{tokens: make(chan struct{}, max(n, 1))}
+}
+
+// take reserves a save's slot without waiting; false when every slot is in use.
+func (l *UploadLimit) take() bool {
+	select {
+	case l.tokens <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *UploadLimit) release() { <-l.tokens }
+
 type handler struct {
-	be      backend.Backend
-	o       HandlerOptions
-	uploads chan struct{} // a semaphore: one token per save in progress
+	be backend.Backend
+	o  HandlerOptions
 }
 
 // mode names the server's restriction in refusals.
@@ -338,14 +366,12 @@ func (s *handler) save(w http.ResponseWriter, r *http.Request, h backend.Handle)
 			return
 		}
 	}
-	select {
-	case s.uploads <- struct{}{}:
-		defer func() { <-s.uploads }()
-	default:
+	if !s.o.Uploads.take() {
 		w.Header().Set("Retry-After", retryAfter)
-		s.fail(w, r, http.StatusTooManyRequests, fmt.Sprintf("%s: the server is receiving %d files already; try again shortly", h, s.o.MaxUploads))
+		s.fail(w, r, http.StatusTooManyRequests, fmt.Sprintf("%s: the server is receiving %d files already; try again shortly", h, cap(s.o.Uploads.tokens)))
 		return
 	}
+	defer s.o.Uploads.release()
 	body := &upload{h: h, r: r.Body, want: r.ContentLength, check: check, rc: http.NewResponseController(w), timeout: s.o.IOTimeout}
 	if want := r.Header.Get(hashHeader); want != "" {
 		body.sha, body.shaWant = sha256.New(), want
