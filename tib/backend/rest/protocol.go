@@ -220,7 +220,11 @@ func parseList(data []byte) ([]backend.FileInfo, error) {
 		seen[e.Name] = true
 		fi := backend.FileInfo{Name: e.Name, Size: *e.Size}
 		if e.ModTime != nil {
-			fi.ModTime = *e.ModTime
+			// In UTC, as the server's encoder writes it; a year RFC 3339 cannot write is no
+			// file's time.
+			if fi.ModTime = e.ModTime.UTC(); fi.ModTime.Year() < 1 || fi.ModTime.Year() > 9999 {
+				return nil, fmt.Errorf("listing entry %d (%s): modTime %s is out of range", i, e.Name, fi.ModTime)
+			}
 		}
 		files = append(files, fi)
 	}

@@ -91,7 +91,8 @@ func TestParseList(t *testing.T) {
 // the server's encoder.
 func FuzzParseList(f *testing.F) {
 	for _, s := range []string{`[]`, `[{"name":"ab","size":3}]`, `[{"name":"ab","size":3},{"name":"cd","size":9007199254740993}]`,
-		`[{"name":"..","size":1}]`, `[{"NAME":"x","Size":1,"x":[1,{"y":null}]}]`, `[{"name":"a\u0000","size":1}]`, `nul`, `[{"name":"ab","size":1e3}]`} {
+		`[{"name":"..","size":1}]`, `[{"NAME":"x","Size":1,"x":[1,{"y":null}]}]`, `[{"name":"a\u0000","size":1}]`, `nul`, `[{"name":"ab","size":1e3}]`,
+		`[{"name":"ab","size":1,"modTime":"2026-12-07T12:00:00+02:00"}]`, `[{"name":"ab","size":1,"modTime":"9999-12-31T23:59:59-01:00"}]`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
