@@ -506,7 +506,16 @@ func (b *Backend) attempt(ctx context.Context, rq request) (ans answer, reached 
 		limit = rq.maxBody
 	}
 	r := &progress{r: resp.Body, dog: dog, d: b.timeout}
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	var data []byte
+	if cl := resp.ContentLength; cl >= 0 && cl <= limit && rq.method != http.MethodHead {
+		// The length is announced: read into a buffer of exactly that size. io.ReadAll grows
+		// its buffer step by step, clearing and copying about three times the bytes of a
+		// pack's run — a quarter of a network restore's CPU time.
+		data = make([]byte, cl)
+		_, err = io.ReadFull(r, data)
+	} else {
+		data, err = io.ReadAll(io.LimitReader(r, limit+1))
+	}
 	if err != nil {
 		return ans, true, b.connError(ctx, rq, target, err)
 	}

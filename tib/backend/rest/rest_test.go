@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -672,4 +673,40 @@ func TestRepositoryOverHTTP(t *testing.T) {
 		t.Fatalf("only %d of %d requests failed", failed.Load(), n.Load())
 	}
 	t.Logf("%d requests, %d failed once", n.Load(), failed.Load())
+}
+
+// TestLoadAllocatesOnce: a Load of a large range used to gather the answer with io.ReadAll,
+// which allocated, cleared and copied about three times its bytes (a quarter of the CPU time of
+// a restore over HTTP). With the length announced, the answer is read into one buffer of its size.
+func TestLoadAllocatesOnce(t *testing.T) {
+	dir, srv := serve(t, rest.HandlerOptions{}, nil)
+	newRepo(t, dir)
+	const size = 4 << 20
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	pack := backend.Handle{Type: backend.Pack, Name: "ab02"}
+	if err := local.New(dir).Save(ctx, pack, data); err != nil {
+		t.Fatal(err)
+	}
+	b := client(t, srv.URL, rest.Options{Retries: -1})
+	load := func() []byte {
+		got, err := b.Load(ctx, pack, size-1000, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	load() // a connection and the transport's buffers, once
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	got := load()
+	runtime.ReadMemStats(&after)
+	if !bytes.Equal(got, data[1000:]) {
+		t.Fatal("the range came back wrong")
+	}
+	// The answer itself, and some room for the request and the server (in this process).
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > size+size/2 {
+		t.Fatalf("a Load of %d bytes allocated %d bytes", size-1000, alloc)
+	}
 }
