@@ -133,6 +133,11 @@ func New(rawURL string, o Options) (*Backend, error) {
 		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: o.InsecureTLS, MinVersion: tls.VersionTLS12}
 		// A recovery restores several volumes at once, each reading packs in parallel.
 		t.MaxIdleConnsPerHost = 16
+		// HTTP/1.1 only: a connection per parallel read. Over TLS the server would offer
+		// HTTP/2, which carries every read on one connection through flow-control windows and
+		// one more copy of every byte; a restore over HTTPS ran at two thirds of HTTP's rate.
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetHTTP1(true)
 		b.own, rt = t, t
 	}
 	b.client = &http.Client{
