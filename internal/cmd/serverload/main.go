@@ -1,7 +1,7 @@
 // Command serverload puts the load of issue 16 on a `cauldron serve` and reports the server's
 // memory under it (scripts/bench-net.sh): 100 slow uploads at once, 20 range requests at once for
-// far more than the object holds, and one 1 GiB upload. It is a benchmark tool, no part of
-// cauldron.
+// far more than the object holds (and 20 for all of it, which the server does send), and one
+// 1 GiB upload. It is a benchmark tool, no part of cauldron.
 //
 //	serverload -url URL -pid PID -object data/NAME [-slow 100] [-slow-for 15s] [-ranges 20] [-big-mib 1024]
 //	serverload -make-htpasswd FILE
@@ -83,6 +83,7 @@ func run() error {
 	}{
 		{"slow-uploads", func() (string, error) { return l.slowUploads(*slow, *slowFor) }},
 		{"oversized-ranges", func() (string, error) { return l.oversizedRanges(*ranges, *object) }},
+		{"whole-ranges", func() (string, error) { return l.wholeRanges(*ranges, *object) }},
 		{"large-upload", func() (string, error) { return l.largeUpload(*bigMiB << 20) }},
 	}
 	for _, p := range phases {
@@ -256,6 +257,29 @@ func (l *load) slowUploads(n int, d time.Duration) (string, error) {
 // oversizedRanges asks n times at once for 2 GiB of object, from its start, and reads the
 // answers to the end.
 func (l *load) oversizedRanges(n int, object string) (string, error) {
+	return l.ranges(n, object, 2<<30)
+}
+
+// wholeRanges asks n times at once for the whole of object as a range, and reads the answers
+// to the end: the memory of serving reads, where the oversized ones are refused.
+func (l *load) wholeRanges(n int, object string) (string, error) {
+	req, err := l.request(context.Background(), http.MethodHead, object, nil, 0)
+	if err != nil {
+		return "", err
+	}
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ContentLength <= 0 {
+		return "", fmt.Errorf("HEAD %s: %s, length %d", object, resp.Status, resp.ContentLength)
+	}
+	return l.ranges(n, object, resp.ContentLength)
+}
+
+// ranges asks n times at once for bytes [0, size) of object and reads the answers to the end.
+func (l *load) ranges(n int, object string, size int64) (string, error) {
 	var st statuses
 	var got atomic.Int64
 	var wg sync.WaitGroup
@@ -264,7 +288,7 @@ func (l *load) oversizedRanges(n int, object string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", int64(2<<30)-1))
+		req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", size-1))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -280,7 +304,7 @@ func (l *load) oversizedRanges(n int, object string) (string, error) {
 		}()
 	}
 	wg.Wait()
-	return fmt.Sprintf("requests=%d range_bytes=%d answers=%s received_bytes=%d", n, int64(2<<30), &st, got.Load()), nil
+	return fmt.Sprintf("requests=%d range_bytes=%d answers=%s received_bytes=%d", n, size, &st, got.Load()), nil
 }
 
 // largeUpload saves one pack of size bytes that the server's format checks accept: pseudo-random
