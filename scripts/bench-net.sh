@@ -230,7 +230,7 @@ ${BENCH_LOAD_NOTE:+
 
 One generation: the ext4 source disk of \`scripts/bench-images.sh\` ($((DISK_SIZE >> 20)) MiB, $FILES files of $((FILE_BYTES >> 20)) MiB;
 ${USED} bytes used, stored unencrypted in $PACKS packs of $((PACK_BYTES >> 20)) MiB in all), restored with \`cauldron restore-disk --no-verify\` to a
-new image file (fsynced) from the repository folder itself, from \`cauldron serve --read-only\` of that
+new image file (fsynced) from the repository folder itself, from \`cauldron serve --append-only\` of that
 folder over HTTP and over HTTPS (htpasswd login, bcrypt), and from versitygw (embedded,
 \`internal/cmd/s3gateway\`, over a POSIX folder holding a copy of the same files), all on
 127.0.0.1. The four took turns in each of $RUNS rounds; before each run the repository files
