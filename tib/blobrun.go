@@ -28,14 +28,14 @@ const (
 	MaxRunGap   = 64 << 10
 )
 
-// BlobRuns groups ids, which SortByPack has put in pack order, into runs. A chunk not in the
-// index is an error, as it is for LoadBlob.
-func (r *Repository) BlobRuns(ids []crypto.ID) ([]BlobRun, error) {
-	var runs []BlobRun
+// BlobRuns groups ids, which SortByPack has put in pack order, into runs. Chunks the index
+// does not know are returned in missing, for the caller to judge as LoadBlob's error would be.
+func (r *Repository) BlobRuns(ids []crypto.ID) (runs []BlobRun, missing []crypto.ID) {
 	for _, id := range ids {
 		loc, ok := r.idx.Lookup(id)
 		if !ok {
-			return nil, fmt.Errorf("chunk %s: not in the index (missing)", id.Short())
+			missing = append(missing, id)
+			continue
 		}
 		start, end := int64(loc.Offset), int64(loc.Offset)+int64(loc.Length)
 		if n := len(runs); n > 0 {
@@ -48,7 +48,12 @@ func (r *Repository) BlobRuns(ids []crypto.ID) ([]BlobRun, error) {
 		}
 		runs = append(runs, BlobRun{Pack: loc.Pack, Start: start, End: end, Blobs: []Location{loc}})
 	}
-	return runs, nil
+	return runs, missing
+}
+
+// ErrNotIndexed is the error of a chunk the index does not list.
+func ErrNotIndexed(id crypto.ID) error {
+	return fmt.Errorf("chunk %s: not in the index (missing)", id.Short())
 }
 
 // LoadRun reads a run with one request and calls fn with each blob's checked plaintext, in

@@ -252,10 +252,7 @@ func writeRegions(ctx context.Context, r *tib.Repository, o Options, gen *tib.Ge
 		cancel()
 	}
 	// Chunks are fetched in runs of neighbours in a pack, a request each (see tib.BlobRun).
-	runs, err := r.BlobRuns(order)
-	if err != nil {
-		return Stats{}, err
-	}
+	runs, missing := r.BlobRuns(order)
 	// put writes one fetched chunk wherever the regions use it, or records why it could not.
 	put := func(id crypto.ID, plain []byte, err error) error {
 		if err != nil {
@@ -288,6 +285,11 @@ func writeRegions(ctx context.Context, r *tib.Repository, o Options, gen *tib.Ge
 		}
 		mu.Unlock()
 		return nil
+	}
+	for _, id := range missing {
+		if err := put(id, nil, tib.ErrNotIndexed(id)); err != nil {
+			return Stats{}, err
+		}
 	}
 	work := make(chan tib.BlobRun)
 	var wg sync.WaitGroup
