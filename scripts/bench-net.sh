@@ -254,8 +254,8 @@ $(for c in "${CHECKS[@]}"; do echo "- $c"; done)
 
 \`cauldron serve\` with its default limits (\`--max-uploads 32\`, 2 GiB per file, one minute
 without progress) and an htpasswd login, over a copy of the repository above, one phase after the
-other (\`internal/cmd/serverload\`, every request on a connection of its own; the server's
-VmRSS sampled every 20 ms):
+other (\`internal/cmd/serverload\`, every request on a connection of its own, after one request that
+has the server check the login once; the server's VmRSS sampled every 20 ms):
 
 | phase | answers | server peak RSS |
 |---|---|---:|
