@@ -16,7 +16,7 @@ CAULDRON_CORPUS ?= $(abspath ../shared/corpus)
 export CAULDRON_CORPUS
 FUZZTIME ?= 30s
 
-.PHONY: all build deps prefetch test demo bench bench-boot fuzz vet clean media
+.PHONY: all build deps prefetch test demo bench bench-net bench-boot fuzz vet clean media
 
 all: build
 
@@ -73,6 +73,12 @@ demo: deps
 
 bench: deps build
 	./scripts/bench.sh
+
+# bench-net measures restores through cauldron serve (HTTP, HTTPS) and S3 against a local one,
+# and the server's memory under hostile load (its section of docs/benchmarks.md); make bench
+# runs it too.
+bench-net: deps build
+	./scripts/bench-net.sh
 
 # bench-boot measures the boot media: ISO size, guest uptime until the recovery is ready per boot
 # path under TCG, build time (its section of docs/benchmarks.md).

@@ -628,7 +628,7 @@ mkdir -p "$(dirname "$DOC")"
 	cat <<EOF
 # Benchmarks
 
-Produced by \`make bench\`$params (\`scripts/bench.sh\`, and \`scripts/bench-hive.sh\` for the last section, which write this file; nothing here is typed by
+Produced by \`make bench\`$params (\`scripts/bench.sh\`, \`scripts/bench-hive.sh\` and \`scripts/bench-net.sh\` for their sections, which write this file; nothing here is typed by
 hand). $status
 
 - date: $(date -u '+%Y-%m-%d %H:%M UTC'); whole run $(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f s", b - a }')
@@ -722,5 +722,7 @@ EOF
 mv "$DOC.tmp" "$DOC"
 # The offline registry benchmark appends its own section (issue 6).
 BIN="$BIN" DOC="$DOC" "$ROOT/scripts/bench-hive.sh"
+# Network restores and the server's memory under hostile load (issue 16): their own section.
+BIN="$BIN" BENCH_DOC="$DOC" "$ROOT/scripts/bench-net.sh"
 cat "$DOC"
 [ "$CHECK_FAILED" = 0 ] || { echo "bench: a correctness check failed; the figures are void" >&2; exit 1; }

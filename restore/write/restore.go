@@ -251,59 +251,68 @@ func writeRegions(ctx context.Context, r *tib.Repository, o Options, gen *tib.Ge
 		mu.Unlock()
 		cancel()
 	}
-	ids := make(chan crypto.ID)
+	// Chunks are fetched in runs of neighbours in a pack, a request each (see tib.BlobRun).
+	runs, missing := r.BlobRuns(order)
+	// put writes one fetched chunk wherever the regions use it, or records why it could not.
+	put := func(id crypto.ID, plain []byte, err error) error {
+		if err != nil {
+			var hits []*tib.DamageError
+			for _, p := range uses[id] {
+				s, e := p.rd.g.CellRange(p.cell)
+				hits = append(hits, &tib.DamageError{Machine: gen.Machine, Generation: gen.ID, Disk: disk.Name, Start: s, End: e, Err: err})
+			}
+			if !o.Partial {
+				return hits[0]
+			}
+			mu.Lock()
+			damaged = append(damaged, hits...)
+			mu.Unlock()
+			return nil
+		}
+		var n int64
+		for _, p := range uses[id] {
+			k, err := writeCell(p.rd, p.cell, plain)
+			if err != nil {
+				return fmt.Errorf("writing %s: %w", o.Target.Name(), err)
+			}
+			n += k
+		}
+		mu.Lock()
+		written += n
+		if o.Progress != nil && time.Since(lastRep) > 200*time.Millisecond {
+			lastRep = time.Now()
+			o.Progress(Progress{Written: written, Total: total})
+		}
+		mu.Unlock()
+		return nil
+	}
+	for _, id := range missing {
+		if err := put(id, nil, tib.ErrNotIndexed(id)); err != nil {
+			return Stats{}, err
+		}
+	}
+	work := make(chan tib.BlobRun)
 	var wg sync.WaitGroup
 	for w := 0; w < o.Workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var buf []byte
-			for id := range ids {
-				plain, err := r.LoadBlob(ctx, id, buf)
-				if err != nil {
-					var hits []*tib.DamageError
-					for _, p := range uses[id] {
-						s, e := p.rd.g.CellRange(p.cell)
-						hits = append(hits, &tib.DamageError{Machine: gen.Machine, Generation: gen.ID, Disk: disk.Name, Start: s, End: e, Err: err})
-					}
-					if !o.Partial {
-						fail(hits[0])
-						continue
-					}
-					mu.Lock()
-					damaged = append(damaged, hits...)
-					mu.Unlock()
-					continue
+			for run := range work {
+				if err := r.LoadRun(ctx, run, put); err != nil {
+					fail(err)
 				}
-				buf = plain
-				var n int64
-				for _, p := range uses[id] {
-					k, err := writeCell(p.rd, p.cell, plain)
-					if err != nil {
-						fail(fmt.Errorf("writing %s: %w", o.Target.Name(), err))
-						break
-					}
-					n += k
-				}
-				mu.Lock()
-				written += n
-				if o.Progress != nil && time.Since(lastRep) > 200*time.Millisecond {
-					lastRep = time.Now()
-					o.Progress(Progress{Written: written, Total: total})
-				}
-				mu.Unlock()
 			}
 		}()
 	}
 feed:
-	for _, id := range order {
+	for _, run := range runs {
 		select {
-		case ids <- id:
+		case work <- run:
 		case <-ctx.Done():
 			break feed
 		}
 	}
-	close(ids)
+	close(work)
 	wg.Wait()
 	if firstEr != nil {
 		return Stats{}, firstEr

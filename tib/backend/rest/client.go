@@ -133,6 +133,11 @@ func New(rawURL string, o Options) (*Backend, error) {
 		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: o.InsecureTLS, MinVersion: tls.VersionTLS12}
 		// A recovery restores several volumes at once, each reading packs in parallel.
 		t.MaxIdleConnsPerHost = 16
+		// HTTP/1.1 only: a connection per parallel read. Over TLS the server would offer
+		// HTTP/2, which carries every read on one connection through flow-control windows and
+		// one more copy of every byte; a restore over HTTPS ran at two thirds of HTTP's rate.
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetHTTP1(true)
 		b.own, rt = t, t
 	}
 	b.client = &http.Client{
@@ -511,7 +516,16 @@ func (b *Backend) attempt(ctx context.Context, rq request) (ans answer, reached 
 		limit = rq.maxBody
 	}
 	r := &progress{r: resp.Body, dog: dog, d: b.timeout}
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	var data []byte
+	if cl := resp.ContentLength; cl >= 0 && cl <= limit && rq.method != http.MethodHead {
+		// The length is announced: read into a buffer of exactly that size. io.ReadAll grows
+		// its buffer step by step, clearing and copying about three times the bytes of a
+		// pack's run — a quarter of a network restore's CPU time.
+		data = make([]byte, cl)
+		_, err = io.ReadFull(r, data)
+	} else {
+		data, err = io.ReadAll(io.LimitReader(r, limit+1))
+	}
 	if err != nil {
 		return ans, true, b.connError(ctx, rq, target, err)
 	}

@@ -32,10 +32,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
-	"github.com/versity/versitygw/backend/meta"
-	"github.com/versity/versitygw/backend/posix"
-	"github.com/versity/versitygw/embedgw"
-	"github.com/versity/versitygw/s3api"
+
+	"github.com/cauldron-dr/cauldron/internal/s3gw"
 )
 
 const (
@@ -104,68 +102,7 @@ type gatewaySpec struct {
 // startGateway runs versitygw over spec.Dir on 127.0.0.1 until ctx ends and returns its address
 // once it listens.
 func startGateway(ctx context.Context, spec gatewaySpec) (string, <-chan error, error) {
-	if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
-		return "", nil, err
-	}
-	var ms meta.MetadataStorer = meta.XattrMeta{}
-	var opts posix.PosixOpts
-	if err := (meta.XattrMeta{}).Test(spec.Dir); err != nil {
-		// A filesystem without user xattrs: keep the metadata in a sidecar folder instead.
-		side := spec.Dir + ".meta"
-		if err := os.MkdirAll(side, 0o700); err != nil {
-			return "", nil, err
-		}
-		sc, err := meta.NewSideCar(side)
-		if err != nil {
-			return "", nil, err
-		}
-		ms, opts.SideCarDir = sc, side
-	}
-	// posix.New changes the working directory to its root; the tests use no relative paths.
-	be, err := posix.New(spec.Dir, ms, opts)
-	if err != nil {
-		return "", nil, err
-	}
-	addr := spec.Addr
-	if addr == "" {
-		if addr, err = freeAddr(); err != nil {
-			return "", nil, err
-		}
-	}
-	ready := make(chan struct{})
-	cfg := &embedgw.Config{
-		RootUserAccess:    testAccess,
-		RootUserSecret:    testSecret,
-		Region:            "us-east-1",
-		Ports:             []string{addr},
-		MaxConnections:    256,
-		MaxRequests:       256,
-		MultipartMaxParts: 10000,
-		CertFile:          spec.CertFile,
-		KeyFile:           spec.KeyFile,
-		Quiet:             true,
-		S3Options:         []s3api.Option{s3api.WithOnListen(func() { close(ready) })},
-	}
-	done := make(chan error, 1)
-	go func() { done <- embedgw.RunVersityGW(ctx, be, cfg) }()
-	select {
-	case <-ready:
-		return addr, done, nil
-	case err := <-done:
-		return "", nil, fmt.Errorf("gateway stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		return "", nil, fmt.Errorf("gateway did not listen on %s within 30s", addr)
-	}
-}
-
-// freeAddr finds a free port on 127.0.0.1; embedgw wants an address, not a listener.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return s3gw.Start(ctx, s3gw.Spec{Dir: spec.Dir, Addr: spec.Addr, Access: testAccess, Secret: testSecret, CertFile: spec.CertFile, KeyFile: spec.KeyFile})
 }
 
 // helperGateway is the child process: it serves until its stdin closes (the parent test ends or
@@ -196,7 +133,7 @@ func startTLSGateway(t *testing.T) (string, *x509.Certificate) {
 	t.Helper()
 	dir := t.TempDir()
 	cert := selfSigned(t, dir)
-	addr, err := freeAddr()
+	addr, err := s3gw.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}

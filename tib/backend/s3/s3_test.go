@@ -22,6 +22,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/cauldron-dr/cauldron/internal/s3gw"
 	"github.com/cauldron-dr/cauldron/tib/backend"
 	"github.com/cauldron-dr/cauldron/tib/backend/backendtest"
 	"github.com/cauldron-dr/cauldron/tib/backend/s3"
@@ -427,7 +428,7 @@ func TestBadOptions(t *testing.T) {
 }
 
 func TestUnreachableEndpoint(t *testing.T) {
-	addr, err := freeAddr() // nothing listens there
+	addr, err := s3gw.FreeAddr() // nothing listens there
 	if err != nil {
 		t.Fatal(err)
 	}
