@@ -132,6 +132,9 @@ type metaPackWriter struct {
 	cur     *pack.Writer
 	added   map[crypto.ID]bool // a generation names many equal blobs (empty chunk lists): one copy
 	written []PackBlobs
+	// hold keeps every pack in memory until finish: repair decides only at the end whether it
+	// writes them at all.
+	hold bool
 }
 
 func (r *Repository) newMetaPackWriter(enc *Encoder) *metaPackWriter {
@@ -149,7 +152,7 @@ func (w *metaPackWriter) add(ctx context.Context, id crypto.ID, plain []byte) er
 	}
 	sealed, c := w.enc.Seal(plain)
 	w.cur.Add(pack.MetaBlob, c, id, len(plain), sealed)
-	if w.cur.Size() >= w.r.cfg.PackSize {
+	if w.cur.Size() >= w.r.cfg.PackSize && !w.hold {
 		return w.save(ctx)
 	}
 	return nil

@@ -240,6 +240,18 @@ func (r *Repository) moveLastGeneration(ctx context.Context, s *Session, gone cr
 	return r.saveSession(ctx, s)
 }
 
+// noteReplaced moves a session's record of its machine's newest generation from old to its
+// replacement (repair generations writes a generation anew under a new ID).
+func (r *Repository) noteReplaced(ctx context.Context, old, replacement *Generation) error {
+	s, err := r.Session(ctx, old.Machine)
+	if err != nil || s == nil || s.LastGeneration == nil || *s.LastGeneration != old.ID {
+		return err
+	}
+	id := replacement.ID
+	s.LastGeneration = &id
+	return r.saveSession(ctx, s)
+}
+
 // Rollbacks names the machines (machine only, when given) whose newest generation, as their
 // replication session records it, is no longer stored: deleted other than by forget, or the
 // repository (or that manifest) replaced by an older copy. Generation manifests are sealed and
