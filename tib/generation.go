@@ -399,7 +399,11 @@ func (r *Repository) ResolveGeneration(ctx context.Context, machine string, ref 
 	if err != nil {
 		return nil, err
 	}
-	if len(damaged) > 0 && ref.Kind != GenerationID {
+	if ref.Kind == GenerationID {
+		if d := damagedWithPrefix(damaged, ref.ID); d != nil && !anyWithPrefix(gens, ref.ID) {
+			return nil, fmt.Errorf("%w; %s", d, d.Remedy())
+		}
+	} else if len(damaged) > 0 {
 		r.warnChoosingAmongReadable(ctx, machine, damaged)
 	}
 	if len(gens) == 0 {
@@ -407,7 +411,11 @@ func (r *Repository) ResolveGeneration(ctx context.Context, machine string, ref 
 		if err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w %q in %s (machines: %s)", ErrUnknownMachine, machine, r.Location(), machineList(all))
+		unreadable := ""
+		if len(damaged) > 0 {
+			unreadable = fmt.Sprintf("; %d generation manifest(s) cannot be read, and may be its: see `cauldron generations`", len(damaged))
+		}
+		return nil, fmt.Errorf("%w %q in %s (machines: %s)%s", ErrUnknownMachine, machine, r.Location(), machineList(all), unreadable)
 	}
 	switch ref.Kind {
 	case GenerationLatest, "":
@@ -442,6 +450,24 @@ func (r *Repository) ResolveGeneration(ctx context.Context, machine string, ref 
 		return found[0], nil
 	}
 	return nil, fmt.Errorf("generation %q is ambiguous for machine %q: %d generations match", ref.ID, machine, len(found))
+}
+
+func damagedWithPrefix(damaged []*ManifestError, prefix string) *ManifestError {
+	for _, d := range damaged {
+		if strings.HasPrefix(d.ID.String(), prefix) {
+			return d
+		}
+	}
+	return nil
+}
+
+func anyWithPrefix(gens []*Generation, prefix string) bool {
+	for _, g := range gens {
+		if strings.HasPrefix(g.ID.String(), prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // warnChoosingAmongReadable says that latest or a time is resolved among the readable

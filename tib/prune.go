@@ -54,8 +54,11 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 	}
 	// What a manifest that cannot be read needs is unknown: pruning would guess, and a wrong
 	// guess deletes data for good. Its owner decides first.
-	if len(damaged) > 0 {
+	if len(damaged) == 1 {
 		return st, fmt.Errorf("refusing to prune: %w (what it needs is unknown); %s, then prune again", damaged[0], damaged[0].Remedy())
+	}
+	if len(damaged) > 1 {
+		return st, fmt.Errorf("refusing to prune: %d generation manifests cannot be read (what they need is unknown), the first: %w; run `cauldron repair generations` (or forget each), then prune again", len(damaged), damaged[0])
 	}
 	needed := map[crypto.ID]bool{}
 	// A generation's own metadata packs are its second copy of its chunk lists and used maps:

@@ -107,6 +107,10 @@ func TestRepairGenerations(t *testing.T) {
 	corruptBlob(t, r, ext.Chunks)
 	removeMetaPacks(t, r, fixed)
 	r = reopen(t, r, "pw")
+	rep, err = r.Verify(ctx, tib.VerifyOptions{})
+	if p := strings.Join(rep.Problems, "\n"); err != nil || !strings.Contains(p, "metadata pack") || !strings.Contains(p, "chunk list") || !strings.Contains(p, "cauldron repair generations") {
+		t.Fatalf("verify of a lost chunk list and missing metadata packs: %v\n%s", err, p)
+	}
 	lost, err := r.RepairGenerations(ctx, tib.RepairGenerationsOptions{DryRun: true})
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,14 @@ func TestDamagedManifestCommands(t *testing.T) {
 		t.Fatalf("generations with a damaged manifest: exit %d\n%s\n%s", code, out, errs)
 	}
 	ok(t, env, "restore-disk", "--repo", repo, "--machine", "db01", "--disk", "disk0", "--to", filepath.Join(dir, "db.img"))
+	// web01's newest (and only) generation is the damaged one: restoring it by ID says so, a
+	// capture of web01 works and says that it chose among the readable generations.
+	if _, errs, code := cauldron(t, env, "restore-disk", "--repo", repo, "--machine", "web01", "--generation", bad[:12], "--disk", "disk0", "--to", filepath.Join(dir, "web.img")); code == 0 || !strings.Contains(errs, "manifest cannot be read") || !strings.Contains(errs, "forget --generation "+bad) {
+		t.Fatalf("restore of the damaged generation: exit %d\n%s", code, errs)
+	}
+	if _, errs, code := cauldron(t, env, "capture", "--repo", repo, "--machine", "web01", img); code != 0 || !strings.Contains(errs, bad[:8]) {
+		t.Fatalf("capture of web01 with its newest manifest damaged: exit %d\n%s", code, errs)
+	}
 	if out, _, code := cauldron(t, env, "verify", "--repo", repo); code != 3 || !strings.Contains(out, "cauldron forget --generation "+bad) {
 		t.Fatalf("verify: exit %d\n%s", code, out)
 	}
