@@ -562,6 +562,9 @@ func (r *Repository) Forget(ctx context.Context, gen *Generation) error {
 // manifest's machine cannot be known). It returns the generation forgotten, or, for a damaged
 // one, nil and the *ManifestError that says why it could not be read.
 func (r *Repository) ForgetID(ctx context.Context, machine, prefix string) (*Generation, *ManifestError, error) {
+	if !hexRef.MatchString(prefix) {
+		return nil, nil, fmt.Errorf("forget needs a generation ID (at least 4 lower-case hex digits), got %q", prefix)
+	}
 	ids, err := r.listIDs(ctx, backend.Generation)
 	if err != nil {
 		return nil, nil, err

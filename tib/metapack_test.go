@@ -113,3 +113,33 @@ func TestPruneKeepsMetadataCopies(t *testing.T) {
 	readDisk(t, r, b, "disk0", filepath.Join(dir, "b.img"))
 	checkRestored(t, s, filepath.Join(dir, "b.img"), dir)
 }
+
+// A manifest without metaPacks (written before they existed) reads, verifies and prunes as
+// before; metadata packs no manifest names any more are pruned.
+func TestManifestWithoutMetaPacks(t *testing.T) {
+	dir := t.TempDir()
+	s := makeSample(t, dir, 16)
+	r := newRepo(t, dir, "pw")
+	g := capture(t, r, "web", s.Path)
+	old := *g
+	old.MetaPacks = nil
+	if err := r.SaveGeneration(ctx, &old); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.ForgetID(ctx, "", g.ID.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range g.MetaPacks {
+		if _, err := os.Stat(filepath.Join(r.Location(), "data", p.String()[:2], p.String())); !os.IsNotExist(err) {
+			t.Errorf("metadata pack %s named by no manifest survived prune: %v", p.Short(), err)
+		}
+	}
+	r = reopen(t, r, "pw")
+	verifyClean(t, r, true)
+	out := filepath.Join(dir, "out.img")
+	readDisk(t, r, &old, "disk0", out)
+	checkRestored(t, s, out, dir)
+}
