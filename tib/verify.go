@@ -33,6 +33,10 @@ func (v *VerifyReport) problem(format string, a ...any) {
 	v.Problems = append(v.Problems, fmt.Sprintf(format, a...))
 }
 
+func (v *VerifyReport) damagedManifest(me *ManifestError) {
+	v.problem("generation %s (machine unknown): %v; %s", me.ID, me, me.Remedy())
+}
+
 // use is one place a blob is needed.
 type use struct {
 	gen   *Generation
@@ -186,6 +190,10 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 func (r *Repository) verifyGenerations(ctx context.Context, o VerifyOptions, rep *VerifyReport) ([]*Generation, error) {
 	if o.Generation != "" {
 		g, err := r.FindGeneration(ctx, o.Machine, o.Generation)
+		if me := (*ManifestError)(nil); errors.As(err, &me) {
+			rep.damagedManifest(me)
+			return nil, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -200,7 +208,7 @@ func (r *Repository) verifyGenerations(ctx context.Context, o VerifyOptions, rep
 		g, err := r.LoadGeneration(ctx, id)
 		var me *ManifestError
 		if errors.As(err, &me) {
-			rep.problem("generation %s (machine unknown): %v; %s", id, me, me.Remedy())
+			rep.damagedManifest(me)
 			continue
 		}
 		if err != nil {

@@ -48,6 +48,9 @@ func TestDamagedManifestCommands(t *testing.T) {
 	if out, _, code := cauldron(t, env, "verify", "--repo", repo); code != 3 || !strings.Contains(out, "cauldron forget --generation "+bad) {
 		t.Fatalf("verify: exit %d\n%s", code, out)
 	}
+	if out, _, code := cauldron(t, env, "verify", "--repo", repo, "--machine", "web01", "--generation", bad[:12]); code != 3 || !strings.Contains(out, "cauldron forget --generation "+bad) {
+		t.Fatalf("verify of the damaged generation: exit %d\n%s", code, out)
+	}
 	if _, errs, code := cauldron(t, env, "prune", "--repo", repo); code == 0 || !strings.Contains(errs, bad[:8]) || !strings.Contains(errs, "repair generations") {
 		t.Fatalf("prune: exit %d\n%s", code, errs)
 	}
