@@ -200,15 +200,19 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 	if _, err := r.checkNotFrozen(ctx, o.Machine); err != nil {
 		return nil, err
 	}
+	gen := &Generation{Machine: o.Machine, Time: time.Now().UTC()}
+	gen.Hostname, _ = os.Hostname()
+	// Every manifest is read before the packs no index lists are indexed: the generations' own
+	// metadata packs among them stay unindexed (metapack.go).
+	if _, _, err := r.ListGenerations(ctx, ""); err != nil {
+		return nil, err
+	}
 	if err := r.LoadIndex(ctx); err != nil {
 		return nil, err
 	}
 	if _, err := r.IndexOrphanPacks(ctx); err != nil {
 		return nil, fmt.Errorf("indexing packs of an interrupted capture: %w", err)
 	}
-
-	gen := &Generation{Machine: o.Machine, Time: time.Now().UTC()}
-	gen.Hostname, _ = os.Hostname()
 	if !o.NoParent {
 		parent, err := r.FindGeneration(ctx, o.Machine, o.Parent)
 		switch {
@@ -224,6 +228,7 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 	packer := r.NewPacker(ctx)
 	usedPacks := map[crypto.ID]bool{}
 	enc := NewEncoder(r.key, zstd.SpeedDefault)
+	meta := r.newMetaPackWriter(enc)
 	prog := &captureProgress{fn: o.Progress}
 	for _, s := range sources {
 		prog.total += s.totalRead()
@@ -244,10 +249,10 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 					usedPacks[loc.Pack] = true
 				}
 			}
-			if rp.Chunks, err = packer.SaveMeta(enc, EncodeChunkList(cells)); err != nil {
+			if rp.Chunks, err = saveMetaTwice(ctx, enc, packer, meta, EncodeChunkList(cells)); err != nil {
 				return nil, err
 			}
-			if rp.UsedMap, err = packer.SaveMeta(enc, EncodeUsedMap(rp.used)); err != nil {
+			if rp.UsedMap, err = saveMetaTwice(ctx, enc, packer, meta, EncodeUsedMap(rp.used)); err != nil {
 				return nil, err
 			}
 			rp.Cells = int64(len(cells))
@@ -261,6 +266,9 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 	}
 	ps, err := packer.Flush()
 	if err != nil {
+		return nil, err
+	}
+	if gen.MetaPacks, err = meta.finish(ctx); err != nil {
 		return nil, err
 	}
 	gen.Stats.NewChunks, gen.Stats.NewBytes = ps.Blobs, ps.Bytes
@@ -278,7 +286,7 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 	if err := lock.Check(ctx); err != nil {
 		return nil, fmt.Errorf("capture of %s: %w: the generation is not saved; run the capture again", o.Machine, err)
 	}
-	for _, id := range packer.Written() {
+	for _, id := range append(packer.Written(), gen.MetaPacks...) {
 		usedPacks[id] = true
 	}
 	if err := r.checkPacksPresent(ctx, usedPacks); err != nil {
@@ -291,6 +299,16 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 		return gen, fmt.Errorf("generation %s saved, but: %w", gen.ID.Short(), err)
 	}
 	return gen, nil
+}
+
+// saveMetaTwice stores a metadata blob deduplicated (packer) and as the generation's own copy
+// (meta), and returns its ID.
+func saveMetaTwice(ctx context.Context, enc *Encoder, packer *Packer, meta *metaPackWriter, plain []byte) (crypto.ID, error) {
+	id, err := packer.SaveMeta(enc, plain)
+	if err != nil {
+		return id, err
+	}
+	return id, meta.add(ctx, id, plain)
 }
 
 func (s *source) totalRead() int64 {

@@ -65,7 +65,7 @@ func (r *Repository) DiskRegionsIntact(ctx context.Context, gen *Generation, dis
 	var damaged []*DamageError
 	for i := range disk.Regions {
 		g := &disk.Regions[i]
-		cells, used, err := r.LoadRegion(ctx, g)
+		cells, used, err := r.LoadRegion(ctx, gen, g)
 		if err != nil {
 			damaged = append(damaged, &DamageError{gen.Machine, gen.ID, disk.Name, g.Start, g.Start + g.Size, err})
 			continue

@@ -28,6 +28,9 @@ type Generation struct {
 	Hostname string     `json:"hostname,omitempty"`
 	Disks    []Disk     `json:"disks"`
 	Stats    GenStats   `json:"stats"`
+	// MetaPacks are the packs holding this generation's own copy of every metadata blob its
+	// regions name (metapack.go). Absent in manifests written before they existed.
+	MetaPacks []crypto.ID `json:"metaPacks,omitempty"`
 }
 
 // GenStats are a generation's sizes.
@@ -209,37 +212,81 @@ func (r *Repository) SaveGeneration(ctx context.Context, gen *Generation) error 
 	return nil
 }
 
-// LoadGeneration reads and checks one manifest.
+// ErrDamagedManifest is what every *ManifestError is.
+var ErrDamagedManifest = errors.New("manifest cannot be read")
+
+// ManifestError is a generation whose manifest was read but cannot be used: damaged, sealed
+// with another repository's key, not a manifest, or of a shape that fails Validate. It is one
+// damaged generation, not a broken repository: listings name it beside the readable ones, and
+// forget removes it by its ID.
+type ManifestError struct {
+	ID  crypto.ID
+	Err error
+}
+
+func (e *ManifestError) Error() string {
+	return fmt.Sprintf("generation %s: %v: %v", e.ID.Short(), ErrDamagedManifest, e.Err)
+}
+
+func (e *ManifestError) Unwrap() []error { return []error{ErrDamagedManifest, e.Err} }
+
+// Remedy says how to be rid of the damaged generation.
+func (e *ManifestError) Remedy() string {
+	return fmt.Sprintf("remove it with `cauldron forget --generation %s` or `cauldron repair generations`", e.ID)
+}
+
+// LoadGeneration reads and checks one manifest. A manifest that was read but cannot be used is a
+// *ManifestError; an error reading it (missing, I/O) is returned as such.
 func (r *Repository) LoadGeneration(ctx context.Context, id crypto.ID) (*Generation, error) {
-	plain, err := r.loadSealedCompressed(ctx, backend.Generation, id)
+	h := backend.Handle{Type: backend.Generation, Name: id.String()}
+	stored, err := backend.ReadAll(ctx, r.be, h)
 	if err != nil {
 		return nil, fmt.Errorf("generation %s: %w", id.Short(), err)
+	}
+	plain, err := r.openSealedCompressed(h, id, stored)
+	if err != nil {
+		return nil, &ManifestError{id, err}
 	}
 	var gen Generation
 	if err := json.Unmarshal(plain, &gen); err != nil {
-		return nil, fmt.Errorf("generation %s: %w", id.Short(), err)
+		return nil, &ManifestError{id, err}
 	}
 	if err := gen.Validate(); err != nil {
-		return nil, fmt.Errorf("generation %s: %w", id.Short(), err)
+		return nil, &ManifestError{id, err}
 	}
 	gen.ID = id
+	r.meta.know(gen.MetaPacks)
 	return &gen, nil
 }
 
-// Generations loads every manifest (of one machine when machine is not empty), oldest first.
+// Generations loads every readable manifest (of one machine when machine is not empty), oldest
+// first. Damaged manifests are left out: ListGenerations names them.
 func (r *Repository) Generations(ctx context.Context, machine string) ([]*Generation, error) {
+	gens, _, err := r.ListGenerations(ctx, machine)
+	return gens, err
+}
+
+// ListGenerations loads every manifest: the readable ones (of machine, when not empty), oldest
+// first, and the damaged ones (whose machine cannot be known, so they are listed whatever machine
+// is). An error reading a manifest (other than its being forgotten since the listing) stops it.
+func (r *Repository) ListGenerations(ctx context.Context, machine string) ([]*Generation, []*ManifestError, error) {
 	ids, err := r.listIDs(ctx, backend.Generation)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []*Generation
+	var damaged []*ManifestError
 	for _, id := range ids {
 		g, err := r.LoadGeneration(ctx, id)
-		if errors.Is(err, backend.ErrNotExist) {
+		var me *ManifestError
+		switch {
+		case errors.Is(err, backend.ErrNotExist):
 			continue // forgotten since we listed
-		}
-		if err != nil {
-			return nil, err
+		case errors.As(err, &me):
+			damaged = append(damaged, me)
+			continue
+		case err != nil:
+			return nil, nil, err
 		}
 		if machine == "" || g.Machine == machine {
 			out = append(out, g)
@@ -251,7 +298,8 @@ func (r *Repository) Generations(ctx context.Context, machine string) ([]*Genera
 		}
 		return out[i].ID.String() < out[j].ID.String()
 	})
-	return out, nil
+	sort.Slice(damaged, func(i, j int) bool { return damaged[i].ID.String() < damaged[j].ID.String() })
+	return out, damaged, nil
 }
 
 // ErrUnknownMachine and ErrUnknownGeneration are returned by FindGeneration.
@@ -347,16 +395,27 @@ func (r *Repository) FindGeneration(ctx context.Context, machine, ref string) (*
 // ResolveGeneration finds the generation ref chooses among machine's: the newest, the one
 // whose ID starts with ref.ID, or the newest taken at or before ref.Time.
 func (r *Repository) ResolveGeneration(ctx context.Context, machine string, ref GenerationRef) (*Generation, error) {
-	gens, err := r.Generations(ctx, machine)
+	gens, damaged, err := r.ListGenerations(ctx, machine)
 	if err != nil {
 		return nil, err
+	}
+	if ref.Kind == GenerationID {
+		if d := damagedWithPrefix(damaged, ref.ID); d != nil && !anyWithPrefix(gens, ref.ID) {
+			return nil, fmt.Errorf("%w; %s", d, d.Remedy())
+		}
+	} else if len(damaged) > 0 {
+		r.warnChoosingAmongReadable(ctx, machine, damaged)
 	}
 	if len(gens) == 0 {
 		all, err := r.Generations(ctx, "")
 		if err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w %q in %s (machines: %s)", ErrUnknownMachine, machine, r.Location(), machineList(all))
+		unreadable := ""
+		if len(damaged) > 0 {
+			unreadable = fmt.Sprintf("; %d generation manifest(s) cannot be read, and may be its: see `cauldron generations`", len(damaged))
+		}
+		return nil, fmt.Errorf("%w %q in %s (machines: %s)%s", ErrUnknownMachine, machine, r.Location(), machineList(all), unreadable)
 	}
 	switch ref.Kind {
 	case GenerationLatest, "":
@@ -393,6 +452,50 @@ func (r *Repository) ResolveGeneration(ctx context.Context, machine string, ref 
 	return nil, fmt.Errorf("generation %q is ambiguous for machine %q: %d generations match", ref.ID, machine, len(found))
 }
 
+func damagedWithPrefix(damaged []*ManifestError, prefix string) *ManifestError {
+	for _, d := range damaged {
+		if strings.HasPrefix(d.ID.String(), prefix) {
+			return d
+		}
+	}
+	return nil
+}
+
+func anyWithPrefix(gens []*Generation, prefix string) bool {
+	for _, g := range gens {
+		if strings.HasPrefix(g.ID.String(), prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// warnChoosingAmongReadable says that latest or a time is resolved among the readable
+// generations while some manifests cannot be read: they may be machine's (a damaged manifest's
+// machine cannot be known, unless its replication session recorded it as the newest).
+func (r *Repository) warnChoosingAmongReadable(ctx context.Context, machine string, damaged []*ManifestError) {
+	if r.log == nil {
+		return
+	}
+	var newest *crypto.ID
+	if s, err := r.Session(ctx, machine); err == nil && s != nil {
+		newest = s.LastGeneration
+	}
+	for _, d := range damaged {
+		if newest != nil && *newest == d.ID {
+			r.log(fmt.Sprintf("machine %s: its newest generation %s (as its replication session records) cannot be read (%v); choosing among its readable generations; %s",
+				machine, d.ID.Short(), d.Err, d.Remedy()))
+			return
+		}
+	}
+	ids := make([]string, len(damaged))
+	for i, d := range damaged {
+		ids[i] = d.ID.Short()
+	}
+	r.log(fmt.Sprintf("%d generation manifest(s) cannot be read (%s; their machine is unknown); choosing among %s's readable generations (see `cauldron verify`)",
+		len(damaged), strings.Join(ids, ", "), machine))
+}
+
 func machineList(gens []*Generation) string {
 	seen := map[string]bool{}
 	var names []string
@@ -421,9 +524,9 @@ func (gen *Generation) Disk(name string) (*Disk, error) {
 	return nil, fmt.Errorf("generation %s of %s has no disk %q (it has %s)", gen.ID.Short(), gen.Machine, name, strings.Join(names, ", "))
 }
 
-// LoadRegion reads a region's chunk list and used map.
-func (r *Repository) LoadRegion(ctx context.Context, g *Region) ([]Cell, *usedblocks.Map, error) {
-	b, err := r.LoadBlob(ctx, g.Chunks, nil)
+// LoadRegion reads a region's chunk list and used map (LoadMeta: from any intact copy).
+func (r *Repository) LoadRegion(ctx context.Context, gen *Generation, g *Region) ([]Cell, *usedblocks.Map, error) {
+	b, err := r.LoadMeta(ctx, gen, g.Chunks)
 	if err != nil {
 		return nil, nil, fmt.Errorf("chunk list: %w", err)
 	}
@@ -431,7 +534,7 @@ func (r *Repository) LoadRegion(ctx context.Context, g *Region) ([]Cell, *usedbl
 	if err != nil {
 		return nil, nil, err
 	}
-	mb, err := r.LoadBlob(ctx, g.UsedMap, nil)
+	mb, err := r.LoadMeta(ctx, gen, g.UsedMap)
 	if err != nil {
 		return nil, nil, fmt.Errorf("used map: %w", err)
 	}
@@ -449,6 +552,65 @@ func (r *Repository) Forget(ctx context.Context, gen *Generation) error {
 	}
 	if err := r.noteForget(ctx, gen); err != nil {
 		return fmt.Errorf("generation %s forgotten, but its machine's replication session was not updated (verify will call it a rollback): %w", gen.ID.Short(), err)
+	}
+	return nil
+}
+
+// ForgetID removes the generation whose ID starts with prefix (at least 4 hex digits), found
+// among the stored manifests' names: a manifest that cannot be read is forgotten as well, without
+// decoding it. machine, when not empty, must be a readable generation's machine (a damaged
+// manifest's machine cannot be known). It returns the generation forgotten, or, for a damaged
+// one, nil and the *ManifestError that says why it could not be read.
+func (r *Repository) ForgetID(ctx context.Context, machine, prefix string) (*Generation, *ManifestError, error) {
+	if !hexRef.MatchString(prefix) {
+		return nil, nil, fmt.Errorf("forget needs a generation ID (at least 4 lower-case hex digits), got %q", prefix)
+	}
+	ids, err := r.listIDs(ctx, backend.Generation)
+	if err != nil {
+		return nil, nil, err
+	}
+	var found []crypto.ID
+	for _, id := range ids {
+		if strings.HasPrefix(id.String(), prefix) {
+			found = append(found, id)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return nil, nil, fmt.Errorf("%w %q in %s (see `cauldron generations`)", ErrUnknownGeneration, prefix, r.Location())
+	case len(found) > 1:
+		return nil, nil, fmt.Errorf("generation %q is ambiguous: %d generations match", prefix, len(found))
+	}
+	gen, err := r.LoadGeneration(ctx, found[0])
+	var me *ManifestError
+	if errors.As(err, &me) {
+		return nil, me, r.forgetDamaged(ctx, me.ID)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if machine != "" && gen.Machine != machine {
+		return nil, nil, fmt.Errorf("generation %s is machine %s's, not %s's", gen.ID.Short(), gen.Machine, machine)
+	}
+	return gen, nil, r.Forget(ctx, gen)
+}
+
+// forgetDamaged removes a manifest that cannot be read. A replication session that recorded it as
+// its machine's newest moves on to the newest that remains, as forget does for a readable one.
+func (r *Repository) forgetDamaged(ctx context.Context, id crypto.ID) error {
+	if err := r.be.Remove(ctx, backend.Handle{Type: backend.Generation, Name: id.String()}); err != nil {
+		return err
+	}
+	sessions, err := r.Sessions(ctx)
+	if err != nil {
+		return fmt.Errorf("generation %s forgotten, but the replication sessions could not be read: %w", id.Short(), err)
+	}
+	for i := range sessions {
+		if s := &sessions[i]; s.LastGeneration != nil && *s.LastGeneration == id {
+			if err := r.moveLastGeneration(ctx, s, id); err != nil {
+				return fmt.Errorf("generation %s forgotten, but machine %s's replication session was not updated (verify will call it a rollback): %w", id.Short(), s.Machine, err)
+			}
+		}
 	}
 	return nil
 }

@@ -212,6 +212,12 @@ func (r *Repository) loadSealedCompressed(ctx context.Context, t backend.FileTyp
 	if err != nil {
 		return nil, err
 	}
+	return r.openSealedCompressed(h, id, b)
+}
+
+// openSealedCompressed checks a stored metadata file's bytes against its name and opens them.
+// Its errors are all damage: the bytes were read.
+func (r *Repository) openSealedCompressed(h backend.Handle, id crypto.ID, b []byte) ([]byte, error) {
 	if crypto.Hash(b) != id {
 		return nil, fmt.Errorf("%s: content does not match its name (damaged)", h)
 	}
@@ -309,11 +315,12 @@ func (r *Repository) PackHeader(ctx context.Context, id crypto.ID, size int64) (
 
 // IndexOrphanPacks finds packs that no index lists — left by a capture that was killed before
 // writing its index — and indexes them, so that their chunks are reused rather than stored again.
-// A pack whose header does not open is left alone (verify reports it; prune removes it).
+// A pack whose header does not open is left alone (verify reports it; prune removes it), and so
+// is a generation's own metadata pack (metapack.go) named by a manifest read before.
 func (r *Repository) IndexOrphanPacks(ctx context.Context) (int, error) {
 	var orphans []backend.FileInfo
 	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
-		if id, err := crypto.ParseID(fi.Name); err == nil && !r.idx.HasPack(id) {
+		if id, err := crypto.ParseID(fi.Name); err == nil && !r.idx.HasPack(id) && !r.meta.isMetaPack(id) {
 			orphans = append(orphans, fi)
 		}
 		return nil

@@ -68,17 +68,33 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 			r.idx.AddPack(p.Pack, p.Blobs)
 		}
 	}
-	gens, err := r.Generations(ctx, "")
+	gens, damaged, err := r.ListGenerations(ctx, "")
 	if err != nil {
 		return st, fmt.Errorf("%w (prune reads every generation; run `cauldron verify`)", err)
 	}
+	// What a manifest that cannot be read needs is unknown: pruning would guess, and a wrong
+	// guess deletes data for good. Its owner decides first.
+	if len(damaged) == 1 {
+		return st, fmt.Errorf("refusing to prune: %w (what it needs is unknown); %s, then prune again", damaged[0], damaged[0].Remedy())
+	}
+	if len(damaged) > 1 {
+		return st, fmt.Errorf("refusing to prune: %d generation manifests cannot be read (what they need is unknown), the first: %w; run `cauldron repair generations` (or forget each), then prune again", len(damaged), damaged[0])
+	}
 	needed := map[crypto.ID]bool{}
+	// A generation's own metadata packs are its second copy of its chunk lists and used maps:
+	// no index lists them, and they are kept whole while it lives.
+	ownMeta := map[crypto.ID]bool{}
+	for _, gen := range gens {
+		for _, p := range gen.MetaPacks {
+			ownMeta[p] = true
+		}
+	}
 	for _, gen := range gens {
 		for _, d := range gen.Disks {
 			for i := range d.Regions {
 				g := &d.Regions[i]
 				needed[g.Chunks], needed[g.UsedMap] = true, true
-				cells, _, err := r.LoadRegion(ctx, g)
+				cells, _, err := r.LoadRegion(ctx, gen, g)
 				if err != nil {
 					return st, fmt.Errorf("generation %s of %s, %s: %w", gen.ID.Short(), gen.Machine, d.Name, err)
 				}
@@ -98,6 +114,7 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 	}
 
 	// Classify packs. A blob is kept in the pack the index resolves it to; other copies go.
+	// The generations' own metadata packs are not indexed (metapack.go): kept whole below.
 	var keep []PackBlobs
 	var drop []crypto.ID
 	var rewrite []PackBlobs
@@ -109,7 +126,7 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 			}
 		}
 		switch {
-		case len(live) == len(blobs):
+		case len(live) == len(blobs) || ownMeta[id]: // an own metadata pack some index lists anyway
 			keep = append(keep, PackBlobs{id, blobs})
 		case stored[id].young:
 			keep = append(keep, PackBlobs{id, blobs})
@@ -125,7 +142,7 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 	// Packs no index lists (an interrupted capture's): nothing complete refers to them.
 	var orphans []crypto.ID
 	for id, p := range stored {
-		if _, ok := packBlobs[id]; ok {
+		if _, ok := packBlobs[id]; ok || ownMeta[id] {
 			continue
 		}
 		if p.young {

@@ -55,10 +55,13 @@ type Repository struct {
 	warnings []string
 	// log hears about waits the user should know of (SetLog); nil: silent.
 	log func(string)
+	// meta knows the generations' own metadata packs, the second copies of chunk lists and
+	// used maps.
+	meta metaCopies
 }
 
 // SetLog gives the repository somewhere to say what it waits for (watching another host's
-// lock takes minutes); nil keeps it silent.
+// lock takes minutes) and what it works around (damaged manifests skipped); nil keeps it silent.
 func (r *Repository) SetLog(f func(string)) { r.log = f }
 
 // InitOptions choose a new repository's settings.

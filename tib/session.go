@@ -220,17 +220,35 @@ func (r *Repository) noteForget(ctx context.Context, gen *Generation) error {
 	if err != nil || s == nil || s.LastGeneration == nil || *s.LastGeneration != gen.ID {
 		return err
 	}
-	gens, err := r.Generations(ctx, gen.Machine)
+	return r.moveLastGeneration(ctx, s, gen.ID)
+}
+
+// moveLastGeneration records the newest readable generation of s's machine, other than gone, as
+// its newest.
+func (r *Repository) moveLastGeneration(ctx context.Context, s *Session, gone crypto.ID) error {
+	gens, err := r.Generations(ctx, s.Machine)
 	if err != nil {
 		return err
 	}
 	s.LastGeneration, s.LastGenerationTime = nil, time.Time{}
 	for _, g := range gens {
-		if g.ID != gen.ID && (s.LastGeneration == nil || g.Time.After(s.LastGenerationTime)) {
+		if g.ID != gone && (s.LastGeneration == nil || g.Time.After(s.LastGenerationTime)) {
 			id := g.ID
 			s.LastGeneration, s.LastGenerationTime = &id, g.Time
 		}
 	}
+	return r.saveSession(ctx, s)
+}
+
+// noteReplaced moves a session's record of its machine's newest generation from old to its
+// replacement (repair generations writes a generation anew under a new ID).
+func (r *Repository) noteReplaced(ctx context.Context, old, replacement *Generation) error {
+	s, err := r.Session(ctx, old.Machine)
+	if err != nil || s == nil || s.LastGeneration == nil || *s.LastGeneration != old.ID {
+		return err
+	}
+	id := replacement.ID
+	s.LastGeneration = &id
 	return r.saveSession(ctx, s)
 }
 

@@ -33,6 +33,10 @@ func (v *VerifyReport) problem(format string, a ...any) {
 	v.Problems = append(v.Problems, fmt.Sprintf(format, a...))
 }
 
+func (v *VerifyReport) damagedManifest(me *ManifestError) {
+	v.problem("generation %s (machine unknown): %v; %s", me.ID, me, me.Remedy())
+}
+
 // use is one place a blob is needed.
 type use struct {
 	gen   *Generation
@@ -104,9 +108,9 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 				whole := use{gen, d.Name, g.Start, g.Start + g.Size, fmt.Sprintf("region %d", i)}
 				uses[g.Chunks] = append(uses[g.Chunks], use{gen, d.Name, g.Start, g.Start + g.Size, fmt.Sprintf("chunk list of region %d", i)})
 				uses[g.UsedMap] = append(uses[g.UsedMap], use{gen, d.Name, g.Start, g.Start + g.Size, fmt.Sprintf("used map of region %d", i)})
-				cells, _, err := r.LoadRegion(ctx, g)
+				cells, _, err := r.LoadRegion(ctx, gen, g)
 				if err != nil {
-					rep.problem("%s: %v", whole, err)
+					rep.problem("%s: %v (%s)", whole, err, repairGenerationsRemedy)
 					continue
 				}
 				for _, c := range cells {
@@ -120,6 +124,8 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 			}
 		}
 	}
+
+	r.verifyMetaPacks(ctx, gens, o.ReadData, uses, rep)
 
 	// 3. Packs: present, headers matching the index; with ReadData every byte.
 	stored := map[crypto.ID]int64{}
@@ -136,7 +142,7 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 	}
 	var orphans int
 	for id := range stored {
-		if _, ok := packBlobs[id]; !ok {
+		if _, ok := packBlobs[id]; !ok && !r.meta.isMetaPack(id) {
 			orphans++
 		}
 	}
@@ -184,6 +190,10 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 func (r *Repository) verifyGenerations(ctx context.Context, o VerifyOptions, rep *VerifyReport) ([]*Generation, error) {
 	if o.Generation != "" {
 		g, err := r.FindGeneration(ctx, o.Machine, o.Generation)
+		if me := (*ManifestError)(nil); errors.As(err, &me) {
+			rep.damagedManifest(me)
+			return nil, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -196,8 +206,13 @@ func (r *Repository) verifyGenerations(ctx context.Context, o VerifyOptions, rep
 	var gens []*Generation
 	for _, id := range ids {
 		g, err := r.LoadGeneration(ctx, id)
+		var me *ManifestError
+		if errors.As(err, &me) {
+			rep.damagedManifest(me)
+			continue
+		}
 		if err != nil {
-			rep.problem("generation %s (machine unknown: its manifest is unreadable): %v", id, err)
+			rep.problem("generation %s (machine unknown: its manifest cannot be read): %v", id, err)
 			continue
 		}
 		if o.Machine == "" || g.Machine == o.Machine {
@@ -208,6 +223,34 @@ func (r *Repository) verifyGenerations(ctx context.Context, o VerifyOptions, rep
 		return nil, fmt.Errorf("%w %q in %s", ErrUnknownMachine, o.Machine, r.Location())
 	}
 	return gens, nil
+}
+
+// repairGenerationsRemedy is what verify says of lost metadata.
+const repairGenerationsRemedy = "`cauldron repair generations` rebuilds what can be rebuilt and names the rest"
+
+// verifyMetaPacks checks every generation's own metadata packs (no index lists them): stored,
+// their headers readable; with readData every blob. Without them its chunk lists and used maps
+// are down to their shared copy.
+func (r *Repository) verifyMetaPacks(ctx context.Context, gens []*Generation, readData bool, uses map[crypto.ID][]use, rep *VerifyReport) {
+	for _, gen := range gens {
+		for _, p := range gen.MetaPacks {
+			where := fmt.Sprintf("machine %s, generation %s: its metadata pack %s", gen.Machine, gen.ID.Short(), p.Short())
+			fi, err := r.be.Stat(ctx, backend.Handle{Type: backend.Pack, Name: p.String()})
+			var blobs []pack.Blob
+			if err == nil {
+				blobs, err = r.PackHeader(ctx, p, fi.Size)
+			}
+			if err != nil {
+				rep.problem("%s: %v: its chunk lists and used maps are down to their shared copy (%s)", where, err, "`cauldron repair generations` writes them again")
+				continue
+			}
+			rep.Packs++
+			rep.Blobs += len(blobs)
+			if readData {
+				r.verifyPackData(ctx, p, fi.Size, blobs, uses, rep)
+			}
+		}
+	}
 }
 
 func (r *Repository) verifyPackData(ctx context.Context, id crypto.ID, size int64, indexed []pack.Blob, uses map[crypto.ID][]use, rep *VerifyReport) {

@@ -217,9 +217,14 @@ func newGenerations() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			gens, err := r.Generations(cmd.Context(), machine)
+			gens, damaged, err := r.ListGenerations(cmd.Context(), machine)
 			if err != nil {
 				return err
+			}
+			// A manifest that cannot be read is one damaged generation: named (its machine is
+			// unknown, so whatever --machine says), with the way to be rid of it.
+			for _, d := range damaged {
+				fmt.Fprintf(os.Stderr, "cauldron: warning: damaged generation %s: %v; %s\n", d.ID, d.Err, d.Remedy())
 			}
 			// A session that cannot be read must not hide the list: said, and verify reports it.
 			rollbacks, err := r.Rollbacks(cmd.Context(), machine)
@@ -229,7 +234,7 @@ func newGenerations() *cobra.Command {
 			for _, rb := range rollbacks {
 				fmt.Fprintf(os.Stderr, "cauldron: warning: %s (run `cauldron verify`)\n", rb)
 			}
-			if machine != "" && len(gens) == 0 {
+			if machine != "" && len(gens) == 0 && len(damaged) == 0 {
 				if _, err := r.FindGeneration(cmd.Context(), machine, "latest"); err != nil {
 					return err
 				}
@@ -241,7 +246,7 @@ func newGenerations() *cobra.Command {
 				}
 				return printJSON(out)
 			}
-			if len(gens) == 0 {
+			if len(gens) == 0 && len(damaged) == 0 {
 				fmt.Println("no generations yet")
 				return nil
 			}
@@ -258,6 +263,9 @@ func newGenerations() *cobra.Command {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Machine, g.ID.String()[:12], tib.FormatTime(g.Time),
 					par, strings.Join(disks, ","), human(g.Stats.LogicalBytes), human(g.Stats.UsedBytes), human(g.Stats.NewBytes))
+			}
+			for _, d := range damaged {
+				fmt.Fprintf(tw, "?\t%s\tDAMAGED\t-\t-\t-\t-\t-\n", d.ID.String()[:12])
 			}
 			return tw.Flush()
 		},
@@ -320,9 +328,13 @@ func newForget() *cobra.Command {
 	var f repoFlags
 	var machine, genRef string
 	c := &cobra.Command{
-		Use:   "forget --repo DIR --machine NAME --generation ID",
+		Use:   "forget --repo DIR [--machine NAME] --generation ID",
 		Short: "Remove a generation (run prune to reclaim its space)",
-		Args:  cobra.NoArgs,
+		Long: `forget removes one generation, named by its ID (or a unique prefix of at least 4 hex
+digits). A generation whose manifest cannot be read (damaged, or not this repository's) is
+removed the same way: its machine cannot be known, so --machine is not checked for it. When
+--machine is given, a readable generation must be that machine's.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// Forgetting is for good: only an explicit ID, never latest or a time.
 			if ref, err := tib.ParseGenerationRef(genRef); genRef == "" || err == nil && ref.Kind != tib.GenerationID {
@@ -339,21 +351,21 @@ func newForget() *cobra.Command {
 				return err
 			}
 			defer lock.Unlock()
-			gen, err := r.FindGeneration(cmd.Context(), machine, genRef)
+			gen, damaged, err := r.ForgetID(cmd.Context(), machine, strings.ToLower(genRef))
 			if err != nil {
 				return err
 			}
-			if err := r.Forget(cmd.Context(), gen); err != nil {
-				return err
+			if damaged != nil {
+				fmt.Printf("forgot damaged generation %s (its manifest could not be read: %v); run `cauldron prune` to reclaim space\n", damaged.ID, damaged.Err)
+				return nil
 			}
 			fmt.Printf("forgot generation %s of %s (%s); run `cauldron prune` to reclaim space\n", gen.ID.String()[:12], gen.Machine, tib.FormatTime(gen.Time))
 			return nil
 		},
 	}
 	f.register(c)
-	c.Flags().StringVar(&machine, "machine", "", "machine name (required)")
+	c.Flags().StringVar(&machine, "machine", "", "the machine the generation must belong to")
 	c.Flags().StringVar(&genRef, "generation", "", "generation ID or unique prefix (required)")
-	c.MarkFlagRequired("machine")
 	return c
 }
 
