@@ -42,3 +42,11 @@ func readDisk(t *testing.T, r *tib.Repository, g *tib.Generation, disk, to strin
 		t.Fatalf("reading %s of generation %s back: %v", disk, g.ID.Short(), err)
 	}
 }
+
+// pruneEverything lets prune remove packs however young, for tests that check what it removes
+// (tib.PruneYoung keeps a day's packs, a running capture's among them).
+func pruneEverything(t testing.TB) {
+	young := tib.PruneYoung
+	tib.PruneYoung = 0
+	t.Cleanup(func() { tib.PruneYoung = young })
+}

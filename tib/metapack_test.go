@@ -81,6 +81,7 @@ func TestSharedMetadataSurvivesOnePack(t *testing.T) {
 // Prune keeps each generation's metadata packs, and a shared copy of the metadata besides them:
 // after prune, losing the indexed copy still leaves one.
 func TestPruneKeepsMetadataCopies(t *testing.T) {
+	pruneEverything(t)
 	dir := t.TempDir()
 	s := makeSample(t, dir, 14)
 	r := newRepo(t, dir, "pw")
@@ -117,6 +118,7 @@ func TestPruneKeepsMetadataCopies(t *testing.T) {
 // A manifest without metaPacks (written before they existed) reads, verifies and prunes as
 // before; metadata packs no manifest names any more are pruned.
 func TestManifestWithoutMetaPacks(t *testing.T) {
+	pruneEverything(t)
 	dir := t.TempDir()
 	s := makeSample(t, dir, 16)
 	r := newRepo(t, dir, "pw")

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/cauldron-dr/cauldron/tib"
 	"github.com/cauldron-dr/cauldron/tib/backend/local"
@@ -146,8 +145,7 @@ func TestForgetAndPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The packs were all written a moment ago: old enough for this test.
-	defer func(y time.Duration) { tib.PruneYoung = y }(tib.PruneYoung)
-	tib.PruneYoung = 0
+	pruneEverything(t)
 	r = reopen(t, r, "")
 	st, err := r.Prune(ctx)
 	if err != nil {
