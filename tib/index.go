@@ -38,11 +38,16 @@ type Index struct {
 	packs   []crypto.ID
 	packNum map[crypto.ID]int32
 	blobs   map[crypto.ID]entry
-	files   map[crypto.ID]bool // index files loaded
+	files   map[crypto.ID]bool // index files read: true loaded, false damaged (skipped)
+	// unlisted are packs no intact index lists, found through their headers and not yet written
+	// to an index file; badHeaders the packs no intact index lists whose headers do not open.
+	unlisted   []PackBlobs
+	badHeaders map[crypto.ID]error
 }
 
 func newIndex() *Index {
-	return &Index{packNum: map[crypto.ID]int32{}, blobs: map[crypto.ID]entry{}, files: map[crypto.ID]bool{}}
+	return &Index{packNum: map[crypto.ID]int32{}, blobs: map[crypto.ID]entry{}, files: map[crypto.ID]bool{},
+		badHeaders: map[crypto.ID]error{}}
 }
 
 // Has reports whether a blob is indexed.
@@ -212,6 +217,12 @@ func (r *Repository) loadSealedCompressed(ctx context.Context, t backend.FileTyp
 	if err != nil {
 		return nil, err
 	}
+	return r.openSealedCompressed(h, id, b)
+}
+
+// openSealedCompressed checks a stored metadata file's bytes against its name and returns its
+// plaintext. Every error it returns means the file itself is damaged (or foreign).
+func (r *Repository) openSealedCompressed(h backend.Handle, id crypto.ID, b []byte) ([]byte, error) {
 	if crypto.Hash(b) != id {
 		return nil, fmt.Errorf("%s: content does not match its name (damaged)", h)
 	}
@@ -255,28 +266,76 @@ func (r *Repository) listIDs(ctx context.Context, t backend.FileType) ([]crypto.
 	return ids, err
 }
 
-// LoadIndex reads every index file not loaded yet.
+// IndexDamageError is an index file that is stored but cannot be used: it does not hash to its
+// name, does not open with the repository's key, does not decompress or does not decode.
+// Readers skip such a file and find its packs through their headers.
+type IndexDamageError struct {
+	ID  crypto.ID
+	Err error
+}
+
+func (e *IndexDamageError) Error() string {
+	return fmt.Sprintf("index file index/%s is damaged: %v", e.ID, e.Err)
+}
+
+func (e *IndexDamageError) Unwrap() error { return e.Err }
+
+// readIndexFile loads and decodes one index file. A file that is there but unusable is an
+// *IndexDamageError; other errors (I/O, gone) are returned as they are.
+func (r *Repository) readIndexFile(ctx context.Context, id crypto.ID) ([]PackBlobs, error) {
+	h := backend.Handle{Type: backend.Index, Name: id.String()}
+	b, err := backend.ReadAll(ctx, r.be, h)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.openSealedCompressed(h, id, b)
+	var packs []PackBlobs
+	if err == nil {
+		packs, err = DecodeIndex(plain)
+	}
+	if err != nil {
+		return nil, &IndexDamageError{ID: id, Err: err}
+	}
+	return packs, nil
+}
+
+// LoadIndex reads every index file not loaded yet, then the headers of the packs no intact index
+// lists. A damaged index file is named once through the log (SetLog) and skipped, never fatal:
+// the packs it listed are found through their headers.
 func (r *Repository) LoadIndex(ctx context.Context) error {
+	if err := r.loadIndexFiles(ctx, r.warnDamagedIndex); err != nil {
+		return err
+	}
+	_, err := r.indexUnlistedPacks(ctx)
+	return err
+}
+
+// loadIndexFiles reads every index file not loaded (or found damaged) yet into the in-memory
+// index; damaged ones go to onDamage.
+func (r *Repository) loadIndexFiles(ctx context.Context, onDamage func(*IndexDamageError)) error {
 	ids, err := r.IndexFiles(ctx)
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
 		r.idx.mu.RLock()
-		done := r.idx.files[id]
+		_, done := r.idx.files[id]
 		r.idx.mu.RUnlock()
 		if done {
 			continue
 		}
-		plain, err := r.loadSealedCompressed(ctx, backend.Index, id)
-		if errors.Is(err, backend.ErrNotExist) {
+		packs, err := r.readIndexFile(ctx, id)
+		var damage *IndexDamageError
+		switch {
+		case errors.Is(err, backend.ErrNotExist):
 			continue // removed by a prune since we listed it
-		}
-		if err != nil {
-			return fmt.Errorf("index %s: %w", id.Short(), err)
-		}
-		packs, err := DecodeIndex(plain)
-		if err != nil {
+		case errors.As(err, &damage):
+			r.idx.mu.Lock()
+			r.idx.files[id] = false
+			r.idx.mu.Unlock()
+			onDamage(damage)
+			continue
+		case err != nil:
 			return fmt.Errorf("index %s: %w", id.Short(), err)
 		}
 		for _, p := range packs {
@@ -287,6 +346,55 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		r.idx.mu.Unlock()
 	}
 	return nil
+}
+
+func (r *Repository) warnDamagedIndex(e *IndexDamageError) {
+	if r.log != nil {
+		r.log(e.Error() + "; skipped: the packs it listed are read from their headers (`cauldron repair index` rebuilds the index)")
+	}
+}
+
+// indexUnlistedPacks reads the header of every stored pack that no intact index lists (left by
+// an interrupted capture, or listed only by a damaged or deleted index file) and adds its blobs
+// to the in-memory index. It returns the packs it added; a pack whose header does not open is
+// left out (verify names it) and not tried again.
+func (r *Repository) indexUnlistedPacks(ctx context.Context) ([]PackBlobs, error) {
+	var unlisted []backend.FileInfo
+	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
+		id, err := crypto.ParseID(fi.Name)
+		if err != nil || r.idx.HasPack(id) {
+			return nil
+		}
+		r.idx.mu.RLock()
+		_, tried := r.idx.badHeaders[id]
+		r.idx.mu.RUnlock()
+		if !tried {
+			unlisted = append(unlisted, fi)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("listing packs: %w", err)
+	}
+	var found []PackBlobs
+	for _, fi := range unlisted {
+		id, _ := crypto.ParseID(fi.Name)
+		blobs, err := r.PackHeader(ctx, id, fi.Size)
+		if errors.Is(err, backend.ErrNotExist) {
+			continue // removed by a prune since we listed it
+		}
+		if err != nil {
+			r.idx.mu.Lock()
+			r.idx.badHeaders[id] = err
+			r.idx.mu.Unlock()
+			continue
+		}
+		r.idx.AddPack(id, blobs)
+		found = append(found, PackBlobs{Pack: id, Blobs: blobs})
+	}
+	r.idx.mu.Lock()
+	r.idx.unlisted = append(r.idx.unlisted, found...)
+	r.idx.mu.Unlock()
+	return found, nil
 }
 
 // PackHeader reads and checks a stored pack's header.
@@ -307,29 +415,18 @@ func (r *Repository) PackHeader(ctx context.Context, id crypto.ID, size int64) (
 	return pack.ParseHeader(r.key, sealed, size-4-int64(n))
 }
 
-// IndexOrphanPacks finds packs that no index lists — left by a capture that was killed before
-// writing its index — and indexes them, so that their chunks are reused rather than stored again.
-// A pack whose header does not open is left alone (verify reports it; prune removes it).
+// IndexOrphanPacks writes an index file for the packs that no intact index lists — left by a
+// capture killed before writing its index, or listed only by a damaged or deleted index file — so
+// that their chunks are reused rather than stored again and the next reader need not read their
+// headers. A pack whose header does not open is left alone (verify reports it).
 func (r *Repository) IndexOrphanPacks(ctx context.Context) (int, error) {
-	var orphans []backend.FileInfo
-	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
-		if id, err := crypto.ParseID(fi.Name); err == nil && !r.idx.HasPack(id) {
-			orphans = append(orphans, fi)
-		}
-		return nil
-	}); err != nil {
+	if _, err := r.indexUnlistedPacks(ctx); err != nil {
 		return 0, err
 	}
-	var found []PackBlobs
-	for _, fi := range orphans {
-		id, _ := crypto.ParseID(fi.Name)
-		blobs, err := r.PackHeader(ctx, id, fi.Size)
-		if err != nil {
-			continue
-		}
-		r.idx.AddPack(id, blobs)
-		found = append(found, PackBlobs{Pack: id, Blobs: blobs})
-	}
+	r.idx.mu.Lock()
+	found := r.idx.unlisted
+	r.idx.unlisted = nil
+	r.idx.mu.Unlock()
 	if len(found) > 0 {
 		if _, err := r.WriteIndex(ctx, found); err != nil {
 			return 0, err

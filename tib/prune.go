@@ -29,25 +29,16 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 		return st, err
 	}
 	defer lock.Unlock()
-	oldIndex, err := r.IndexFiles(ctx)
+	// Damaged index files are skipped (and removed below, with the others): the packs they
+	// listed are read from their headers.
+	listing, err := r.listPacks(ctx)
 	if err != nil {
 		return st, err
 	}
-	packBlobs := map[crypto.ID][]pack.Blob{}
-	for _, id := range oldIndex {
-		plain, err := r.loadSealedCompressed(ctx, backend.Index, id)
-		if err != nil {
-			return st, fmt.Errorf("index %s: %w (run `cauldron verify` first)", id.Short(), err)
-		}
-		packs, err := DecodeIndex(plain)
-		if err != nil {
-			return st, fmt.Errorf("index %s: %w", id.Short(), err)
-		}
-		for _, p := range packs {
-			packBlobs[p.Pack] = p.Blobs
-			r.idx.AddPack(p.Pack, p.Blobs)
-		}
+	for _, d := range listing.damaged {
+		r.warnDamagedIndex(d)
 	}
+	oldIndex, packBlobs := listing.indexFiles, listing.blobs
 	gens, err := r.Generations(ctx, "")
 	if err != nil {
 		return st, fmt.Errorf("%w (prune reads every generation; run `cauldron verify`)", err)
@@ -94,21 +85,14 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 			st.BlobsRemoved += len(blobs) - len(live)
 		}
 	}
-	// Packs no index lists (an interrupted capture's): nothing complete refers to them.
+	// Packs neither an intact index nor their own header describes: nothing can refer to them
+	// (every chunk the generations need was found above).
 	var orphans []crypto.ID
-	sizes := map[crypto.ID]int64{}
-	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
-		if id, err := crypto.ParseID(fi.Name); err == nil {
-			sizes[id] = fi.Size
-			if _, ok := packBlobs[id]; !ok {
-				orphans = append(orphans, id)
-			}
-		}
-		return nil
-	}); err != nil {
-		return st, err
+	for id := range listing.badHeaders {
+		orphans = append(orphans, id)
 	}
-	if len(drop) == 0 && len(rewrite) == 0 && len(orphans) == 0 {
+	sizes := listing.sizes
+	if len(drop) == 0 && len(rewrite) == 0 && len(orphans) == 0 && len(listing.damaged) == 0 && len(listing.fromHeaders) == 0 {
 		return st, nil
 	}
 
@@ -141,8 +125,8 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 	st.BytesFreed = -ps.PackBytes
 	// One index for every kept pack (the new packs are indexed by the packer already).
 	newIndex := map[crypto.ID]bool{}
-	for i := 0; i < len(keep); i += 4096 {
-		id, err := r.WriteIndex(ctx, keep[i:min(i+4096, len(keep))])
+	for i := 0; i < len(keep); i += indexBatch {
+		id, err := r.WriteIndex(ctx, keep[i:min(i+indexBatch, len(keep))])
 		if err != nil && !errors.Is(err, backend.ErrExist) {
 			return st, err
 		}
