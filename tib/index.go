@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
@@ -33,29 +34,54 @@ type entry struct {
 
 // Index maps chunk IDs to their place in packs. It tolerates the same blob listed twice (two
 // captures that stored the same chunk at once, or a pack indexed twice): any copy will do.
+//
+// Its memory does not grow with the repository unless asked to (LoadIndex): what the index
+// files list is kept exactly only for metadata blobs and the blobs a reader wants
+// (LoadIndexFor), or — for a capture — remembered in a compact fingerprint table
+// (loadFingerprints), whose "maybe stored" answers the capture confirms before it commits.
 type Index struct {
 	mu      sync.RWMutex
-	packs   []crypto.ID
-	packNum map[crypto.ID]int32
-	blobs   map[crypto.ID]entry
-	files   map[crypto.ID]bool // index files read: true loaded, false damaged (skipped)
-	// unlisted are packs no intact index lists, found through their headers and not yet written
-	// to an index file; badHeaders the packs no intact index lists whose headers do not open.
-	unlisted   []PackBlobs
-	badHeaders map[crypto.ID]error
+	packs   []crypto.ID         // packs holding exactly known blobs
+	packNum map[crypto.ID]int32 // their numbers in packs
+	blobs   map[crypto.ID]entry // exactly known blobs
+	listed  map[crypto.ID]struct{}
+	// all: every listed blob is kept exactly (LoadIndex). Else metadata blobs, want and what
+	// this process stored are; with fp set, every other listed data blob is a fingerprint.
+	all  bool
+	want map[crypto.ID]struct{}
+	fp   *fingerprints
+	// files are the index files read: true loaded, false damaged (skipped).
+	files map[crypto.ID]bool
+	// headerPacks are the packs no intact index lists, found through their headers (with their
+	// sizes) and not yet written to an index file: read again when the index files are.
+	// badHeaders are such packs whose headers do not open.
+	headerPacks map[crypto.ID]int64
+	badHeaders  map[crypto.ID]error
 }
 
 func newIndex() *Index {
-	return &Index{packNum: map[crypto.ID]int32{}, blobs: map[crypto.ID]entry{}, files: map[crypto.ID]bool{},
-		badHeaders: map[crypto.ID]error{}}
+	return &Index{packNum: map[crypto.ID]int32{}, blobs: map[crypto.ID]entry{}, listed: map[crypto.ID]struct{}{},
+		want: map[crypto.ID]struct{}{}, files: map[crypto.ID]bool{}, badHeaders: map[crypto.ID]error{},
+		headerPacks: map[crypto.ID]int64{}}
 }
 
-// Has reports whether a blob is indexed.
+// Has reports whether a blob is known exactly.
 func (x *Index) Has(id crypto.ID) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	_, ok := x.blobs[id]
 	return ok
+}
+
+// mayHave reports whether a data blob is known exactly or, through its fingerprint, perhaps
+// stored.
+func (x *Index) mayHave(id crypto.ID) (exact, maybe bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if _, ok := x.blobs[id]; ok {
+		return true, true
+	}
+	return false, x.fp != nil && x.fp.has(id)
 }
 
 // Lookup finds a blob.
@@ -70,44 +96,65 @@ func (x *Index) Lookup(id crypto.ID) (Location, bool) {
 		Offset: e.offset, Length: e.length, RawLength: e.rawLength}}, true
 }
 
-// HasPack reports whether any index lists the pack.
+// HasPack reports whether an intact index lists the pack (or this process stored it).
 func (x *Index) HasPack(id crypto.ID) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	_, ok := x.packNum[id]
+	_, ok := x.listed[id]
 	return ok
 }
 
-// Packs returns every indexed pack.
-func (x *Index) Packs() []crypto.ID {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return append([]crypto.ID(nil), x.packs...)
-}
-
-// Len is the number of distinct blobs.
+// Len is the number of blobs known exactly.
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return len(x.blobs)
 }
 
-// AddPack records a pack's blobs.
+// AddPack records every blob of a pack exactly (a pack this process stored or checked).
 func (x *Index) AddPack(id crypto.ID, blobs []pack.Blob) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.listed[id] = struct{}{}
+	for _, b := range blobs {
+		x.addExactLocked(id, b)
+	}
+}
+
+// addListed records a pack as an index file or its header lists it: each blob exactly when the
+// index keeps it, else as a fingerprint (capture) or not at all (a restore that does not need it).
+func (x *Index) addListed(id crypto.ID, blobs []pack.Blob) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.listed[id] = struct{}{}
+	for _, b := range blobs {
+		if x.keepsLocked(b) {
+			x.addExactLocked(id, b)
+		} else if x.fp != nil {
+			x.fp.add(b.ID)
+		}
+	}
+}
+
+func (x *Index) keepsLocked(b pack.Blob) bool {
+	if x.all || b.Type == pack.MetaBlob {
+		return true
+	}
+	_, ok := x.want[b.ID]
+	return ok
+}
+
+func (x *Index) addExactLocked(id crypto.ID, b pack.Blob) {
+	if _, dup := x.blobs[b.ID]; dup {
+		return
+	}
 	n, ok := x.packNum[id]
 	if !ok {
 		n = int32(len(x.packs))
 		x.packs = append(x.packs, id)
 		x.packNum[id] = n
 	}
-	for _, b := range blobs {
-		if _, dup := x.blobs[b.ID]; dup {
-			continue
-		}
-		x.blobs[b.ID] = entry{pack: n, typ: b.Type, compression: b.Compression, offset: b.Offset, length: b.Length, rawLength: b.RawLength}
-	}
+	x.blobs[b.ID] = entry{pack: n, typ: b.Type, compression: b.Compression, offset: b.Offset, length: b.Length, rawLength: b.RawLength}
 }
 
 // PackBlobs is one pack's part of an index file.
@@ -300,28 +347,106 @@ func (r *Repository) readIndexFile(ctx context.Context, id crypto.ID) ([]PackBlo
 }
 
 // LoadIndex reads every index file not loaded yet, then the headers of the packs no intact index
-// lists. A damaged index file is named once through the log (SetLog) and skipped, never fatal:
-// the packs it listed are found through their headers.
+// lists, and keeps every blob exactly: memory in proportion to the repository (prune, verify of
+// everything). Readers of one generation use LoadIndexFor. A damaged index file is named once
+// through the log (SetLog) and skipped, never fatal: the packs it listed are found through their
+// headers.
 func (r *Repository) LoadIndex(ctx context.Context) error {
-	if err := r.loadIndexFiles(ctx, r.warnDamagedIndex); err != nil {
+	r.idx.mu.Lock()
+	reread := !r.idx.all // files read before kept only part of their blobs
+	r.idx.all = true
+	r.idx.mu.Unlock()
+	return r.loadListed(ctx, reread)
+}
+
+// LoadIndexFor makes the in-memory index know every blob gen needs, and little else: its
+// metadata blobs, then the chunks its chunk lists name. The index files are read twice (as a
+// stream, one file at a time), and memory is in proportion to the generation, not the repository.
+// A chunk list that cannot be read is left for the reader to name.
+func (r *Repository) LoadIndexFor(ctx context.Context, gen *Generation) error {
+	if err := r.loadListed(ctx, false); err != nil {
+		return err
+	}
+	r.idx.mu.RLock()
+	all := r.idx.all
+	r.idx.mu.RUnlock()
+	if all {
+		return nil
+	}
+	var wanted []crypto.ID
+	for _, d := range gen.Disks {
+		for i := range d.Regions {
+			g := &d.Regions[i]
+			b, err := r.LoadBlob(ctx, g.Chunks, nil)
+			if err != nil {
+				continue // damaged: DiskRegions names it
+			}
+			cells, err := DecodeChunkList(b, g.NumCells())
+			if err != nil {
+				continue
+			}
+			for _, c := range cells {
+				if !r.idx.Has(c.ID) {
+					wanted = append(wanted, c.ID)
+				}
+			}
+		}
+	}
+	if len(wanted) == 0 {
+		return nil
+	}
+	r.idx.mu.Lock()
+	for _, id := range wanted {
+		r.idx.want[id] = struct{}{}
+	}
+	r.idx.mu.Unlock()
+	return r.loadListed(ctx, true)
+}
+
+// loadFingerprints prepares a capture's index: metadata blobs exactly, every other listed blob
+// as a fingerprint.
+func (r *Repository) loadFingerprints(ctx context.Context) error {
+	r.idx.mu.Lock()
+	reread := r.idx.fp == nil && len(r.idx.files) > 0
+	if r.idx.fp == nil && !r.idx.all {
+		r.idx.fp = &fingerprints{}
+	}
+	r.idx.mu.Unlock()
+	return r.loadListed(ctx, reread)
+}
+
+// loadListed adds what the index files list to the in-memory index (every file when reread, else
+// the ones not read yet), then what the headers of the packs no intact index lists say.
+func (r *Repository) loadListed(ctx context.Context, reread bool) error {
+	if err := r.eachIndexedPack(ctx, reread, func(p PackBlobs) error {
+		r.idx.addListed(p.Pack, p.Blobs)
+		return nil
+	}); err != nil {
 		return err
 	}
 	_, err := r.indexUnlistedPacks(ctx)
+	r.idx.mu.Lock()
+	if r.idx.fp != nil {
+		r.idx.fp.seal()
+	}
+	r.idx.mu.Unlock()
 	return err
 }
 
-// loadIndexFiles reads every index file not loaded (or found damaged) yet into the in-memory
-// index; damaged ones go to onDamage.
-func (r *Repository) loadIndexFiles(ctx context.Context, onDamage func(*IndexDamageError)) error {
+// eachIndexedPack calls fn for each pack every intact index file lists (reread) or every one
+// not read before lists; with reread also for each pack found through its header before. It
+// holds one index file in memory at a time. A damaged file is named once (warnDamagedIndex) and
+// skipped.
+func (r *Repository) eachIndexedPack(ctx context.Context, reread bool, fn func(PackBlobs) error) error {
 	ids, err := r.IndexFiles(ctx)
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
 		r.idx.mu.RLock()
-		_, done := r.idx.files[id]
+		intact, seen := r.idx.files[id]
 		r.idx.mu.RUnlock()
-		if done {
+		if seen && (!intact || !reread) {
 			continue
 		}
 		packs, err := r.readIndexFile(ctx, id)
@@ -333,17 +458,34 @@ func (r *Repository) loadIndexFiles(ctx context.Context, onDamage func(*IndexDam
 			r.idx.mu.Lock()
 			r.idx.files[id] = false
 			r.idx.mu.Unlock()
-			onDamage(damage)
+			r.warnDamagedIndex(damage)
 			continue
 		case err != nil:
 			return fmt.Errorf("index %s: %w", id.Short(), err)
 		}
 		for _, p := range packs {
-			r.idx.AddPack(p.Pack, p.Blobs)
+			if err := fn(p); err != nil {
+				return err
+			}
 		}
 		r.idx.mu.Lock()
 		r.idx.files[id] = true
 		r.idx.mu.Unlock()
+	}
+	if !reread {
+		return nil
+	}
+	r.idx.mu.RLock()
+	headerPacks := maps.Clone(r.idx.headerPacks)
+	r.idx.mu.RUnlock()
+	for id, size := range headerPacks {
+		blobs, err := r.PackHeader(ctx, id, size)
+		if err != nil {
+			continue // removed by a prune since, or damaged since: the chunks it held are missing
+		}
+		if err := fn(PackBlobs{Pack: id, Blobs: blobs}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -388,12 +530,12 @@ func (r *Repository) indexUnlistedPacks(ctx context.Context) ([]PackBlobs, error
 			r.idx.mu.Unlock()
 			continue
 		}
-		r.idx.AddPack(id, blobs)
+		r.idx.addListed(id, blobs)
 		found = append(found, PackBlobs{Pack: id, Blobs: blobs})
+		r.idx.mu.Lock()
+		r.idx.headerPacks[id] = fi.Size
+		r.idx.mu.Unlock()
 	}
-	r.idx.mu.Lock()
-	r.idx.unlisted = append(r.idx.unlisted, found...)
-	r.idx.mu.Unlock()
 	return found, nil
 }
 
@@ -423,15 +565,27 @@ func (r *Repository) IndexOrphanPacks(ctx context.Context) (int, error) {
 	if _, err := r.indexUnlistedPacks(ctx); err != nil {
 		return 0, err
 	}
-	r.idx.mu.Lock()
-	found := r.idx.unlisted
-	r.idx.unlisted = nil
-	r.idx.mu.Unlock()
-	if len(found) > 0 {
-		if _, err := r.WriteIndex(ctx, found); err != nil {
+	r.idx.mu.RLock()
+	headerPacks := maps.Clone(r.idx.headerPacks)
+	r.idx.mu.RUnlock()
+	var found []PackBlobs
+	for id, size := range headerPacks {
+		blobs, err := r.PackHeader(ctx, id, size)
+		if err != nil {
+			continue // gone or damaged since: nothing to index
+		}
+		found = append(found, PackBlobs{Pack: id, Blobs: blobs})
+	}
+	for i := 0; i < len(found); i += indexBatch {
+		if _, err := r.WriteIndex(ctx, found[i:min(i+indexBatch, len(found))]); err != nil {
 			return 0, err
 		}
 	}
+	r.idx.mu.Lock()
+	for _, p := range found {
+		delete(r.idx.headerPacks, p.Pack)
+	}
+	r.idx.mu.Unlock()
 	return len(found), nil
 }
 
