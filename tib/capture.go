@@ -341,7 +341,7 @@ type cellJob struct {
 }
 
 type cellResult struct {
-	index int64
+	index   int64
 	id      crypto.ID
 	skip    bool // whole region, all zero: not stored
 	assumed bool // not stored: its fingerprint says the repository may have it
