@@ -359,11 +359,11 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	return r.loadListed(ctx, reread)
 }
 
-// LoadIndexFor makes the in-memory index know every blob gen needs, and little else: its
-// metadata blobs, then the chunks its chunk lists name. The index files are read twice (as a
+// LoadIndexFor makes the in-memory index know every blob the generations need, and little else:
+// their metadata blobs, then the chunks their chunk lists name. The index files are read twice (as a
 // stream, one file at a time), and memory is in proportion to the generation, not the repository.
 // A chunk list that cannot be read is left for the reader to name.
-func (r *Repository) LoadIndexFor(ctx context.Context, gen *Generation) error {
+func (r *Repository) LoadIndexFor(ctx context.Context, gens ...*Generation) error {
 	if err := r.loadListed(ctx, false); err != nil {
 		return err
 	}
@@ -374,23 +374,8 @@ func (r *Repository) LoadIndexFor(ctx context.Context, gen *Generation) error {
 		return nil
 	}
 	var wanted []crypto.ID
-	for _, d := range gen.Disks {
-		for i := range d.Regions {
-			g := &d.Regions[i]
-			b, err := r.LoadBlob(ctx, g.Chunks, nil)
-			if err != nil {
-				continue // damaged: DiskRegions names it
-			}
-			cells, err := DecodeChunkList(b, g.NumCells())
-			if err != nil {
-				continue
-			}
-			for _, c := range cells {
-				if !r.idx.Has(c.ID) {
-					wanted = append(wanted, c.ID)
-				}
-			}
-		}
+	for _, gen := range gens {
+		wanted = append(wanted, r.unknownChunks(ctx, gen)...)
 	}
 	if len(wanted) == 0 {
 		return nil
@@ -401,6 +386,31 @@ func (r *Repository) LoadIndexFor(ctx context.Context, gen *Generation) error {
 	}
 	r.idx.mu.Unlock()
 	return r.loadListed(ctx, true)
+}
+
+// unknownChunks lists the chunks gen's chunk lists name that the in-memory index does not know.
+// A chunk list that cannot be read is skipped: the reader names it when it loads the region.
+func (r *Repository) unknownChunks(ctx context.Context, gen *Generation) []crypto.ID {
+	var ids []crypto.ID
+	for _, d := range gen.Disks {
+		for i := range d.Regions {
+			g := &d.Regions[i]
+			b, err := r.LoadBlob(ctx, g.Chunks, nil)
+			if err != nil {
+				continue
+			}
+			cells, err := DecodeChunkList(b, g.NumCells())
+			if err != nil {
+				continue
+			}
+			for _, c := range cells {
+				if !r.idx.Has(c.ID) {
+					ids = append(ids, c.ID)
+				}
+			}
+		}
+	}
+	return ids
 }
 
 // loadFingerprints prepares a capture's index: metadata blobs exactly, every other listed blob

@@ -16,7 +16,8 @@ import (
 type packListing struct {
 	indexFiles []crypto.ID               // every index file stored
 	damaged    []*IndexDamageError       // those that could not be used
-	blobs      map[crypto.ID][]pack.Blob // every stored or indexed pack an intact index lists, or whose header opens
+	listed     map[crypto.ID]struct{}    // every pack an intact index lists
+	blobs      map[crypto.ID][]pack.Blob // the packs kept (see listPacks) an intact index lists, or whose header opens
 	// fromHeaders are the stored packs no intact index lists, read from their headers;
 	// badHeaders those of them whose headers do not open.
 	fromHeaders map[crypto.ID]bool
@@ -26,9 +27,11 @@ type packListing struct {
 }
 
 // listPacks reads every index file (damaged ones are listed, never fatal), lists the stored
-// packs and reads the header of every pack no intact index lists. It fills the in-memory index.
-func (r *Repository) listPacks(ctx context.Context) (*packListing, error) {
-	l := &packListing{blobs: map[crypto.ID][]pack.Blob{}, fromHeaders: map[crypto.ID]bool{},
+// packs and reads the header of every pack no intact index lists. With keep nil it lists every
+// pack and fills the in-memory index with every blob; else it lists only the packs keep accepts
+// and leaves the in-memory index alone (memory in proportion to what is kept).
+func (r *Repository) listPacks(ctx context.Context, keep func([]pack.Blob) bool) (*packListing, error) {
+	l := &packListing{blobs: map[crypto.ID][]pack.Blob{}, listed: map[crypto.ID]struct{}{}, fromHeaders: map[crypto.ID]bool{},
 		badHeaders: map[crypto.ID]error{}, sizes: map[crypto.ID]int64{}}
 	if err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
 		if id, err := crypto.ParseID(fi.Name); err == nil {
@@ -53,8 +56,8 @@ func (r *Repository) listPacks(ctx context.Context) (*packListing, error) {
 			return nil, fmt.Errorf("index %s: %w", id.Short(), err)
 		}
 		for _, p := range packs {
-			l.blobs[p.Pack] = p.Blobs
-			r.idx.AddPack(p.Pack, p.Blobs)
+			l.listed[p.Pack] = struct{}{}
+			l.add(r, keep, p)
 		}
 	}
 	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
@@ -68,7 +71,7 @@ func (r *Repository) listPacks(ctx context.Context) (*packListing, error) {
 		return nil, fmt.Errorf("listing packs: %w", err)
 	}
 	for id, size := range l.sizes {
-		if _, ok := l.blobs[id]; ok {
+		if _, ok := l.listed[id]; ok {
 			continue
 		}
 		blobs, err := r.PackHeader(ctx, id, size)
@@ -78,13 +81,21 @@ func (r *Repository) listPacks(ctx context.Context) (*packListing, error) {
 		case err != nil:
 			l.badHeaders[id] = err
 		default:
-			l.blobs[id] = blobs
 			l.fromHeaders[id] = true
-			r.idx.AddPack(id, blobs)
+			l.add(r, keep, PackBlobs{Pack: id, Blobs: blobs})
 		}
 	}
 	sort.Strings(l.foreign)
 	return l, nil
+}
+
+func (l *packListing) add(r *Repository, keep func([]pack.Blob) bool, p PackBlobs) {
+	if keep == nil {
+		l.blobs[p.Pack] = p.Blobs
+		r.idx.AddPack(p.Pack, p.Blobs)
+	} else if keep(p.Blobs) {
+		l.blobs[p.Pack] = p.Blobs
+	}
 }
 
 // RepairIndexReport says what RepairIndex did.
@@ -115,7 +126,7 @@ func (r *Repository) RepairIndex(ctx context.Context) (*RepairIndexReport, error
 		return nil, err
 	}
 	defer lock.Unlock()
-	l, err := r.listPacks(ctx)
+	l, err := r.listPacks(ctx, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 	defer lock.Unlock()
 	// Damaged index files are skipped (and removed below, with the others): the packs they
 	// listed are read from their headers.
-	listing, err := r.listPacks(ctx)
+	listing, err := r.listPacks(ctx, nil)
 	if err != nil {
 		return st, err
 	}

@@ -58,21 +58,25 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 	rep := &VerifyReport{}
 
 	// 1. Index files, one by one, so one damaged file does not hide the rest; then the headers of
-	// the packs no intact index lists.
-	listing, err := r.listPacks(ctx)
-	if err != nil {
-		return nil, err
+	// the packs no intact index lists. For some machines only, the packs they use: memory in
+	// proportion to their generations, not to the repository.
+	var listing *packListing
+	if o.Machine == "" {
+		if listing, err = r.listPacks(ctx, nil); err != nil {
+			return nil, err
+		}
 	}
-	for _, d := range listing.damaged {
-		rep.problem("%v: run `cauldron repair index` (readers skip it and read the packs' headers meanwhile)", d)
-	}
-	packBlobs := listing.blobs
 
 	// 2. Generations and their chunk lists; remember where every blob is used.
 	uses := map[crypto.ID][]use{}
 	gens, err := r.verifyGenerations(ctx, o, rep)
 	if err != nil {
 		return nil, err
+	}
+	if listing == nil {
+		if err := r.LoadIndexFor(ctx, gens...); err != nil {
+			return nil, err
+		}
 	}
 	rep.Generations = len(gens)
 	rollbacks, err := r.Rollbacks(ctx, o.Machine)
@@ -105,6 +109,16 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 			}
 		}
 	}
+
+	if listing == nil {
+		if listing, err = r.listPacks(ctx, func(blobs []pack.Blob) bool { return packUsed(blobs, uses) }); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range listing.damaged {
+		rep.problem("%v: run `cauldron repair index` (readers skip it and read the packs' headers meanwhile)", d)
+	}
+	packBlobs := listing.blobs
 
 	// 3. Packs: present, headers matching the index; with ReadData every byte.
 	stored := listing.sizes
@@ -160,7 +174,7 @@ func (r *Repository) verifyUnlisted(l *packListing, uses map[crypto.ID][]use, re
 	var needed []string
 	idle := 0
 	for id := range l.fromHeaders {
-		if packUsed(l.blobs[id], uses) {
+		if blobs, kept := l.blobs[id]; kept && packUsed(blobs, uses) {
 			needed = append(needed, "data/"+id.String())
 		} else {
 			idle++
