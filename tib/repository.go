@@ -50,12 +50,14 @@ type Repository struct {
 	// warnings are what Open noticed and worked around (key files it could not use, key files
 	// an unencrypted repository ignores); the command shows them.
 	warnings []string
-	// log hears about waits the user should know of (SetLog); nil: silent.
+	// log hears about waits and damage worked around that the user should know of (SetLog);
+	// nil: silent.
 	log func(string)
 }
 
 // SetLog gives the repository somewhere to say what it waits for (watching another host's
-// lock takes minutes); nil keeps it silent.
+// lock takes minutes) and what damage it works around (a damaged index file skipped); nil keeps
+// it silent.
 func (r *Repository) SetLog(f func(string)) { r.log = f }
 
 // InitOptions choose a new repository's settings.
