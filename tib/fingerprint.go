@@ -31,6 +31,27 @@ func fingerprintOf(id crypto.ID) (bucket uint16, value uint32) {
 	return binary.BigEndian.Uint16(id[0:2]), binary.BigEndian.Uint32(id[2:6])
 }
 
+// expect makes room for about n fingerprints at once, so that the buckets do not grow by
+// appending (which leaves a third of them unused and the outgrown arrays as garbage). n is an
+// estimate; a bucket that receives more grows.
+func (f *fingerprints) expect(n int64) {
+	per := n / int64(len(f.buckets))
+	per += 3*isqrt(per) + 4 // the bucket sizes spread like a Poisson count around n/65536
+	for i := range f.buckets {
+		if cap(f.buckets[i]) == 0 {
+			f.buckets[i] = make([]uint32, 0, per)
+		}
+	}
+}
+
+func isqrt(n int64) int64 {
+	r := int64(0)
+	for (r+1)*(r+1) <= n {
+		r++
+	}
+	return r
+}
+
 func (f *fingerprints) add(id crypto.ID) {
 	b, v := fingerprintOf(id)
 	f.buckets[b] = append(f.buckets[b], v)
@@ -38,15 +59,14 @@ func (f *fingerprints) add(id crypto.ID) {
 	f.n++
 }
 
-// seal sorts the buckets for lookup and trims each to its length, so that the slack of growing
-// them is given back.
+// seal sorts the buckets for lookup, in place.
 func (f *fingerprints) seal() {
 	if f.sorted {
 		return
 	}
 	for i, b := range f.buckets {
 		slices.Sort(b)
-		f.buckets[i] = slices.Clone(slices.Compact(b))
+		f.buckets[i] = slices.Compact(b)
 	}
 	f.sorted = true
 }

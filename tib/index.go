@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"sync"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
@@ -416,10 +417,20 @@ func (r *Repository) unknownChunks(ctx context.Context, gen *Generation) []crypt
 // loadFingerprints prepares a capture's index: metadata blobs exactly, every other listed blob
 // as a fingerprint.
 func (r *Repository) loadFingerprints(ctx context.Context) error {
+	// Index files hold about 33 bytes a blob (42-byte entries, zstd-compressed): room for a blob
+	// every 30 bytes is a little more than needed.
+	var indexBytes int64
+	if err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
+		indexBytes += fi.Size
+		return nil
+	}); err != nil {
+		return fmt.Errorf("listing index files: %w", err)
+	}
 	r.idx.mu.Lock()
 	reread := r.idx.fp == nil && len(r.idx.files) > 0
 	if r.idx.fp == nil && !r.idx.all {
 		r.idx.fp = &fingerprints{}
+		r.idx.fp.expect(indexBytes / 30)
 	}
 	r.idx.mu.Unlock()
 	return r.loadListed(ctx, reread)
@@ -481,6 +492,7 @@ func (r *Repository) eachIndexedPack(ctx context.Context, reread bool, fn func(P
 		r.idx.mu.Lock()
 		r.idx.files[id] = true
 		r.idx.mu.Unlock()
+		collectAfterIndexFile(packs)
 	}
 	if !reread {
 		return nil
@@ -499,6 +511,30 @@ func (r *Repository) eachIndexedPack(ctx context.Context, reread bool, fn func(P
 	}
 	return nil
 }
+
+// collectAfterIndexFile runs the garbage collector once every gcEveryIndexBlobs blobs of index
+// files read. Reading a file leaves tens of MiB of garbage (its sealed, opened and decompressed bytes and
+// decoded entries) beside what the index keeps; the collector's own pacing lets that garbage grow
+// as large as everything kept, which at tens of millions of blobs doubles the peak memory. What
+// the index keeps holds no pointers (fingerprints, IDs), so a collection costs little.
+func collectAfterIndexFile(packs []PackBlobs) {
+	indexGarbageMu.Lock()
+	defer indexGarbageMu.Unlock()
+	for _, p := range packs {
+		indexGarbage += len(p.Blobs)
+	}
+	if indexGarbage >= gcEveryIndexBlobs {
+		indexGarbage = 0
+		runtime.GC()
+	}
+}
+
+const gcEveryIndexBlobs = 256 << 10 // about 25 MiB of garbage
+
+var (
+	indexGarbageMu sync.Mutex
+	indexGarbage   int
+)
 
 func (r *Repository) warnDamagedIndex(e *IndexDamageError) {
 	if r.log != nil {

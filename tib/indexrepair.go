@@ -59,6 +59,7 @@ func (r *Repository) listPacks(ctx context.Context, keep func([]pack.Blob) bool)
 			l.listed[p.Pack] = struct{}{}
 			l.add(r, keep, p)
 		}
+		collectAfterIndexFile(packs)
 	}
 	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
 		if id, err := crypto.ParseID(fi.Name); err == nil {
