@@ -48,3 +48,29 @@ func TestFingerprintSourceChangedFails(t *testing.T) {
 		t.Fatalf("%d generations stored, want only the first", len(gens))
 	}
 }
+
+// A reader of one generation keeps only what it needs: another machine's chunks stay out of the
+// in-memory index (its memory follows the generation, not the repository), and the whole
+// index — LoadIndex — has them.
+func TestReaderKeepsOnlyItsGeneration(t *testing.T) {
+	dir := t.TempDir()
+	web, db := makeSample(t, filepath.Join(dir, "web"), 36), makeSample(t, filepath.Join(dir, "db"), 37)
+	r := newRepo(t, dir, "pw")
+	gw := capture(t, r, "web", web.Path)
+	capture(t, r, "db", db.Path)
+
+	r = reopen(t, r, "pw")
+	if err := r.LoadIndexFor(ctx, gw); err != nil {
+		t.Fatal(err)
+	}
+	kept := r.Index().Len()
+	all := reopen(t, r, "pw")
+	if err := all.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if total := all.Index().Len(); kept == 0 || kept > total*2/3 {
+		t.Fatalf("a reader of one of two machines' generations keeps %d of %d blobs", kept, total)
+	}
+	readDisk(t, r, gw, "disk0", filepath.Join(dir, "web-back.img"))
+	checkRestored(t, web, filepath.Join(dir, "web-back.img"), dir)
+}
