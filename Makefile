@@ -16,7 +16,7 @@ CAULDRON_CORPUS ?= $(abspath ../shared/corpus)
 export CAULDRON_CORPUS
 FUZZTIME ?= 30s
 
-.PHONY: all build deps prefetch test demo bench bench-net bench-boot fuzz vet clean media
+.PHONY: all build deps prefetch test demo bench bench-index bench-net bench-boot fuzz vet clean media
 
 all: build
 
@@ -73,6 +73,12 @@ demo: deps
 
 bench: deps build
 	./scripts/bench.sh
+	./scripts/bench-index.sh
+
+# bench-index measures capture, restore and verify of one generation in a repository whose index
+# lists 40 million blobs (its section of docs/benchmarks.md; part of make bench).
+bench-index: deps build
+	./scripts/bench-index.sh
 
 # bench-net measures restores through cauldron serve (HTTP, HTTPS) and S3 against a local one,
 # and the server's memory under hostile load (its section of docs/benchmarks.md); make bench

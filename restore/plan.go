@@ -250,7 +250,7 @@ func Prepare(ctx context.Context, req Request) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := req.Repo.LoadIndex(ctx); err != nil {
+	if err := req.Repo.LoadIndexFor(ctx, gen); err != nil {
 		return nil, err
 	}
 	p := &Plan{Name: req.Name, Repository: req.Repo.Location(), Machine: gen.Machine, Generation: gen.ID.String(),

@@ -207,7 +207,7 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 	if _, _, err := r.ListGenerations(ctx, ""); err != nil {
 		return nil, err
 	}
-	if err := r.LoadIndex(ctx); err != nil {
+	if err := r.loadFingerprints(ctx); err != nil {
 		return nil, err
 	}
 	if _, err := r.IndexOrphanPacks(ctx); err != nil {
@@ -227,6 +227,7 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 
 	packer := r.NewPacker(ctx)
 	usedPacks := map[crypto.ID]bool{}
+	var unconfirmed []assumedCell
 	enc := NewEncoder(r.key, zstd.SpeedDefault)
 	meta := r.newMetaPackWriter(enc)
 	prog := &captureProgress{fn: o.Progress}
@@ -238,7 +239,10 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 		prog.disk = d.Name
 		for j, rp := range s.regions {
 			prog.region, prog.regions = j, len(s.regions)
-			cells, err := r.captureRegion(ctx, s.f, rp, packer, o, prog)
+			cells, assumed, err := r.captureRegion(ctx, s.f, rp, packer, o, prog)
+			for _, c := range assumed {
+				unconfirmed = append(unconfirmed, assumedCell{s, rp, c})
+			}
 			if err != nil {
 				packer.Flush() // keep what was stored: the next capture reuses it
 				return nil, fmt.Errorf("%s (%s) region %d [%d, %d): %w", d.Name, s.path, j, rp.Start, rp.Start+rp.Size, err)
@@ -263,6 +267,10 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 		}
 		gen.Stats.LogicalBytes += s.layout.Size
 		gen.Disks = append(gen.Disks, d)
+	}
+	if err := r.confirmAssumed(ctx, unconfirmed, packer, usedPacks, o.Level); err != nil {
+		packer.Flush()
+		return nil, fmt.Errorf("capture of %s: %w", o.Machine, err)
 	}
 	ps, err := packer.Flush()
 	if err != nil {
@@ -351,13 +359,48 @@ type cellJob struct {
 }
 
 type cellResult struct {
-	index int64
-	id    crypto.ID
-	skip  bool // whole region, all zero: not stored
+	index   int64
+	id      crypto.ID
+	skip    bool // whole region, all zero: not stored
+	assumed bool // not stored: its fingerprint says the repository may have it
 }
 
-// captureRegion reads a region's cells and stores them; it returns the chunk list.
-func (r *Repository) captureRegion(ctx context.Context, f *os.File, rp *regionPlan, packer *Packer, o CaptureOptions, prog *captureProgress) ([]Cell, error) {
+// readCell reads cell i of a region into buf (of at least the cell size): the whole cell of a
+// whole region, else the used blocks with zeros between. It returns the cell's bytes and how
+// many it read from the source.
+func (rp *regionPlan) readCell(f *os.File, i int64, buf []byte) ([]byte, int64, error) {
+	cellSize := rp.CellSize
+	off := i * cellSize
+	buf = buf[:min(cellSize, rp.Size-off)]
+	if rp.Whole {
+		if _, err := f.ReadAt(buf, rp.Start+off); err != nil {
+			return nil, 0, fmt.Errorf("reading at byte %d: %w", rp.Start+off, err)
+		}
+		return buf, int64(len(buf)), nil
+	}
+	clear(buf)
+	var read int64
+	var err error
+	blocksPerCell := cellSize / rp.BlockSize
+	b0 := i * blocksPerCell
+	rp.used.Runs(b0, b0+blocksPerCell, func(run usedblocks.Run) {
+		if err != nil {
+			return
+		}
+		s := (run.Start - b0) * rp.BlockSize
+		e := min(s+run.Len*rp.BlockSize, int64(len(buf)))
+		if _, err = f.ReadAt(buf[s:e], rp.Start+off+s); err != nil {
+			err = fmt.Errorf("reading at byte %d: %w", rp.Start+off+s, err)
+		}
+		read += e - s
+	})
+	return buf, read, err
+}
+
+// captureRegion reads a region's cells and stores them; it returns the chunk list, and the cells
+// it did not store because the fingerprint table says the repository may have them already
+// (confirmed, or stored after all, by confirmAssumed).
+func (r *Repository) captureRegion(ctx context.Context, f *os.File, rp *regionPlan, packer *Packer, o CaptureOptions, prog *captureProgress) (cells, assumed []Cell, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cellSize := rp.CellSize
@@ -372,38 +415,13 @@ func (r *Repository) captureRegion(ctx context.Context, f *os.File, rp *regionPl
 		defer close(jobs)
 		n := rp.NumCells()
 		for i := int64(0); i < n; i++ {
-			off := i * cellSize
-			length := min(cellSize, rp.Size-off)
-			b0, b1 := i*blocksPerCell, (i+1)*blocksPerCell
-			if !rp.Whole && !rp.used.AnyInRange(b0, b1) {
+			if !rp.Whole && !rp.used.AnyInRange(i*blocksPerCell, (i+1)*blocksPerCell) {
 				continue
 			}
-			buf := pool.Get().([]byte)[:length]
-			var read int64
-			if rp.Whole {
-				if _, err := f.ReadAt(buf, rp.Start+off); err != nil {
-					readErr = fmt.Errorf("reading at byte %d: %w", rp.Start+off, err)
-					return
-				}
-				read = length
-			} else {
-				clear(buf)
-				var err error
-				rp.used.Runs(b0, b1, func(run usedblocks.Run) {
-					if err != nil {
-						return
-					}
-					s := (run.Start - b0) * rp.BlockSize
-					e := min(s+run.Len*rp.BlockSize, length)
-					if _, err = f.ReadAt(buf[s:e], rp.Start+off+s); err != nil {
-						err = fmt.Errorf("reading at byte %d: %w", rp.Start+off+s, err)
-					}
-					read += e - s
-				})
-				if err != nil {
-					readErr = err
-					return
-				}
+			buf, read, err := rp.readCell(f, i, pool.Get().([]byte))
+			if err != nil {
+				readErr = err
+				return
 			}
 			select {
 			case jobs <- cellJob{index: i, buf: buf, read: read}:
@@ -428,7 +446,8 @@ func (r *Repository) captureRegion(ctx context.Context, f *os.File, rp *regionPl
 					res.skip = true
 				} else {
 					res.id = r.key.ChunkID(j.buf)
-					if packer.Reserve(res.id) {
+					var store bool
+					if store, res.assumed = packer.reserveData(res.id); store {
 						sealed, c := enc.Seal(j.buf)
 						stored = int64(len(sealed))
 						if err := packer.Add(pack.DataBlob, c, res.id, len(j.buf), sealed); err != nil {
@@ -450,24 +469,26 @@ func (r *Repository) captureRegion(ctx context.Context, f *os.File, rp *regionPl
 	}
 	go func() { wg.Wait(); close(results) }()
 
-	var cells []Cell
 	for res := range results {
 		if !res.skip {
 			cells = append(cells, Cell{Index: res.index, ID: res.id})
 		}
+		if res.assumed {
+			assumed = append(assumed, Cell{Index: res.index, ID: res.id})
+		}
 	}
 	if workErr != nil {
-		return nil, workErr
+		return nil, nil, workErr
 	}
 	if readErr != nil {
-		return nil, readErr
+		return nil, nil, readErr
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Workers finish out of order.
 	sortCells(cells)
-	return cells, nil
+	return cells, assumed, nil
 }
 
 // markNonZero sets the used bit of every non-zero block of a whole region's cell and returns

@@ -126,7 +126,7 @@ func (r *Repository) NewDiskReader(ctx context.Context, gen *Generation, name st
 	if err != nil {
 		return nil, err
 	}
-	if err := r.LoadIndex(ctx); err != nil {
+	if err := r.LoadIndexFor(ctx, gen); err != nil {
 		return nil, err
 	}
 	regions, err := r.DiskRegions(ctx, gen, disk)

@@ -15,3 +15,11 @@ func SetLockTiming(refresh, stale, poll time.Duration) (restore func()) {
 func SetLockClock(offset time.Duration) {
 	lockNow = func() time.Time { return time.Now().Add(offset) }
 }
+
+// SetFingerprintCollide makes every chunk's fingerprint match any other's (so a capture must
+// confirm, and store after all, chunks it skipped), and runs before, when not nil, just before a
+// capture confirms them.
+func SetFingerprintCollide(before func()) (restore func()) {
+	fingerprintCollide, beforeConfirm = true, before
+	return func() { fingerprintCollide, beforeConfirm = false, nil }
+}

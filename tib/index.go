@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"runtime"
 	"sync"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
@@ -33,24 +35,54 @@ type entry struct {
 
 // Index maps chunk IDs to their place in packs. It tolerates the same blob listed twice (two
 // captures that stored the same chunk at once, or a pack indexed twice): any copy will do.
+//
+// Its memory does not grow with the repository unless asked to (LoadIndex): what the index
+// files list is kept exactly only for metadata blobs and the blobs a reader wants
+// (LoadIndexFor), or — for a capture — remembered in a compact fingerprint table
+// (loadFingerprints), whose "maybe stored" answers the capture confirms before it commits.
 type Index struct {
 	mu      sync.RWMutex
-	packs   []crypto.ID
-	packNum map[crypto.ID]int32
-	blobs   map[crypto.ID]entry
-	files   map[crypto.ID]bool // index files loaded
+	packs   []crypto.ID         // packs holding exactly known blobs
+	packNum map[crypto.ID]int32 // their numbers in packs
+	blobs   map[crypto.ID]entry // exactly known blobs
+	listed  map[crypto.ID]struct{}
+	// all: every listed blob is kept exactly (LoadIndex). Else metadata blobs, want and what
+	// this process stored are; with fp set, every other listed data blob is a fingerprint.
+	all  bool
+	want map[crypto.ID]struct{}
+	fp   *fingerprints
+	// files are the index files read: true loaded, false damaged (skipped).
+	files map[crypto.ID]bool
+	// headerPacks are the packs no intact index lists, found through their headers (with their
+	// sizes) and not yet written to an index file: read again when the index files are.
+	// badHeaders are such packs whose headers do not open.
+	headerPacks map[crypto.ID]int64
+	badHeaders  map[crypto.ID]error
 }
 
 func newIndex() *Index {
-	return &Index{packNum: map[crypto.ID]int32{}, blobs: map[crypto.ID]entry{}, files: map[crypto.ID]bool{}}
+	return &Index{packNum: map[crypto.ID]int32{}, blobs: map[crypto.ID]entry{}, listed: map[crypto.ID]struct{}{},
+		want: map[crypto.ID]struct{}{}, files: map[crypto.ID]bool{}, badHeaders: map[crypto.ID]error{},
+		headerPacks: map[crypto.ID]int64{}}
 }
 
-// Has reports whether a blob is indexed.
+// Has reports whether a blob is known exactly.
 func (x *Index) Has(id crypto.ID) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	_, ok := x.blobs[id]
 	return ok
+}
+
+// mayHave reports whether a data blob is known exactly or, through its fingerprint, perhaps
+// stored.
+func (x *Index) mayHave(id crypto.ID) (exact, maybe bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if _, ok := x.blobs[id]; ok {
+		return true, true
+	}
+	return false, x.fp != nil && x.fp.has(id)
 }
 
 // Lookup finds a blob.
@@ -65,44 +97,65 @@ func (x *Index) Lookup(id crypto.ID) (Location, bool) {
 		Offset: e.offset, Length: e.length, RawLength: e.rawLength}}, true
 }
 
-// HasPack reports whether any index lists the pack.
+// HasPack reports whether an intact index lists the pack (or this process stored it).
 func (x *Index) HasPack(id crypto.ID) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	_, ok := x.packNum[id]
+	_, ok := x.listed[id]
 	return ok
 }
 
-// Packs returns every indexed pack.
-func (x *Index) Packs() []crypto.ID {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return append([]crypto.ID(nil), x.packs...)
-}
-
-// Len is the number of distinct blobs.
+// Len is the number of blobs known exactly.
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return len(x.blobs)
 }
 
-// AddPack records a pack's blobs.
+// AddPack records every blob of a pack exactly (a pack this process stored or checked).
 func (x *Index) AddPack(id crypto.ID, blobs []pack.Blob) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.listed[id] = struct{}{}
+	for _, b := range blobs {
+		x.addExactLocked(id, b)
+	}
+}
+
+// addListed records a pack as an index file or its header lists it: each blob exactly when the
+// index keeps it, else as a fingerprint (capture) or not at all (a restore that does not need it).
+func (x *Index) addListed(id crypto.ID, blobs []pack.Blob) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.listed[id] = struct{}{}
+	for _, b := range blobs {
+		if x.keepsLocked(b) {
+			x.addExactLocked(id, b)
+		} else if x.fp != nil {
+			x.fp.add(b.ID)
+		}
+	}
+}
+
+func (x *Index) keepsLocked(b pack.Blob) bool {
+	if x.all || b.Type == pack.MetaBlob {
+		return true
+	}
+	_, ok := x.want[b.ID]
+	return ok
+}
+
+func (x *Index) addExactLocked(id crypto.ID, b pack.Blob) {
+	if _, dup := x.blobs[b.ID]; dup {
+		return
+	}
 	n, ok := x.packNum[id]
 	if !ok {
 		n = int32(len(x.packs))
 		x.packs = append(x.packs, id)
 		x.packNum[id] = n
 	}
-	for _, b := range blobs {
-		if _, dup := x.blobs[b.ID]; dup {
-			continue
-		}
-		x.blobs[b.ID] = entry{pack: n, typ: b.Type, compression: b.Compression, offset: b.Offset, length: b.Length, rawLength: b.RawLength}
-	}
+	x.blobs[b.ID] = entry{pack: n, typ: b.Type, compression: b.Compression, offset: b.Offset, length: b.Length, rawLength: b.RawLength}
 }
 
 // PackBlobs is one pack's part of an index file.
@@ -215,8 +268,8 @@ func (r *Repository) loadSealedCompressed(ctx context.Context, t backend.FileTyp
 	return r.openSealedCompressed(h, id, b)
 }
 
-// openSealedCompressed checks a stored metadata file's bytes against its name and opens them.
-// Its errors are all damage: the bytes were read.
+// openSealedCompressed checks a stored metadata file's bytes against its name and returns its
+// plaintext. Every error it returns means the file itself is damaged (or foreign).
 func (r *Repository) openSealedCompressed(h backend.Handle, id crypto.ID, b []byte) ([]byte, error) {
 	if crypto.Hash(b) != id {
 		return nil, fmt.Errorf("%s: content does not match its name (damaged)", h)
@@ -261,38 +314,278 @@ func (r *Repository) listIDs(ctx context.Context, t backend.FileType) ([]crypto.
 	return ids, err
 }
 
-// LoadIndex reads every index file not loaded yet.
+// IndexDamageError is an index file that is stored but cannot be used: it does not hash to its
+// name, does not open with the repository's key, does not decompress or does not decode.
+// Readers skip such a file and find its packs through their headers.
+type IndexDamageError struct {
+	ID  crypto.ID
+	Err error
+}
+
+func (e *IndexDamageError) Error() string {
+	return fmt.Sprintf("index file index/%s is damaged: %v", e.ID, e.Err)
+}
+
+func (e *IndexDamageError) Unwrap() error { return e.Err }
+
+// readIndexFile loads and decodes one index file. A file that is there but unusable is an
+// *IndexDamageError; other errors (I/O, gone) are returned as they are.
+func (r *Repository) readIndexFile(ctx context.Context, id crypto.ID) ([]PackBlobs, error) {
+	h := backend.Handle{Type: backend.Index, Name: id.String()}
+	b, err := backend.ReadAll(ctx, r.be, h)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.openSealedCompressed(h, id, b)
+	var packs []PackBlobs
+	if err == nil {
+		packs, err = DecodeIndex(plain)
+	}
+	if err != nil {
+		return nil, &IndexDamageError{ID: id, Err: err}
+	}
+	return packs, nil
+}
+
+// LoadIndex reads every index file not loaded yet, then the headers of the packs no intact index
+// lists, and keeps every blob exactly: memory in proportion to the repository (prune, verify of
+// everything). Readers of one generation use LoadIndexFor. A damaged index file is named once
+// through the log (SetLog) and skipped, never fatal: the packs it listed are found through their
+// headers.
 func (r *Repository) LoadIndex(ctx context.Context) error {
+	r.idx.mu.Lock()
+	reread := !r.idx.all // files read before kept only part of their blobs
+	r.idx.all = true
+	r.idx.mu.Unlock()
+	return r.loadListed(ctx, reread)
+}
+
+// LoadIndexFor makes the in-memory index know every blob the generations need, and little else:
+// their metadata blobs, then the chunks their chunk lists name. The index files are read twice (as a
+// stream, one file at a time), and memory is in proportion to the generation, not the repository.
+// A chunk list that cannot be read is left for the reader to name.
+func (r *Repository) LoadIndexFor(ctx context.Context, gens ...*Generation) error {
+	if err := r.loadListed(ctx, false); err != nil {
+		return err
+	}
+	r.idx.mu.RLock()
+	all := r.idx.all
+	r.idx.mu.RUnlock()
+	if all {
+		return nil
+	}
+	var wanted []crypto.ID
+	for _, gen := range gens {
+		wanted = append(wanted, r.unknownChunks(ctx, gen)...)
+	}
+	if len(wanted) == 0 {
+		return nil
+	}
+	r.idx.mu.Lock()
+	for _, id := range wanted {
+		r.idx.want[id] = struct{}{}
+	}
+	r.idx.mu.Unlock()
+	return r.loadListed(ctx, true)
+}
+
+// unknownChunks lists the chunks gen's chunk lists name that the in-memory index does not know.
+// A chunk list that cannot be read is skipped: the reader names it when it loads the region.
+func (r *Repository) unknownChunks(ctx context.Context, gen *Generation) []crypto.ID {
+	var ids []crypto.ID
+	for _, d := range gen.Disks {
+		for i := range d.Regions {
+			g := &d.Regions[i]
+			b, err := r.LoadBlob(ctx, g.Chunks, nil)
+			if err != nil {
+				continue
+			}
+			cells, err := DecodeChunkList(b, g.NumCells())
+			if err != nil {
+				continue
+			}
+			for _, c := range cells {
+				if !r.idx.Has(c.ID) {
+					ids = append(ids, c.ID)
+				}
+			}
+		}
+	}
+	return ids
+}
+
+// loadFingerprints prepares a capture's index: metadata blobs exactly, every other listed blob
+// as a fingerprint.
+func (r *Repository) loadFingerprints(ctx context.Context) error {
+	// Index files hold about 33 bytes a blob (42-byte entries, zstd-compressed): room for a blob
+	// every 30 bytes is a little more than needed.
+	var indexBytes int64
+	if err := r.be.List(ctx, backend.Index, func(fi backend.FileInfo) error {
+		indexBytes += fi.Size
+		return nil
+	}); err != nil {
+		return fmt.Errorf("listing index files: %w", err)
+	}
+	r.idx.mu.Lock()
+	reread := r.idx.fp == nil && len(r.idx.files) > 0
+	if r.idx.fp == nil && !r.idx.all {
+		r.idx.fp = &fingerprints{}
+		r.idx.fp.expect(indexBytes / 30)
+	}
+	r.idx.mu.Unlock()
+	return r.loadListed(ctx, reread)
+}
+
+// loadListed adds what the index files list to the in-memory index (every file when reread, else
+// the ones not read yet), then what the headers of the packs no intact index lists say.
+func (r *Repository) loadListed(ctx context.Context, reread bool) error {
+	if err := r.eachIndexedPack(ctx, reread, func(p PackBlobs) error {
+		r.idx.addListed(p.Pack, p.Blobs)
+		return nil
+	}); err != nil {
+		return err
+	}
+	_, err := r.indexUnlistedPacks(ctx)
+	r.idx.mu.Lock()
+	if r.idx.fp != nil {
+		r.idx.fp.seal()
+	}
+	r.idx.mu.Unlock()
+	return err
+}
+
+// eachIndexedPack calls fn for each pack every intact index file lists (reread) or every one
+// not read before lists; with reread also for each pack found through its header before. It
+// holds one index file in memory at a time. A damaged file is named once (warnDamagedIndex) and
+// skipped.
+func (r *Repository) eachIndexedPack(ctx context.Context, reread bool, fn func(PackBlobs) error) error {
 	ids, err := r.IndexFiles(ctx)
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
 		r.idx.mu.RLock()
-		done := r.idx.files[id]
+		intact, seen := r.idx.files[id]
 		r.idx.mu.RUnlock()
-		if done {
+		if seen && (!intact || !reread) {
 			continue
 		}
-		plain, err := r.loadSealedCompressed(ctx, backend.Index, id)
-		if errors.Is(err, backend.ErrNotExist) {
+		packs, err := r.readIndexFile(ctx, id)
+		var damage *IndexDamageError
+		switch {
+		case errors.Is(err, backend.ErrNotExist):
 			continue // removed by a prune since we listed it
-		}
-		if err != nil {
-			return fmt.Errorf("index %s: %w", id.Short(), err)
-		}
-		packs, err := DecodeIndex(plain)
-		if err != nil {
+		case errors.As(err, &damage):
+			r.idx.mu.Lock()
+			r.idx.files[id] = false
+			r.idx.mu.Unlock()
+			r.warnDamagedIndex(damage)
+			continue
+		case err != nil:
 			return fmt.Errorf("index %s: %w", id.Short(), err)
 		}
 		for _, p := range packs {
-			r.idx.AddPack(p.Pack, p.Blobs)
+			if err := fn(p); err != nil {
+				return err
+			}
 		}
 		r.idx.mu.Lock()
 		r.idx.files[id] = true
 		r.idx.mu.Unlock()
+		collectAfterIndexFile(packs)
+	}
+	if !reread {
+		return nil
+	}
+	r.idx.mu.RLock()
+	headerPacks := maps.Clone(r.idx.headerPacks)
+	r.idx.mu.RUnlock()
+	for id, size := range headerPacks {
+		if r.meta.isMetaPack(id) {
+			continue
+		}
+		blobs, err := r.PackHeader(ctx, id, size)
+		if err != nil {
+			continue // removed by a prune since, or damaged since: the chunks it held are missing
+		}
+		if err := fn(PackBlobs{Pack: id, Blobs: blobs}); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// collectAfterIndexFile runs the garbage collector once every gcEveryIndexBlobs blobs of index
+// files read. Reading a file leaves tens of MiB of garbage (its sealed, opened and decompressed bytes and
+// decoded entries) beside what the index keeps; the collector's own pacing lets that garbage grow
+// as large as everything kept, which at tens of millions of blobs doubles the peak memory. What
+// the index keeps holds no pointers (fingerprints, IDs), so a collection costs little.
+func collectAfterIndexFile(packs []PackBlobs) {
+	indexGarbageMu.Lock()
+	defer indexGarbageMu.Unlock()
+	for _, p := range packs {
+		indexGarbage += len(p.Blobs)
+	}
+	if indexGarbage >= gcEveryIndexBlobs {
+		indexGarbage = 0
+		runtime.GC()
+	}
+}
+
+const gcEveryIndexBlobs = 256 << 10 // about 25 MiB of garbage
+
+var (
+	indexGarbageMu sync.Mutex
+	indexGarbage   int
+)
+
+func (r *Repository) warnDamagedIndex(e *IndexDamageError) {
+	if r.log != nil {
+		r.log(e.Error() + "; skipped: the packs it listed are read from their headers (`cauldron repair index` rebuilds the index)")
+	}
+}
+
+// indexUnlistedPacks reads the header of every stored pack that no intact index lists (left by
+// an interrupted capture, or listed only by a damaged or deleted index file) and adds its blobs
+// to the in-memory index. It returns the packs it added; a pack whose header does not open is
+// left out (verify names it) and not tried again.
+func (r *Repository) indexUnlistedPacks(ctx context.Context) ([]PackBlobs, error) {
+	var unlisted []backend.FileInfo
+	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
+		id, err := crypto.ParseID(fi.Name)
+		if err != nil || r.idx.HasPack(id) || r.meta.isMetaPack(id) {
+			return nil // a generation's own metadata pack is not indexed (metapack.go)
+		}
+		r.idx.mu.RLock()
+		_, tried := r.idx.badHeaders[id]
+		r.idx.mu.RUnlock()
+		if !tried {
+			unlisted = append(unlisted, fi)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("listing packs: %w", err)
+	}
+	var found []PackBlobs
+	for _, fi := range unlisted {
+		id, _ := crypto.ParseID(fi.Name)
+		blobs, err := r.PackHeader(ctx, id, fi.Size)
+		if errors.Is(err, backend.ErrNotExist) {
+			continue // removed by a prune since we listed it
+		}
+		if err != nil {
+			r.idx.mu.Lock()
+			r.idx.badHeaders[id] = err
+			r.idx.mu.Unlock()
+			continue
+		}
+		r.idx.addListed(id, blobs)
+		found = append(found, PackBlobs{Pack: id, Blobs: blobs})
+		r.idx.mu.Lock()
+		r.idx.headerPacks[id] = fi.Size
+		r.idx.mu.Unlock()
+	}
+	return found, nil
 }
 
 // PackHeader reads and checks a stored pack's header.
@@ -313,35 +606,39 @@ func (r *Repository) PackHeader(ctx context.Context, id crypto.ID, size int64) (
 	return pack.ParseHeader(r.key, sealed, size-4-int64(n))
 }
 
-// IndexOrphanPacks finds packs that no index lists — left by a capture that was killed before
-// writing its index — and indexes them, so that their chunks are reused rather than stored again.
-// A pack whose header does not open is left alone (verify reports it; prune removes it), and so
-// is a generation's own metadata pack (metapack.go) named by a manifest read before.
+// IndexOrphanPacks writes an index file for the packs that no intact index lists — left by a
+// capture killed before writing its index, or listed only by a damaged or deleted index file — so
+// that their chunks are reused rather than stored again and the next reader need not read their
+// headers. A pack whose header does not open is left alone (verify reports it), and so is a
+// generation's own metadata pack (metapack.go) named by a manifest read before.
 func (r *Repository) IndexOrphanPacks(ctx context.Context) (int, error) {
-	var orphans []backend.FileInfo
-	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
-		if id, err := crypto.ParseID(fi.Name); err == nil && !r.idx.HasPack(id) && !r.meta.isMetaPack(id) {
-			orphans = append(orphans, fi)
-		}
-		return nil
-	}); err != nil {
+	if _, err := r.indexUnlistedPacks(ctx); err != nil {
 		return 0, err
 	}
+	r.idx.mu.RLock()
+	headerPacks := maps.Clone(r.idx.headerPacks)
+	r.idx.mu.RUnlock()
 	var found []PackBlobs
-	for _, fi := range orphans {
-		id, _ := crypto.ParseID(fi.Name)
-		blobs, err := r.PackHeader(ctx, id, fi.Size)
-		if err != nil {
+	for id, size := range headerPacks {
+		if r.meta.isMetaPack(id) {
 			continue
 		}
-		r.idx.AddPack(id, blobs)
+		blobs, err := r.PackHeader(ctx, id, size)
+		if err != nil {
+			continue // gone or damaged since: nothing to index
+		}
 		found = append(found, PackBlobs{Pack: id, Blobs: blobs})
 	}
-	if len(found) > 0 {
-		if _, err := r.WriteIndex(ctx, found); err != nil {
+	for i := 0; i < len(found); i += indexBatch {
+		if _, err := r.WriteIndex(ctx, found[i:min(i+indexBatch, len(found))]); err != nil {
 			return 0, err
 		}
 	}
+	r.idx.mu.Lock()
+	for _, p := range found {
+		delete(r.idx.headerPacks, p.Pack)
+	}
+	r.idx.mu.Unlock()
 	return len(found), nil
 }
 

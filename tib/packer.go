@@ -244,3 +244,23 @@ func (p *Packer) SaveMeta(e *Encoder, plain []byte) (crypto.ID, error) {
 	sealed, c := e.Seal(plain)
 	return id, p.Add(pack.MetaBlob, c, id, len(plain), sealed)
 }
+
+// reserveData is Reserve for a data blob, which may also be skipped on its fingerprint alone:
+// assumed is then true, and the caller must have it confirmed (Repository.confirmAssumed)
+// before a generation names it.
+func (p *Packer) reserveData(id crypto.ID) (store, assumed bool) {
+	exact, maybe := p.r.idx.mayHave(id)
+	if exact {
+		return false, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending[id] {
+		return false, false
+	}
+	if maybe {
+		return false, true
+	}
+	p.pending[id] = true
+	return true, false
+}

@@ -49,29 +49,22 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 			return st, err
 		}
 	}
-	oldIndex, err := r.IndexFiles(ctx)
-	if err != nil {
-		return st, err
-	}
-	packBlobs := map[crypto.ID][]pack.Blob{}
-	for _, id := range oldIndex {
-		plain, err := r.loadSealedCompressed(ctx, backend.Index, id)
-		if err != nil {
-			return st, fmt.Errorf("index %s: %w (run `cauldron verify` first)", id.Short(), err)
-		}
-		packs, err := DecodeIndex(plain)
-		if err != nil {
-			return st, fmt.Errorf("index %s: %w", id.Short(), err)
-		}
-		for _, p := range packs {
-			packBlobs[p.Pack] = p.Blobs
-			r.idx.AddPack(p.Pack, p.Blobs)
-		}
-	}
+	// Every manifest is read first, so that the generations' own metadata packs (metapack.go),
+	// which no index lists, are known before the packs no index lists are read.
 	gens, damaged, err := r.ListGenerations(ctx, "")
 	if err != nil {
 		return st, fmt.Errorf("%w (prune reads every generation; run `cauldron verify`)", err)
 	}
+	// Damaged index files are skipped (and removed below, with the others): the packs they
+	// listed are read from their headers.
+	listing, err := r.listPacks(ctx, nil)
+	if err != nil {
+		return st, err
+	}
+	for _, d := range listing.damaged {
+		r.warnDamagedIndex(d)
+	}
+	oldIndex, packBlobs := listing.indexFiles, listing.blobs
 	// What a manifest that cannot be read needs is unknown: pruning would guess, and a wrong
 	// guess deletes data for good. Its owner decides first.
 	if len(damaged) == 1 {
@@ -139,19 +132,17 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 			st.BlobsRemoved += len(blobs) - len(live)
 		}
 	}
-	// Packs no index lists (an interrupted capture's): nothing complete refers to them.
+	// Packs neither an intact index nor their own header describes: nothing can refer to them
+	// (every chunk the generations need was found above).
 	var orphans []crypto.ID
-	for id, p := range stored {
-		if _, ok := packBlobs[id]; ok || ownMeta[id] {
-			continue
-		}
-		if p.young {
+	for id := range listing.badHeaders {
+		if stored[id].young {
 			st.YoungKept++
 		} else {
 			orphans = append(orphans, id)
 		}
 	}
-	if len(drop) == 0 && len(rewrite) == 0 && len(orphans) == 0 {
+	if len(drop) == 0 && len(rewrite) == 0 && len(orphans) == 0 && len(listing.damaged) == 0 && len(listing.fromHeaders) == 0 {
 		return st, nil
 	}
 
@@ -184,8 +175,8 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 	st.BytesFreed = -ps.PackBytes
 	// One index for every kept pack (the new packs are indexed by the packer already).
 	newIndex := map[crypto.ID]bool{}
-	for i := 0; i < len(keep); i += 4096 {
-		id, err := r.WriteIndex(ctx, keep[i:min(i+4096, len(keep))])
+	for i := 0; i < len(keep); i += indexBatch {
+		id, err := r.WriteIndex(ctx, keep[i:min(i+indexBatch, len(keep))])
 		if err != nil && !errors.Is(err, backend.ErrExist) {
 			return st, err
 		}

@@ -53,7 +53,8 @@ type Repository struct {
 	// warnings are what Open noticed and worked around (key files it could not use, key files
 	// an unencrypted repository ignores); the command shows them.
 	warnings []string
-	// log hears about waits the user should know of (SetLog); nil: silent.
+	// log hears about waits and damage worked around that the user should know of (SetLog);
+	// nil: silent.
 	log func(string)
 	// meta knows the generations' own metadata packs, the second copies of chunk lists and
 	// used maps.
@@ -61,7 +62,8 @@ type Repository struct {
 }
 
 // SetLog gives the repository somewhere to say what it waits for (watching another host's
-// lock takes minutes) and what it works around (damaged manifests skipped); nil keeps it silent.
+// lock takes minutes) and what damage it works around (damaged manifests and index files
+// skipped); nil keeps it silent.
 func (r *Repository) SetLog(f func(string)) { r.log = f }
 
 // InitOptions choose a new repository's settings.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/cauldron-dr/cauldron/tib/backend"
 	"github.com/cauldron-dr/cauldron/tib/crypto"
@@ -60,38 +61,29 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 	defer lock.Unlock()
 	rep := &VerifyReport{}
 
-	// 1. Index files, one by one, so one damaged file does not hide the rest.
-	indexFiles, err := r.IndexFiles(ctx)
-	if err != nil {
-		return nil, err
-	}
-	packBlobs := map[crypto.ID][]pack.Blob{}
-	for _, id := range indexFiles {
-		plain, err := r.loadSealedCompressed(ctx, backend.Index, id)
-		if err == nil {
-			var packs []PackBlobs
-			if packs, err = DecodeIndex(plain); err == nil {
-				for _, p := range packs {
-					packBlobs[p.Pack] = p.Blobs
-					r.idx.AddPack(p.Pack, p.Blobs)
-				}
-			}
-		}
-		if err != nil {
-			rep.problem("index %s is damaged: %v", id, err)
+	// 1. Index files, one by one, so one damaged file does not hide the rest; then the headers of
+	// the packs no intact index lists. For some machines only, the packs they use: memory in
+	// proportion to their generations, not to the repository.
+	var listing *packListing
+	if o.Machine == "" {
+		// The manifests first, so that the generations' own metadata packs, which no index
+		// lists, are known as such (metapack.go); what cannot be read is reported in step 2.
+		_, _, _ = r.ListGenerations(ctx, "")
+		if listing, err = r.listPacks(ctx, nil); err != nil {
+			return nil, err
 		}
 	}
-	r.idx.mu.Lock()
-	for _, id := range indexFiles {
-		r.idx.files[id] = true
-	}
-	r.idx.mu.Unlock()
 
 	// 2. Generations and their chunk lists; remember where every blob is used.
 	uses := map[crypto.ID][]use{}
 	gens, err := r.verifyGenerations(ctx, o, rep)
 	if err != nil {
 		return nil, err
+	}
+	if listing == nil {
+		if err := r.LoadIndexFor(ctx, gens...); err != nil {
+			return nil, err
+		}
 	}
 	rep.Generations = len(gens)
 	rollbacks, err := r.Rollbacks(ctx, o.Machine)
@@ -127,28 +119,22 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 
 	r.verifyMetaPacks(ctx, gens, o.ReadData, uses, rep)
 
+	if listing == nil {
+		if listing, err = r.listPacks(ctx, func(blobs []pack.Blob) bool { return packUsed(blobs, uses) }); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range listing.damaged {
+		rep.problem("%v: run `cauldron repair index` (readers skip it and read the packs' headers meanwhile)", d)
+	}
+	packBlobs := listing.blobs
+
 	// 3. Packs: present, headers matching the index; with ReadData every byte.
-	stored := map[crypto.ID]int64{}
-	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
-		id, err := crypto.ParseID(fi.Name)
-		if err != nil {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("data/%s is not a pack name; ignored", fi.Name))
-			return nil
-		}
-		stored[id] = fi.Size
-		return nil
-	}); err != nil {
-		return nil, err
+	stored := listing.sizes
+	for _, name := range listing.foreign {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s is not named like a repository file; ignored", name))
 	}
-	var orphans int
-	for id := range stored {
-		if _, ok := packBlobs[id]; !ok && !r.meta.isMetaPack(id) {
-			orphans++
-		}
-	}
-	if orphans > 0 {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("%d pack(s) are not in any index: left by an interrupted capture; the next capture reuses them, prune removes what nothing needs", orphans))
-	}
+	r.verifyUnlisted(listing, uses, rep)
 	var packs []crypto.ID
 	for id := range packBlobs {
 		if o.Machine != "" && !packUsed(packBlobs[id], uses) {
@@ -163,6 +149,9 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 		}
 		rep.Packs++
 		rep.Blobs += len(packBlobs[id])
+		if listing.fromHeaders[id] && !o.ReadData {
+			continue // its header was just read: it is the listing
+		}
 		size, ok := stored[id]
 		if !ok {
 			rep.problem("pack %s listed in the index is missing%s", id.Short(), hits(packBlobs[id], uses))
@@ -185,6 +174,37 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 		o.Progress(len(packs), len(packs))
 	}
 	return rep, nil
+}
+
+// verifyUnlisted reports the packs no intact index lists: holding data the generations need,
+// they mean a damaged or missing index; holding nothing needed, they are an interrupted
+// capture's; with a header that does not open, a damaged pack.
+func (r *Repository) verifyUnlisted(l *packListing, uses map[crypto.ID][]use, rep *VerifyReport) {
+	var needed []string
+	idle := 0
+	for id := range l.fromHeaders {
+		if blobs, kept := l.blobs[id]; kept && packUsed(blobs, uses) {
+			needed = append(needed, "data/"+id.String())
+		} else {
+			idle++
+		}
+	}
+	sort.Strings(needed)
+	if len(needed) > 0 {
+		rep.problem("%d pack(s) hold data the generations need but no intact index file lists them (%s): the index is damaged or missing; run `cauldron repair index` (readers find them through their headers meanwhile)",
+			len(needed), strings.Join(needed[:min(3, len(needed))], ", "))
+	}
+	if idle > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d intact pack(s) are not in any index and hold nothing the generations checked need: left by an interrupted capture, or listed only by a lost index file; the next capture indexes and reuses them, prune removes those no generation needs", idle))
+	}
+	var bad []string
+	for id, err := range l.badHeaders {
+		bad = append(bad, fmt.Sprintf("pack %s is in no intact index and its header does not open: %v", id.Short(), err))
+	}
+	sort.Strings(bad)
+	for _, b := range bad {
+		rep.problem("%s", b)
+	}
 }
 
 func (r *Repository) verifyGenerations(ctx context.Context, o VerifyOptions, rep *VerifyReport) ([]*Generation, error) {

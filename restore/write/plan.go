@@ -77,7 +77,7 @@ func CheckPlan(ctx context.Context, r *tib.Repository, gen *tib.Generation, disk
 	if err != nil {
 		return nil, err
 	}
-	if err := r.LoadIndex(ctx); err != nil {
+	if err := r.LoadIndexFor(ctx, gen); err != nil {
 		return nil, err
 	}
 	regions, err := loadRegions(ctx, r, gen, disk)

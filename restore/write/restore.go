@@ -97,7 +97,7 @@ func Disk(ctx context.Context, r *tib.Repository, o Options) (Stats, error) {
 		return Stats{}, err
 	}
 	defer lock.Unlock()
-	if err := r.LoadIndex(ctx); err != nil {
+	if err := r.LoadIndexFor(ctx, gen); err != nil {
 		return Stats{}, err
 	}
 	if o.Partial && o.Plan != nil {

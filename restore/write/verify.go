@@ -214,7 +214,7 @@ func verifyJobs(ctx context.Context, r *tib.Repository, o VerifyOptions, disk *t
 	var jobs []verifyJob
 	var total int64
 	var skipped []string
-	if err := r.LoadIndex(ctx); err != nil {
+	if err := r.LoadIndexFor(ctx, o.Generation); err != nil {
 		return nil, 0, nil, err
 	}
 	var regions []tib.RegionData
