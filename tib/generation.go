@@ -276,6 +276,7 @@ func (r *Repository) ListGenerations(ctx context.Context, machine string) ([]*Ge
 	}
 	var out []*Generation
 	var damaged []*ManifestError
+	var metaPacks []crypto.ID
 	for _, id := range ids {
 		g, err := r.LoadGeneration(ctx, id)
 		var me *ManifestError
@@ -288,10 +289,12 @@ func (r *Repository) ListGenerations(ctx context.Context, machine string) ([]*Ge
 		case err != nil:
 			return nil, nil, err
 		}
+		metaPacks = append(metaPacks, g.MetaPacks...)
 		if machine == "" || g.Machine == machine {
 			out = append(out, g)
 		}
 	}
+	r.meta.replace(metaPacks)
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Time.Equal(out[j].Time) {
 			return out[i].Time.Before(out[j].Time)

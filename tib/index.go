@@ -396,7 +396,7 @@ func (r *Repository) unknownChunks(ctx context.Context, gen *Generation) []crypt
 	for _, d := range gen.Disks {
 		for i := range d.Regions {
 			g := &d.Regions[i]
-			b, err := r.LoadBlob(ctx, g.Chunks, nil)
+			b, err := r.LoadMeta(ctx, gen, g.Chunks)
 			if err != nil {
 				continue
 			}

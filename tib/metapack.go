@@ -43,6 +43,15 @@ func (m *metaCopies) know(packs []crypto.ID) {
 	}
 }
 
+// replace makes the known metadata packs exactly those of the manifests just read (all of them):
+// a forgotten generation's packs are metadata packs no more, and prune may remove them.
+func (m *metaCopies) replace(packs []crypto.ID) {
+	m.mu.Lock()
+	m.known, m.packs = nil, nil
+	m.mu.Unlock()
+	m.know(packs)
+}
+
 // candidates are the metadata packs to look in: gen's own first, then every other one known.
 func (m *metaCopies) candidates(gen *Generation) []crypto.ID {
 	m.mu.Lock()

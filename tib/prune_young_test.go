@@ -84,8 +84,17 @@ func TestPruneKeepsYoungPacks(t *testing.T) {
 			t.Fatalf("%s is still there: %v", p, err)
 		}
 	}
-	// The kept packs are still indexed: the repository verifies.
-	verifyClean(t, reopen(t, r, ""), false)
+	// The kept packs are still indexed: the repository verifies, but for the stand-in for the
+	// running capture's pack, whose bytes are no pack (a real one is linked in whole).
+	rep, err := reopen(t, r, "").Verify(ctx, tib.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Problems {
+		if !strings.Contains(p, "pack abababab is in no intact index and its header does not open") {
+			t.Errorf("verify: %s", p)
+		}
+	}
 
 	// Once old, they go.
 	ageFiles(t, filepath.Join(repo, "data"), tib.PruneYoung+time.Minute)

@@ -179,11 +179,27 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 // verifyUnlisted reports the packs no intact index lists: holding data the generations need,
 // they mean a damaged or missing index; holding nothing needed, they are an interrupted
 // capture's; with a header that does not open, a damaged pack.
+// onlyCopyUsed reports whether a pack no intact index lists holds a blob the generations use
+// that the index resolves to it: one that no index file lists in any pack (the index files are
+// read before the headers). A copy that the index holds elsewhere too (the metadata pack of a
+// generation forgotten or rewritten by repair, say) makes the pack redundant, not needed.
+func (r *Repository) onlyCopyUsed(id crypto.ID, blobs []pack.Blob, uses map[crypto.ID][]use) bool {
+	for _, b := range blobs {
+		if len(uses[b.ID]) == 0 {
+			continue
+		}
+		if loc, ok := r.idx.Lookup(b.ID); ok && loc.Pack == id {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *Repository) verifyUnlisted(l *packListing, uses map[crypto.ID][]use, rep *VerifyReport) {
 	var needed []string
 	idle := 0
 	for id := range l.fromHeaders {
-		if blobs, kept := l.blobs[id]; kept && packUsed(blobs, uses) {
+		if blobs, kept := l.blobs[id]; kept && r.onlyCopyUsed(id, blobs, uses) {
 			needed = append(needed, "data/"+id.String())
 		} else {
 			idle++
