@@ -386,8 +386,28 @@ func (v *VM) PowerButton() error {
 	return nil
 }
 
+// Monitor runs a human monitor command (as typed at QEMU's monitor: "info registers", "info
+// irq") through QMP and returns its output, for tests that look into a guest that went quiet.
+func (v *VM) Monitor(command string) (string, error) {
+	args, _ := json.Marshal(map[string]string{"command-line": command})
+	var out string
+	err := v.qmpCall("human-monitor-command", args, func(ret json.RawMessage) error {
+		return json.Unmarshal(ret, &out)
+	})
+	if err != nil {
+		return "", fmt.Errorf("qemu: VM %s: %w", v.cfg.Name, err)
+	}
+	return out, nil
+}
+
 // qmp runs one QMP command without arguments.
 func (v *VM) qmp(command string) error {
+	return v.qmpCall(command, nil, nil)
+}
+
+// qmpCall runs one QMP command with arguments (nil for none) and hands its return value to ret
+// (when not nil).
+func (v *VM) qmpCall(command string, args json.RawMessage, ret func(json.RawMessage) error) error {
 	conn, err := net.DialTimeout("unix", filepath.Join(v.dir, "qmp.sock"), 5*time.Second)
 	if err != nil {
 		return fmt.Errorf("QMP: %w", err)
@@ -401,7 +421,11 @@ func (v *VM) qmp(command string) error {
 		return fmt.Errorf("QMP greeting: %w", err)
 	}
 	for _, cmd := range []string{"qmp_capabilities", command} {
-		if _, err := fmt.Fprintf(conn, `{"execute":%q}`+"\n", cmd); err != nil {
+		req := fmt.Sprintf(`{"execute":%q}`, cmd)
+		if cmd == command && args != nil {
+			req = fmt.Sprintf(`{"execute":%q,"arguments":%s}`, cmd, args)
+		}
+		if _, err := fmt.Fprintln(conn, req); err != nil {
 			return fmt.Errorf("QMP %s: %w", cmd, err)
 		}
 		for {
@@ -427,6 +451,9 @@ func (v *VM) qmp(command string) error {
 			}
 			if reply.Error != nil {
 				return fmt.Errorf("QMP %s: %s: %s", cmd, reply.Error.Class, reply.Error.Desc)
+			}
+			if cmd == command && ret != nil {
+				return ret(reply.Return)
 			}
 			break
 		}
