@@ -247,7 +247,9 @@ func (r *Repository) storedPacks(ctx context.Context, lock *Lock) (map[crypto.ID
 		return nil, fmt.Errorf("%s does not report when files were stored: prune cannot tell a running capture's packs from unneeded ones (run prune where the repository is stored, or update its server)", r.Location())
 	}
 	for id, p := range packs {
-		p.young = now.Sub(p.modTime) < PruneYoung
+		// A pack dated in the storage's future (its clock was ahead, or the file was touched)
+		// counts as young: its age is unknown. With no horizon nothing is young.
+		p.young = PruneYoung > 0 && now.Sub(p.modTime) < PruneYoung
 		packs[id] = p
 	}
 	return packs, nil
