@@ -80,10 +80,13 @@ const maxHtpasswd = 16 << 20
 // a byte is read: a FIFO would block the reader until some writer opened it (the server at
 // start, or every login while the file is read again), a device would never end.
 func readRegularFile(path string, limit int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// Opened without blocking (os.Open would wait in open(2) for a FIFO's writer), and only
+	// for reading.
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
+	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
