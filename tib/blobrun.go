@@ -61,7 +61,13 @@ func ErrNotIndexed(id crypto.ID) error {
 // run cannot be read whole (a damaged or short pack), its blobs are read one by one, so that one
 // bad range costs only the blobs it holds. plain is valid only during the call.
 func (r *Repository) LoadRun(ctx context.Context, run BlobRun, fn func(id crypto.ID, plain []byte, err error) error) error {
-	sealed, err := r.be.Load(ctx, backend.Handle{Type: backend.Pack, Name: run.Pack.String()}, int(run.End-run.Start), run.Start)
+	h := backend.Handle{Type: backend.Pack, Name: run.Pack.String()}
+	sealed, err := r.be.Load(ctx, h, int(run.End-run.Start), run.Start)
+	if err == nil && int64(len(sealed)) != run.End-run.Start {
+		// Every backend reports a short read as an error; one that did not would make intact
+		// blobs look damaged (or panic slicing them).
+		err = fmt.Errorf("%s: %d bytes read at %d, %d asked for", h, len(sealed), run.Start, run.End-run.Start)
+	}
 	if err != nil && len(run.Blobs) > 1 {
 		for _, loc := range run.Blobs {
 			plain, err := r.LoadBlob(ctx, loc.ID, nil)

@@ -190,6 +190,30 @@ func (r *Repository) ChangePassword(ctx context.Context, password []byte) (strin
 	return name, nil
 }
 
+// KeysOpenedBy lists the key files other than the one in use that password opens (each costs a
+// key derivation): after a password change, the old password still opens the repository
+// through them.
+func (r *Repository) KeysOpenedBy(ctx context.Context, password []byte) ([]string, error) {
+	keys, err := r.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var opened []string
+	for _, k := range keys {
+		if k.Current || k.Unusable != nil {
+			continue
+		}
+		key, err := tryKey(ctx, r.be, k.ID, password)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err == nil && key != nil {
+			opened = append(opened, k.ID)
+		}
+	}
+	return opened, nil
+}
+
 // userName is the user a new key file records, "" when unknown.
 func userName() string {
 	if u, err := user.Current(); err == nil && u.Username != "" {

@@ -145,3 +145,73 @@ func TestManifestWithoutMetaPacks(t *testing.T) {
 	readDisk(t, r, &old, "disk0", out)
 	checkRestored(t, s, out, dir)
 }
+
+// indexAheadOfAll writes an index file listing pack p, as a capture does for a pack no index
+// lists, named so that it is read before every other index file: the index then resolves p's
+// blobs to p, not to the copies the other files list.
+func indexAheadOfAll(t *testing.T, r *tib.Repository, p crypto.ID) {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(r.Location(), "data", p.String()[:2], p.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := r.PackHeader(ctx, p, fi.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	others, err := r.IndexFiles(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 500 { // each try is named at random (a fresh nonce): one sorts first soon
+		id, err := r.WriteIndex(ctx, []tib.PackBlobs{{Pack: p, Blobs: blobs}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := true
+		for _, o := range others {
+			first = first && id.String() < o.String()
+		}
+		if first {
+			return
+		}
+		if err := os.Remove(filepath.Join(r.Location(), "index", id.String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatal("no index file name sorted first")
+}
+
+// A capture that starts while another is between saving its own metadata packs and its
+// manifest finds those packs in no index and named by no manifest, and indexes them (they look
+// like a killed capture's). The index may then resolve the generation's chunk lists and used maps
+// to its own copy: prune kept that copy and dropped the shared one as a duplicate, so that the
+// generation was down to one copy for good — its metadata pack's loss took it. Prune keeps the
+// shared copy, and takes the own packs out of the index again.
+func TestPruneKeepsSharedCopyOfIndexedMetaPack(t *testing.T) {
+	pruneEverything(t)
+	dir := t.TempDir()
+	s := makeSample(t, dir, 18)
+	r := newRepo(t, dir, "pw")
+	a := capture(t, r, "alpha", s.Path)
+	for _, p := range a.MetaPacks {
+		indexAheadOfAll(t, r, p)
+	}
+	r = reopen(t, r, "pw")
+	if _, err := r.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r = reopen(t, r, "pw")
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range a.MetaPacks {
+		if r.Index().HasPack(p) {
+			t.Errorf("prune left the own metadata pack %s in the index", p.Short())
+		}
+	}
+	removeMetaPacks(t, r, a)
+	r = reopen(t, r, "pw")
+	readDisk(t, r, a, "disk0", filepath.Join(dir, "a.img"))
+	checkRestored(t, s, filepath.Join(dir, "a.img"), dir)
+}

@@ -106,20 +106,28 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 		return st, err
 	}
 
-	// Classify packs. A blob is kept in the pack the index resolves it to; other copies go.
-	// The generations' own metadata packs are not indexed (metapack.go): kept whole below.
+	// Classify packs. A blob is kept in its home pack (sharedHome); other copies go. The
+	// generations' own metadata packs are kept whole, and indexed only while they hold the
+	// last indexed copy of a needed blob.
+	home := sharedHome(r.idx, packBlobs, ownMeta)
 	var keep []PackBlobs
 	var drop []crypto.ID
 	var rewrite []PackBlobs
+	unindex := 0
 	for id, blobs := range packBlobs {
 		var live []pack.Blob
 		for _, b := range blobs {
-			if loc, _ := r.idx.Lookup(b.ID); needed[b.ID] && loc.Pack == id {
+			if needed[b.ID] && home(b.ID) == id {
 				live = append(live, b)
 			}
 		}
 		switch {
-		case len(live) == len(blobs) || ownMeta[id]: // an own metadata pack some index lists anyway
+		case ownMeta[id] && len(live) == 0:
+			// Indexed by a capture that took it for a killed capture's pack (it started while
+			// this pack's capture was between its metadata packs and its manifest): taken
+			// out of the index again, as metapack.go has it.
+			unindex++
+		case len(live) == len(blobs) || ownMeta[id]:
 			keep = append(keep, PackBlobs{id, blobs})
 		case stored[id].young:
 			keep = append(keep, PackBlobs{id, blobs})
@@ -142,7 +150,7 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 			orphans = append(orphans, id)
 		}
 	}
-	if len(drop) == 0 && len(rewrite) == 0 && len(orphans) == 0 && len(listing.damaged) == 0 && len(listing.fromHeaders) == 0 {
+	if len(drop) == 0 && len(rewrite) == 0 && len(orphans) == 0 && unindex == 0 && len(listing.damaged) == 0 && len(listing.fromHeaders) == 0 {
 		return st, nil
 	}
 
@@ -204,6 +212,31 @@ func (r *Repository) Prune(ctx context.Context) (PruneStats, error) {
 	return st, nil
 }
 
+// sharedHome returns, for a blob, the pack prune keeps it in: the one the index resolves it to,
+// unless that is a generation's own metadata pack (ownMeta) while an indexed pack of no
+// generation's own holds the blob too. A generation's own copy is its second copy: resolved to,
+// it made the shared copy look like a duplicate, and prune dropped it.
+func sharedHome(idx *Index, packBlobs map[crypto.ID][]pack.Blob, ownMeta map[crypto.ID]bool) func(crypto.ID) crypto.ID {
+	shared := map[crypto.ID]crypto.ID{}
+	for p, blobs := range packBlobs {
+		if ownMeta[p] {
+			continue
+		}
+		for _, b := range blobs {
+			if _, ok := shared[b.ID]; !ok {
+				shared[b.ID] = p
+			}
+		}
+	}
+	return func(id crypto.ID) crypto.ID {
+		loc, _ := idx.Lookup(id)
+		if p, ok := shared[id]; ok && ownMeta[loc.Pack] {
+			return p
+		}
+		return loc.Pack
+	}
+}
+
 // storedPack is what prune needs of a pack file in the storage.
 type storedPack struct {
 	size    int64
@@ -238,7 +271,9 @@ func (r *Repository) storedPacks(ctx context.Context, lock *Lock) (map[crypto.ID
 		return nil, fmt.Errorf("%s does not report when files were stored: prune cannot tell a running capture's packs from unneeded ones (run prune where the repository is stored, or update its server)", r.Location())
 	}
 	for id, p := range packs {
-		p.young = now.Sub(p.modTime) < PruneYoung
+		// A pack dated in the storage's future (its clock was ahead, or the file was touched)
+		// counts as young: its age is unknown. With no horizon nothing is young.
+		p.young = PruneYoung > 0 && now.Sub(p.modTime) < PruneYoung
 		packs[id] = p
 	}
 	return packs, nil

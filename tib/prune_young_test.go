@@ -109,3 +109,26 @@ func TestPruneKeepsYoungPacks(t *testing.T) {
 		t.Fatalf("data/ still holds %d bytes", n)
 	}
 }
+
+// TestPruneNoHorizonTakesFutureDatedPacks: with no young-pack horizon (PruneYoung 0: no capture
+// can be running), a pack dated in the storage's future — written while its clock was ahead, or
+// touched — is unneeded like any other. It was "younger than 0s" for ever, prune kept it, and
+// said so.
+func TestPruneNoHorizonTakesFutureDatedPacks(t *testing.T) {
+	pruneEverything(t)
+	dir := t.TempDir()
+	s := makeSample(t, dir, 6)
+	r := newRepo(t, dir, "")
+	g := capture(t, r, "m", s.Path)
+	if err := r.Forget(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	ageFiles(t, filepath.Join(r.Location(), "data"), -3*365*24*time.Hour)
+	st, err := r.Prune(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.YoungKept != 0 || st.PacksRemoved == 0 {
+		t.Fatalf("prune with no horizon: %+v; want every pack removed", st)
+	}
+}

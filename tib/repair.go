@@ -1,7 +1,9 @@
 package tib
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +40,8 @@ type RepairGenerationsReport struct {
 // filesystem's own allocation structures in the region's chunks (or, failing that, the region is
 // marked whole: its chunks hold zeros where blocks were unused) — and its own copies written
 // again. A chunk list lost in every copy cannot be rebuilt: it is named. New manifests are saved
-// before the old ones are removed, so a crash leaves at worst both. It takes the exclusive lock.
+// before the old ones are removed, so a crash leaves at worst both, and the next run removes the
+// old one. It takes the exclusive lock.
 func (r *Repository) RepairGenerations(ctx context.Context, o RepairGenerationsOptions) (*RepairGenerationsReport, error) {
 	lock, err := r.Lock(ctx, true, "repair generations")
 	if err != nil {
@@ -54,7 +57,7 @@ func (r *Repository) RepairGenerations(ctx context.Context, o RepairGenerationsO
 	}
 	rep := &RepairGenerationsReport{Removed: damaged}
 	for _, gen := range gens {
-		if err := r.repairGeneration(ctx, gen, o.DryRun, rep); err != nil {
+		if err := r.repairGeneration(ctx, gen, gens, o.DryRun, rep); err != nil {
 			return rep, fmt.Errorf("generation %s of %s: %w", gen.ID.Short(), gen.Machine, err)
 		}
 	}
@@ -69,8 +72,10 @@ func (r *Repository) RepairGenerations(ctx context.Context, o RepairGenerationsO
 	return rep, nil
 }
 
-// repairGeneration writes gen anew when its metadata needs it.
-func (r *Repository) repairGeneration(ctx context.Context, gen *Generation, dryRun bool, rep *RepairGenerationsReport) error {
+// repairGeneration writes gen anew when its metadata needs it. gens are every readable
+// generation: one of them may be gen already written anew by a repair interrupted before it
+// removed gen.
+func (r *Repository) repairGeneration(ctx context.Context, gen *Generation, gens []*Generation, dryRun bool, rep *RepairGenerationsReport) error {
 	fixed := *gen
 	fixed.Disks = append([]Disk(nil), gen.Disks...)
 	meta := r.newMetaPackWriter(NewEncoder(r.key, zstd.SpeedDefault))
@@ -95,23 +100,81 @@ func (r *Repository) repairGeneration(ctx context.Context, gen *Generation, dryR
 		return nil
 	}
 	done := RepairedGeneration{Old: gen.ID, Machine: gen.Machine, Rebuilt: rebuilt}
+	replacement, err := r.earlierRepair(ctx, gen, &fixed, gens)
+	if err != nil {
+		return err
+	}
+	if replacement != nil {
+		done.Rebuilt = append(done.Rebuilt, fmt.Sprintf("already written anew as %s by an earlier repair: only the old manifest is removed", replacement.ID.Short()))
+		fixed = *replacement
+	}
 	if dryRun {
 		rep.Rewritten = append(rep.Rewritten, done)
 		return nil
 	}
-	var err error
-	if fixed.MetaPacks, err = meta.finish(ctx); err != nil {
-		return err
-	}
-	if err := r.SaveGeneration(ctx, &fixed); err != nil {
-		return err
+	if replacement == nil {
+		if fixed.MetaPacks, err = meta.finish(ctx); err != nil {
+			return err
+		}
+		if err := r.SaveGeneration(ctx, &fixed); err != nil {
+			return err
+		}
 	}
 	done.New = fixed.ID
 	rep.Rewritten = append(rep.Rewritten, done)
+	// The session moves first: a crash before the removal leaves both manifests (the next
+	// repair removes the old), never a session naming a manifest that is gone (a rollback).
+	if err := r.noteReplaced(ctx, gen, &fixed); err != nil {
+		return fmt.Errorf("written anew as %s, but the replication session was not moved to it (the old manifest is kept): %w", fixed.ID.Short(), err)
+	}
 	if err := r.be.Remove(ctx, backend.Handle{Type: backend.Generation, Name: gen.ID.String()}); err != nil {
 		return fmt.Errorf("written anew as %s, but the old manifest was not removed: %w", fixed.ID.Short(), err)
 	}
-	return r.noteReplaced(ctx, gen, &fixed)
+	return nil
+}
+
+// earlierRepair finds, among gens, fixed already saved by a repair interrupted before it removed
+// gen: the same generation (machine, time, parent, disks as repaired), other manifest, with its
+// own metadata copies intact. nil when there is none.
+func (r *Repository) earlierRepair(ctx context.Context, gen, fixed *Generation, gens []*Generation) (*Generation, error) {
+	want, err := json.Marshal(sameGeneration(fixed))
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range gens {
+		if o.ID == gen.ID || o.Machine != gen.Machine || !o.Time.Equal(gen.Time) || len(o.MetaPacks) == 0 {
+			continue
+		}
+		have, err := json.Marshal(sameGeneration(o))
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(have, want) && r.ownCopiesIntact(ctx, o) {
+			return o, nil
+		}
+	}
+	return nil, nil
+}
+
+// sameGeneration is what two manifests of one generation share: all but their ID, format version
+// and metadata packs.
+func sameGeneration(g *Generation) Generation {
+	s := *g
+	s.ID, s.Version, s.MetaPacks = crypto.ID{}, 0, nil
+	return s
+}
+
+// ownCopiesIntact reports whether every chunk list and used map of gen has an intact copy in
+// its own metadata packs.
+func (r *Repository) ownCopiesIntact(ctx context.Context, gen *Generation) bool {
+	for _, d := range gen.Disks {
+		for _, g := range d.Regions {
+			if !r.hasOwnCopy(ctx, gen, g.Chunks) || !r.hasOwnCopy(ctx, gen, g.UsedMap) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // repairRegion gets a region's chunk list and used map from any copy (rebuilding the used map if

@@ -1,12 +1,16 @@
 package tib_test
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/cauldron-dr/cauldron/tib"
+	"github.com/cauldron-dr/cauldron/tib/backend"
+	"github.com/cauldron-dr/cauldron/tib/backend/local"
 )
 
 // removeMetaPacks deletes a generation's own metadata packs.
@@ -117,5 +121,85 @@ func TestRepairGenerations(t *testing.T) {
 	}
 	if l := strings.Join(lost.Lost, "\n"); !strings.Contains(l, "chunk list is lost") || !strings.Contains(l, "machine web") {
 		t.Fatalf("lost chunk list not named: %+v", lost)
+	}
+}
+
+// failSessionSaves is a storage on which replication sessions cannot be written (a full disk,
+// a server refusing): what a repair killed between its steps leaves behind.
+type failSessionSaves struct{ backend.Backend }
+
+func (f failSessionSaves) Save(ctx context.Context, h backend.Handle, data []byte) error {
+	if h.Type == backend.Session {
+		return errors.New("injected: sessions cannot be written")
+	}
+	return f.Backend.Save(ctx, h, data)
+}
+
+// webWithoutMetaPacks is a repository with one generation of machine web whose own metadata
+// packs are gone: one that repair generations writes anew.
+func webWithoutMetaPacks(t *testing.T, seed uint64) (*tib.Repository, *tib.Generation) {
+	dir := t.TempDir()
+	s := makeSample(t, dir, seed)
+	r := newRepo(t, dir, "pw")
+	g := capture(t, r, "web", s.Path)
+	removeMetaPacks(t, r, g)
+	return r, g
+}
+
+// A repair that cannot move a machine's replication session to the generation written anew must
+// not have removed the generation the session records: verify would call that a rollback.
+func TestRepairGenerationsMovesSessionBeforeRemoving(t *testing.T) {
+	r, _ := webWithoutMetaPacks(t, 16)
+	broken, err := tib.Open(ctx, failSessionSaves{local.New(r.Location())}, func() ([]byte, error) { return []byte("pw"), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broken.RepairGenerations(ctx, tib.RepairGenerationsOptions{}); err == nil {
+		t.Fatal("repair succeeded though the session could not be written")
+	}
+	r = reopen(t, r, "pw")
+	rb, err := r.Rollbacks(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rb) > 0 {
+		t.Fatalf("a failed repair left the session recording a removed generation:\n%s", strings.Join(rb, "\n"))
+	}
+}
+
+// A repair interrupted after saving a generation anew (both manifests stored) and run again
+// removes the old manifest: it does not write the same generation a second time.
+func TestRepairGenerationsRunAgainAfterInterruption(t *testing.T) {
+	r, g := webWithoutMetaPacks(t, 17)
+	old, err := os.ReadFile(manifestPath(r, g.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := r.RepairGenerations(ctx, tib.RepairGenerationsOptions{})
+	if err != nil || len(first.Rewritten) != 1 {
+		t.Fatalf("repair: %+v, %v", first, err)
+	}
+	// As if killed before the old manifest was removed.
+	if err := os.WriteFile(manifestPath(r, g.ID), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = reopen(t, r, "pw")
+	again, err := r.RepairGenerations(ctx, tib.RepairGenerationsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gens, err := r.Generations(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gens) != 1 || gens[0].ID != first.Rewritten[0].New {
+		ids := make([]string, len(gens))
+		for i, x := range gens {
+			ids[i] = x.ID.Short()
+		}
+		t.Fatalf("after the second repair web has generations %v (want only %s); second repair: %+v", ids, first.Rewritten[0].New.Short(), again)
+	}
+	if _, err := os.Stat(manifestPath(r, g.ID)); !os.IsNotExist(err) {
+		t.Fatalf("the old manifest is still there: %v", err)
 	}
 }

@@ -380,8 +380,10 @@ packs mixing them with needed ones are rewritten. It takes the exclusive lock.
 
 A pack younger than --keep-young (by the storage's own clock: compared with prune's lock file,
 just written) is neither removed nor rewritten, because it may belong to a capture still running
-(one whose lock was wrongly judged stale): a later prune reclaims it. Files that killed writers
-left in the repository's tmp/ folder are removed once an hour old (by the same clock).`,
+(one whose lock was wrongly judged stale): a later prune reclaims it. A pack dated in the
+storage's future (its clock was ahead when the pack was written) counts as young until then, or
+until a prune with --keep-young 0. Files that killed writers left in the repository's tmp/
+folder are removed once an hour old (by the same clock).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if keepYoung < 0 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/cauldron-dr/cauldron/restore/archive"
@@ -120,7 +121,8 @@ command line or the environment ($CAULDRON_PASSWORD is the current password).`,
 		c.Short = "Change the password: add a key for the new one, then remove the one in use"
 		c.Long = `Change the password of the key that opened the session: a key file for the new password is
 written first, then the old key file is removed, so that an interruption leaves both passwords
-working, never neither. Other keys are unchanged. The new password is read from
+working, never neither. Other keys are unchanged: when the old password also opens another key
+file, passwd names it and exits non-zero (remove it with key remove). The new password is read from
 --new-password-file FILE (- for standard input), or asked twice on a terminal; never from the
 command line or the environment ($CAULDRON_PASSWORD is the current password).`
 	}
@@ -149,7 +151,16 @@ command line or the environment ($CAULDRON_PASSWORD is the current password).`
 		if err != nil {
 			return err
 		}
-		fmt.Printf("added key %s (keys/%s) and removed key %s (keys/%s): the password is changed\n", shortKeyID(name), name, shortKeyID(old), old)
+		fmt.Printf("added key %s (keys/%s) and removed key %s (keys/%s)\n", shortKeyID(name), name, shortKeyID(old), old)
+		still, err := r.KeysOpenedBy(cmd.Context(), f.password)
+		if err != nil {
+			return fmt.Errorf("the password is changed, but whether the old one opens other key files is unknown: %w", err)
+		}
+		if len(still) > 0 {
+			return fmt.Errorf("the old password still opens the repository through key file(s) %s: remove them with `cauldron key remove ID` if it must no longer open it",
+				"keys/"+strings.Join(still, ", keys/"))
+		}
+		fmt.Println("the password is changed")
 		return nil
 	}
 	f.register(c)

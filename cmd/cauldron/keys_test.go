@@ -298,3 +298,31 @@ func TestKeyCommandsRefused(t *testing.T) {
 	_, errs, code = cauldron(t, env, "key", "add", "--repo", repo, "--new-password-file", pwFile)
 	oneLineError(t, "key add while locked", errs, code, "repository is locked", "shared lock")
 }
+
+// TestKeyPasswdNamesOtherKeysOfTheOldPassword: key passwd replaces the key file that opened the
+// session; another key file sealed under the same (old) password kept opening the repository,
+// while passwd said "the password is changed". It now says which key files the old password
+// still opens, and exits non-zero.
+func TestKeyPasswdNamesOtherKeysOfTheOldPassword(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	env := []string{"CAULDRON_PASSWORD=old"}
+	ok(t, env, "init", "--repo", repo)
+	same := filepath.Join(dir, "same")
+	if err := os.WriteFile(same, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, env, "key", "add", "--repo", repo, "--new-password-file", same)
+	newPw := filepath.Join(dir, "new")
+	if err := os.WriteFile(newPw, []byte("new\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code := cauldron(t, env, "key", "passwd", "--repo", repo, "--new-password-file", newPw)
+	if _, _, still := cauldron(t, env, "key", "list", "--repo", repo); still != 0 {
+		t.Fatal("the old password no longer opens the repository: the test proves nothing")
+	}
+	oneLineError(t, "passwd with another key of the old password", errs, code, "the old password still opens", "cauldron key remove")
+	if _, _, c := cauldron(t, []string{"CAULDRON_PASSWORD=new"}, "key", "list", "--repo", repo); c != 0 {
+		t.Fatal("the new password does not open the repository")
+	}
+}

@@ -22,8 +22,8 @@ func newRepairGenerations() *cobra.Command {
     own metadata packs are damaged or missing: a lost used map is rebuilt from the filesystem's
     allocation structures in the region's chunks (or, when that does not give the map captured,
     the region is marked whole: its chunks hold zeros where blocks were unused); the new manifest
-    is saved before the old one is removed, and keeps the generation's time and machine (its ID
-    changes);
+    is saved before the old one is removed (after an interruption, the next run removes the
+    old one), and keeps the generation's time and machine (its ID changes);
   - names what cannot be rebuilt: a chunk list lost in every copy (the region's data cannot be
     found again), with the bytes it hits.
 --dry-run only says what it would do.`,

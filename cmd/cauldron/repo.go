@@ -24,6 +24,9 @@ type repoFlags struct {
 	// dir is the opened repository's directory on this machine ("" over HTTP or S3): its disk
 	// is protected from being written.
 	dir string
+	// password is the one that opened the repository (nil when none was asked for): key
+	// passwd checks what else it opens.
+	password []byte
 }
 
 func (f *repoFlags) register(c *cobra.Command) {
@@ -77,7 +80,11 @@ func (f *repoFlags) open(cmd *cobra.Command) (*tib.Repository, error) {
 		return nil, err
 	}
 	src := f.passwordSource()
-	r, opened, err := archive.OpenRepository(cmd.Context(), sp, func() ([]byte, error) { return src.Password(false) })
+	r, opened, err := archive.OpenRepository(cmd.Context(), sp, func() ([]byte, error) {
+		pw, err := src.Password(false)
+		f.password = pw
+		return pw, err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -59,3 +59,29 @@ func TestCleanTemp(t *testing.T) {
 		t.Fatalf("tmp/ holds %v; want only the fresh file", ents)
 	}
 }
+
+// TestCleanTempRemovesOldClockProbes: the file CleanTemp writes to read the storage's clock is
+// itself left behind when CleanTemp is killed before removing it; once old it goes like any
+// other leftover (it was skipped by name, and so kept for ever).
+func TestCleanTempRemovesOldClockProbes(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "repo")
+	l := local.New(dir)
+	if err := l.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	probe := filepath.Join(dir, "tmp", ".clock-123456")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-backend.TempAge - time.Minute)
+	if err := os.Chtimes(probe, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.CleanTemp(ctx); err != nil || n != 1 {
+		t.Fatalf("CleanTemp = %d, %v; want the old probe removed", n, err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(ents) != 0 {
+		t.Fatalf("tmp/ still holds %v", ents)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -32,7 +33,7 @@ type Users struct {
 
 // ReadHtpasswd reads an htpasswd file; each bad line is named by its number.
 func ReadHtpasswd(path string) (*Users, error) {
-	b, err := os.ReadFile(path)
+	b, err := readRegularFile(path, maxHtpasswd)
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +71,34 @@ func ReadHtpasswd(path string) (*Users, error) {
 		return nil, fmt.Errorf("%s: no users (add one with `htpasswd -B %s USER`)", path, path)
 	}
 	return u, nil
+}
+
+// maxHtpasswd bounds an htpasswd file: some hundred thousand users.
+const maxHtpasswd = 16 << 20
+
+// readRegularFile reads a regular file of at most limit bytes. Anything else is refused before
+// a byte is read: a FIFO would block the reader until some writer opened it (the server at
+// start, or every login while the file is read again), a device would never end.
+func readRegularFile(path string, limit int64) ([]byte, error) {
+	// Opened without blocking (os.Open would wait in open(2) for a FIFO's writer), and only
+	// for reading.
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fi.Mode().Type())
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s: %d bytes, more than an htpasswd file may be (%d)", path, fi.Size(), limit)
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // Has reports whether the file names user.

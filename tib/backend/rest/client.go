@@ -58,6 +58,11 @@ const (
 // maxLoad bounds an answer whose length the client cannot predict (a whole file).
 const maxLoad = DefaultMaxFileSize
 
+// maxPrealloc bounds the buffer made at once for an answer's announced length (a restore's runs
+// and a whole pack fit in it): a server announcing 2 GiB and sending nothing must not cost the
+// client 2 GiB.
+const maxPrealloc = 16 << 20
+
 // maxErrorText bounds the server's text the client keeps for its messages.
 const maxErrorText = 512
 
@@ -517,10 +522,11 @@ func (b *Backend) attempt(ctx context.Context, rq request) (ans answer, reached 
 	}
 	r := &progress{r: resp.Body, dog: dog, d: b.timeout}
 	var data []byte
-	if cl := resp.ContentLength; cl >= 0 && cl <= limit && rq.method != http.MethodHead {
+	if cl := resp.ContentLength; cl >= 0 && cl <= min(limit, maxPrealloc) && rq.method != http.MethodHead {
 		// The length is announced: read into a buffer of exactly that size. io.ReadAll grows
 		// its buffer step by step, clearing and copying about three times the bytes of a
-		// pack's run — a quarter of a network restore's CPU time.
+		// pack's run — a quarter of a network restore's CPU time. Only up to maxPrealloc:
+		// past it the buffer grows with the bytes that really come.
 		data = make([]byte, cl)
 		_, err = io.ReadFull(r, data)
 	} else {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -737,4 +738,30 @@ func TestTLSSpeaksHTTP1(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestAnnouncedLengthIsNotTrusted: a broken or hostile server announcing a huge Content-Length
+// for a whole file (config, key, index, manifest) and sending a few bytes must not make the
+// client allocate what it announces: the client read an announced length into a buffer of that
+// size made at once, so one header took 1 GiB (in the 512 MiB boot environment, the process).
+func TestAnnouncedLengthIsNotTrusted(t *testing.T) {
+	const announced = 1 << 30
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(announced))
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte("config")) // and no more: the connection closes short
+	}))
+	t.Cleanup(srv.Close)
+	b := client(t, srv.URL, rest.Options{Retries: -1})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := backend.ReadAll(ctx, b, backend.Handle{Type: backend.Config})
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a short answer was accepted")
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Fatalf("an answer announcing %d bytes and sending 6 made the client allocate %d bytes", announced, alloc)
+	}
 }
