@@ -48,12 +48,14 @@ func (r *Repository) RepairGenerations(ctx context.Context, o RepairGenerationsO
 		return nil, err
 	}
 	defer lock.Unlock()
-	if err := r.LoadIndex(ctx); err != nil {
-		return nil, fmt.Errorf("%w (repair the index first: see `cauldron verify`)", err)
-	}
+	// The manifests before the index: the generations' own metadata packs are then known as
+	// such, not read through their headers as packs no index lists.
 	gens, damaged, err := r.ListGenerations(ctx, "")
 	if err != nil {
 		return nil, err
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		return nil, fmt.Errorf("%w (repair the index first: see `cauldron verify`)", err)
 	}
 	rep := &RepairGenerationsReport{Removed: damaged}
 	for _, gen := range gens {
