@@ -220,3 +220,49 @@ func TestPruneKeepsSharedCopyOfIndexedMetaPack(t *testing.T) {
 	readDisk(t, r, a, "disk0", filepath.Join(dir, "a.img"))
 	checkRestored(t, s, filepath.Join(dir, "a.img"), dir)
 }
+
+// A capture that starts while another is between its metadata packs and its manifest (here:
+// alpha's manifest held back) does not write those packs into an index file: they are young,
+// and once alpha's manifest names them they are its own metadata packs, which stay unindexed.
+func TestCaptureLeavesYoungUnlistedPacksOutOfTheIndex(t *testing.T) {
+	dir := t.TempDir()
+	s := makeSample(t, dir, 19)
+	r := newRepo(t, dir, "pw")
+	a := capture(t, r, "alpha", s.Path)
+	manifest := filepath.Join(r.Location(), "generations", a.ID.String())
+	held := filepath.Join(dir, "held-manifest")
+	if err := os.Rename(manifest, held); err != nil {
+		t.Fatal(err)
+	}
+	capture(t, reopen(t, r, "pw"), "beta", s.Path)
+	if err := os.Rename(held, manifest); err != nil {
+		t.Fatal(err)
+	}
+	listed := indexedPacks(t, r)
+	for _, p := range a.MetaPacks {
+		if listed[p] {
+			t.Errorf("beta's capture wrote alpha's metadata pack %s, young and unlisted, into an index file", p.Short())
+		}
+	}
+}
+
+// indexedPacks reads every index file as stored (not the in-memory index, which also holds what
+// pack headers say).
+func indexedPacks(t *testing.T, r *tib.Repository) map[crypto.ID]bool {
+	t.Helper()
+	files, err := r.IndexFiles(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[crypto.ID]bool{}
+	for _, f := range files {
+		packs, err := r.ReadIndexFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range packs {
+			out[p.Pack] = true
+		}
+	}
+	return out
+}
