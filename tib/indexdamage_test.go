@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -236,7 +237,10 @@ func TestRepairIndexNamesDamagedPack(t *testing.T) {
 	s := makeSample(t, dir, 27)
 	r := newRepo(t, dir, "pw")
 	capture(t, r, "web", s.Path)
+	// The largest pack: a data pack the index lists (the small ones may be the generation's
+	// own metadata packs, which no index lists and repair index leaves alone).
 	packs := files(t, filepath.Join(dir, "repo", "data"))
+	sort.Slice(packs, func(i, j int) bool { return fileSize(t, packs[i]) > fileSize(t, packs[j]) })
 	fi, _ := os.Stat(packs[0])
 	flip(t, packs[0], fi.Size()-20)
 	rep, err := reopen(t, r, "pw").RepairIndex(ctx)
@@ -257,4 +261,13 @@ func TestRepairIndexNamesDamagedPack(t *testing.T) {
 	if p := strings.Join(v.Problems, "\n"); !strings.Contains(p, "pack ") || strings.Contains(p, "is missing") {
 		t.Fatalf("verify after repair with a damaged pack header:\n%s", p)
 	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }

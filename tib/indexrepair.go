@@ -141,7 +141,11 @@ func (r *Repository) RepairIndex(ctx context.Context) (*RepairIndexReport, error
 	rep := &RepairIndexReport{Damaged: l.damaged, DamagedPacks: map[crypto.ID]error{}}
 	var ids []crypto.ID
 	for id := range l.sizes {
-		ids = append(ids, id)
+		// A generation's own metadata packs stay out of the index (metapack.go); a damaged one
+		// is verify's to name and repair generations' to write again.
+		if !r.meta.isMetaPack(id) {
+			ids = append(ids, id)
+		}
 	}
 	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
 	var packs []PackBlobs
