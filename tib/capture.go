@@ -210,7 +210,7 @@ func (r *Repository) Capture(ctx context.Context, o CaptureOptions) (*Generation
 	if err := r.loadFingerprints(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := r.IndexOrphanPacks(ctx, lock); err != nil {
+	if _, err := r.IndexOrphanPacks(ctx); err != nil {
 		return nil, fmt.Errorf("indexing packs of an interrupted capture: %w", err)
 	}
 	if !o.NoParent {

@@ -1,11 +1,6 @@
 package tib
 
-import (
-	"context"
-	"time"
-
-	"github.com/cauldron-dr/cauldron/tib/crypto"
-)
+import "time"
 
 // SetLockTiming shortens the lock intervals for a test (and for the processes it starts as
 // other hosts); the returned function restores them.
@@ -27,10 +22,4 @@ func SetLockClock(offset time.Duration) {
 func SetFingerprintCollide(before func()) (restore func()) {
 	fingerprintCollide, beforeConfirm = true, before
 	return func() { fingerprintCollide, beforeConfirm = false, nil }
-}
-
-// ReadIndexFile reads one stored index file as it is (for tests that check what the files list,
-// not what the in-memory index learned from pack headers).
-func (r *Repository) ReadIndexFile(id crypto.ID) ([]PackBlobs, error) {
-	return r.readIndexFile(context.Background(), id)
 }

@@ -610,17 +610,9 @@ func (r *Repository) PackHeader(ctx context.Context, id crypto.ID, size int64) (
 // capture killed before writing its index, or listed only by a damaged or deleted index file — so
 // that their chunks are reused rather than stored again and the next reader need not read their
 // headers. A pack whose header does not open is left alone (verify reports it), and so is a
-// generation's own metadata pack (metapack.go) named by a manifest read before. So is a pack
-// younger than OrphanYoung by the storage's clock (its modification time against that of lock,
-// the caller's own): it may be a running capture's, whose metadata packs no manifest names yet;
-// indexing them would let the index resolve that generation's metadata to its own copy, and prune
-// then drop the shared one. Such packs are still used (through their headers), only not listed.
-func (r *Repository) IndexOrphanPacks(ctx context.Context, lock *Lock) (int, error) {
+// generation's own metadata pack (metapack.go) named by a manifest read before.
+func (r *Repository) IndexOrphanPacks(ctx context.Context) (int, error) {
 	if _, err := r.indexUnlistedPacks(ctx); err != nil {
-		return 0, err
-	}
-	young, err := r.youngPacks(ctx, lock, OrphanYoung)
-	if err != nil {
 		return 0, err
 	}
 	r.idx.mu.RLock()
@@ -628,7 +620,7 @@ func (r *Repository) IndexOrphanPacks(ctx context.Context, lock *Lock) (int, err
 	r.idx.mu.RUnlock()
 	var found []PackBlobs
 	for id, size := range headerPacks {
-		if r.meta.isMetaPack(id) || young(id) {
+		if r.meta.isMetaPack(id) {
 			continue
 		}
 		blobs, err := r.PackHeader(ctx, id, size)

@@ -248,31 +248,6 @@ type storedPack struct {
 // lock prune holds (rewritten at most LockRefresh ago, so "now" by the storage's clock, or a
 // little before: a pack then looks a little younger, the safe side).
 func (r *Repository) storedPacks(ctx context.Context, lock *Lock) (map[crypto.ID]storedPack, error) {
-	packs, now, err := r.packTimes(ctx, lock)
-	if err != nil {
-		return nil, err
-	}
-	if now.IsZero() {
-		return nil, fmt.Errorf("%s does not report when files were stored: prune cannot tell a running capture's packs from unneeded ones (run prune where the repository is stored, or update its server)", r.Location())
-	}
-	for id, p := range packs {
-		p.young = isYoung(p.modTime, now, PruneYoung)
-		packs[id] = p
-	}
-	return packs, nil
-}
-
-// isYoung judges a file's age by the storage's clock. A file dated in the storage's future (its
-// clock was ahead, or the file was touched) counts as young: its age is unknown. With no
-// horizon nothing is young.
-func isYoung(modTime, now time.Time, horizon time.Duration) bool {
-	return horizon > 0 && now.Sub(modTime) < horizon
-}
-
-// packTimes lists the pack files with their modification times, and the storage's "now": the
-// modification time of lock, the caller's own (zero when the storage does not report times for
-// the lock or for any pack).
-func (r *Repository) packTimes(ctx context.Context, lock *Lock) (map[crypto.ID]storedPack, time.Time, error) {
 	packs := map[crypto.ID]storedPack{}
 	var unknown int
 	if err := r.be.List(ctx, backend.Pack, func(fi backend.FileInfo) error {
@@ -284,32 +259,22 @@ func (r *Repository) packTimes(ctx context.Context, lock *Lock) (map[crypto.ID]s
 		}
 		return nil
 	}); err != nil {
-		return nil, time.Time{}, err
+		return nil, err
 	}
 	lh := backend.Handle{Type: backend.Lock, Name: lock.info.name}
 	fi, err := r.be.Stat(ctx, lh)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("reading the time of our own lock %s: %w", lh, err)
+		return nil, fmt.Errorf("reading the time of prune's own lock %s: %w", lh, err)
 	}
-	if unknown > 0 {
-		return packs, time.Time{}, nil
+	now := fi.ModTime
+	if now.IsZero() || unknown > 0 {
+		return nil, fmt.Errorf("%s does not report when files were stored: prune cannot tell a running capture's packs from unneeded ones (run prune where the repository is stored, or update its server)", r.Location())
 	}
-	return packs, fi.ModTime, nil
-}
-
-// OrphanYoung is the age below which a capture leaves a pack no index lists out of the index
-// files it writes (IndexOrphanPacks): a running capture's packs are younger.
-var OrphanYoung = time.Hour
-
-// youngPacks says which packs are younger than horizon by the storage's clock; where the storage
-// does not tell, every pack is.
-func (r *Repository) youngPacks(ctx context.Context, lock *Lock, horizon time.Duration) (func(crypto.ID) bool, error) {
-	packs, now, err := r.packTimes(ctx, lock)
-	if err != nil {
-		return nil, err
+	for id, p := range packs {
+		// A pack dated in the storage's future (its clock was ahead, or the file was touched)
+		// counts as young: its age is unknown. With no horizon nothing is young.
+		p.young = PruneYoung > 0 && now.Sub(p.modTime) < PruneYoung
+		packs[id] = p
 	}
-	return func(id crypto.ID) bool {
-		p, ok := packs[id]
-		return now.IsZero() || !ok || isYoung(p.modTime, now, horizon)
-	}, nil
+	return packs, nil
 }
