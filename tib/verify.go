@@ -211,7 +211,7 @@ func (r *Repository) verifyUnlisted(l *packListing, uses map[crypto.ID][]use, re
 			len(needed), strings.Join(needed[:min(3, len(needed))], ", "))
 	}
 	if idle > 0 {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("%d intact pack(s) are not in any index and hold nothing the generations checked need: left by an interrupted capture, listed only by a lost index file, or metadata packs of generations forgotten since; the next capture indexes and reuses them (once an hour old), prune removes those no generation needs", idle))
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d intact pack(s) are not in any index and hold nothing the generations checked need: left by an interrupted capture, listed only by a lost index file, or metadata packs of generations forgotten since; the next capture indexes and reuses them, prune removes those no generation needs", idle))
 	}
 	var bad []string
 	for id, err := range l.badHeaders {
