@@ -24,7 +24,9 @@ CACHE=${BENCH_CACHE:-/var/tmp/cauldron-bench}
 DOC=${BENCH_DOC:-${DOC:-$ROOT/docs/benchmarks.md}}
 SLOW_FOR=${BENCH_SLOW_FOR:-15}
 BIG_MIB=${BENCH_BIG_MIB:-1024}
-DATA_VERSION=2 # as in bench.sh
+# The source disks' cache version is bench.sh's (one place to change it).
+DATA_VERSION=$(sed -n 's/^DATA_VERSION=\([0-9][0-9]*\).*/\1/p' "$ROOT/scripts/bench.sh")
+[ -n "$DATA_VERSION" ] || { echo "bench-net: no DATA_VERSION in scripts/bench.sh" >&2; exit 1; }
 IMAGES=$CACHE/v$DATA_VERSION-${VOL_MIB}M
 GOAL=0.90 # network rate over local rate
 RSS_GOAL_MIB=256
